@@ -1,0 +1,111 @@
+"""The skeleton store: round trip, atomic writes, and the errors users see."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vid2reid.data import make_windows, normalise
+from vid2reid.errors import StoreError
+from vid2reid.store import (Record, canonical_condition, index_store, load_store, read_manifest,
+                            save_sequence, write_manifest)
+
+
+def _seq(t=50, j=17, seed=0):
+    return np.random.default_rng(seed).normal(size=(t, j, 3)).astype(np.float32)
+
+
+def test_round_trip_any_joint_count(tmp_path: Path):
+    recs = []
+    for j in (14, 17, 18, 20, 25, 33):
+        store = tmp_path / f"s{j}"
+        rec = save_sequence(store, "a/001-nm-01-090.npz", _seq(j=j), f"layout{j}",
+                            subject="001", condition="nm", sequence="01", view="090")
+        write_manifest(store, [rec])
+        loaded = load_store(store)
+        assert loaded.joints[0].shape == (50, j, 3)
+        assert loaded.records[0].subject == "001" and loaded.records[0].layout == f"layout{j}"
+        recs.append(rec)
+
+
+def test_conditions_aliases():
+    assert [canonical_condition(c) for c in ("Normal", "bags", "CLOTHES", "nm", "AR")] == \
+        ["nm", "bg", "cl", "nm", "AR"]
+
+
+def test_index_store_rebuilds_manifest_and_keeps_split(tmp_path: Path):
+    a = save_sequence(tmp_path, "x/1.npz", _seq(), "h36m-17", subject="001", condition="bg",
+                      sequence="02", view="018", quality=0.9)
+    b = save_sequence(tmp_path, "x/2.npz", _seq(60), "h36m-17", subject="002", condition="AR",
+                      sequence="1", view="0")
+    write_manifest(tmp_path, [a, Record(**{**b.__dict__, "split": "test"})])
+    recs = index_store(tmp_path)
+    assert [r.path for r in recs] == ["x/1.npz", "x/2.npz"]
+    assert recs[1].split == "test" and recs[1].frames == 60
+    assert dict(recs[0].extra)["quality"] == "0.9"
+    back = read_manifest(tmp_path)
+    assert back[0].video_key == ("001", "bg", "02", "018")
+    assert dict(back[0].extra)["quality"] == "0.9"
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing_store", "skeleton store not found"),
+    ("no_manifest", "no manifest"),
+    ("empty", "no sequences"),
+    ("missing_file", "missing"),
+    ("bad_shape", "must have shape"),
+    ("nan", "NaN"),
+    ("bad_column", "missing column"),
+])
+def test_bad_stores_name_the_file(tmp_path: Path, problem: str, message: str):
+    store = tmp_path / "store"
+    store.mkdir()
+    rec = save_sequence(store, "a.npz", _seq(), "h36m-17", subject="1", condition="nm",
+                        sequence="1", view="0")
+    write_manifest(store, [rec])
+    if problem == "missing_store":
+        store = tmp_path / "nope"
+    elif problem == "no_manifest":
+        (store / "manifest.csv").unlink()
+    elif problem == "empty":
+        write_manifest(store, [])
+    elif problem == "missing_file":
+        (store / "a.npz").unlink()
+    elif problem == "bad_shape":
+        np.savez(store / "a.npz", joints=np.zeros((10, 17), np.float32))
+    elif problem == "nan":
+        bad = _seq()
+        bad[3, 2, 1] = np.nan
+        np.savez(store / "a.npz", joints=bad)
+    elif problem == "bad_column":
+        (store / "manifest.csv").write_text("subject,path\n1,a.npz\n")
+    with pytest.raises(StoreError, match=message) as err:
+        load_store(store)
+    assert str(store) in str(err.value)
+
+
+def test_save_rejects_nan_and_leaves_no_partial_file(tmp_path: Path):
+    bad = _seq()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(StoreError):
+        save_sequence(tmp_path, "a.npz", bad, "h36m-17")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_short_sequences_are_skipped_and_counted(tmp_path: Path):
+    recs = [save_sequence(tmp_path, f"{t}.npz", _seq(t), "h36m-17", subject="1") for t in (10, 50)]
+    write_manifest(tmp_path, recs)
+    loaded = load_store(tmp_path, min_frames=40)
+    assert loaded.skipped_short == 1 and len(loaded.records) == 1
+    with pytest.raises(StoreError, match="shorter than 60"):
+        load_store(tmp_path, min_frames=60)
+
+
+def test_windows_are_root_relative_and_cover_the_sequence():
+    j = _seq(t=100)
+    rec = Record("1", "nm", "01", "090", "a.npz", 100, layout="h36m-17")
+    ws = make_windows([rec], [j], f=40, stride=20)
+    assert ws.x.shape == (4, 40, 17, 3)
+    assert np.allclose(ws.x[:, :, 0], 0)
+    assert np.allclose(ws.x[1, 0], normalise(j, "h36m-17")[20])
+    assert make_windows([rec], [j[:30]], f=40).x.shape[0] == 0

@@ -1,0 +1,3 @@
+from vid2reid.cli import main
+
+main()

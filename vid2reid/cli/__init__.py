@@ -1,0 +1,11 @@
+"""Command line: one thin module per command, each calling a library function."""
+
+from vid2reid.cli._app import app
+from vid2reid.cli import evaluate, extract, train  # noqa: F401  (registers the commands)
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``vid2reid`` console script."""
+    app()

@@ -1,0 +1,257 @@
+"""The skeleton store: a directory of per-sequence ``.npz`` files indexed by ``manifest.csv``.
+
+This is the stable format between the pose stage and training/evaluation, and
+the format users write when they bring their own skeletons (Kinect data sets,
+other pose estimators). See README.md, "Skeleton store format".
+
+- ``manifest.csv``: one row per sequence with at least the columns
+  ``subject, condition, sequence, view, path, frames`` (``layout`` and
+  ``split`` optional; extra columns are kept).
+- each ``.npz``: ``joints`` float32 (T, J, 3), a ``layout`` name, and optional
+  metadata (subject, condition, ...) so that the manifest can be rebuilt from
+  the files alone (``index_store``), which is what parallel extraction does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from vid2reid.errors import StoreError
+
+MANIFEST = "manifest.csv"
+REQUIRED_COLUMNS = ("subject", "condition", "sequence", "view", "path", "frames")
+COLUMNS = REQUIRED_COLUMNS + ("layout", "split")
+SPLITS = ("", "train", "test")
+_META_KEYS = ("subject", "condition", "sequence", "view", "split")
+
+# CASIA-B's condition codes and their long names (case-insensitive).
+_CONDITION_ALIASES = {"normal": "nm", "nm": "nm", "bags": "bg", "bag": "bg", "bg": "bg",
+                      "clothes": "cl", "coat": "cl", "cl": "cl"}
+
+
+def canonical_condition(name: str) -> str:
+    """``Normal/Bags/Clothes`` (any case) -> ``nm/bg/cl``; any other code as written."""
+    return _CONDITION_ALIASES.get(name.strip().lower(), name.strip())
+
+
+@dataclass(frozen=True)
+class Record:
+    """One manifest row: a sequence and where its joints are stored."""
+
+    subject: str
+    condition: str
+    sequence: str
+    view: str
+    path: str
+    frames: int
+    layout: str = ""
+    split: str = ""
+    extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def video_key(self) -> tuple[str, str, str, str]:
+        """Identifies the source video; sequences split from one video share it."""
+        return (self.subject, canonical_condition(self.condition), self.sequence, self.view)
+
+    def row(self) -> dict[str, str]:
+        row = {c: str(getattr(self, c)) for c in COLUMNS}
+        row.update(dict(self.extra))
+        return row
+
+
+@dataclass
+class LoadedStore:
+    """Sequences loaded into memory, with how many were too short to use."""
+
+    records: list[Record]
+    joints: list[np.ndarray]
+    skipped_short: int = 0
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_joints(joints: np.ndarray, where: str) -> np.ndarray:
+    if joints.ndim != 3 or joints.shape[2] != 3 or joints.shape[1] < 1:
+        raise StoreError(f"{where}: joints must have shape (T, J, 3), got {tuple(joints.shape)}")
+    if joints.shape[0] == 0:
+        raise StoreError(f"{where}: sequence has no frames")
+    if not np.isfinite(joints).all():
+        bad = int((~np.isfinite(joints)).any(axis=(1, 2)).sum())
+        raise StoreError(f"{where}: {bad} frame(s) contain NaN or infinite coordinates")
+    return joints.astype(np.float32, copy=False)
+
+
+def save_sequence(store_dir: Path | str, rel_path: str, joints: np.ndarray, layout: str,
+                  **meta: object) -> Record:
+    """Atomically write one sequence file and return its manifest record.
+
+    ``meta`` may hold subject/condition/sequence/view/split and any extra
+    scalar fields (e.g. quality numbers); all are stored inside the file.
+    """
+    store_dir = Path(store_dir)
+    target = store_dir / rel_path
+    joints = _check_joints(np.asarray(joints, dtype=np.float32), str(target))
+    arrays = {"joints": joints, "layout": np.array(layout)}
+    arrays.update({k: np.array(v) for k, v in meta.items()})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(target, buf.getvalue())
+    return _record_from_meta(rel_path, joints.shape[0], layout, meta)
+
+
+def _record_from_meta(rel_path: str, frames: int, layout: str, meta: dict) -> Record:
+    extra = tuple((k, str(v)) for k, v in sorted(meta.items()) if k not in _META_KEYS)
+    return Record(subject=str(meta.get("subject", "")), condition=str(meta.get("condition", "")),
+                  sequence=str(meta.get("sequence", "")), view=str(meta.get("view", "")),
+                  path=rel_path, frames=int(frames), layout=layout,
+                  split=str(meta.get("split", "")), extra=extra)
+
+
+def write_manifest(store_dir: Path | str, records: list[Record]) -> Path:
+    """Atomically write ``manifest.csv`` for ``records`` (sorted by path)."""
+    records = sorted(records, key=lambda r: r.path)
+    extra_cols = sorted({k for r in records for k, _ in r.extra} - set(COLUMNS))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(COLUMNS) + extra_cols, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow(r.row())
+    path = Path(store_dir) / MANIFEST
+    atomic_write_bytes(path, out.getvalue().encode())
+    return path
+
+
+def read_manifest(store_dir: Path | str) -> list[Record]:
+    """Read and validate ``manifest.csv``; StoreError names the file and the problem."""
+    store_dir = Path(store_dir)
+    path = store_dir / MANIFEST
+    if not store_dir.is_dir():
+        raise StoreError(f"{store_dir}: skeleton store not found (run 'vid2reid extract' first "
+                         f"or pass --data)")
+    if not path.is_file():
+        raise StoreError(f"{path}: no manifest in this store (run 'vid2reid extract', or write "
+                         f"one as described in README 'Skeleton store format')")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise StoreError(f"{path}: missing column(s) {', '.join(missing)}")
+        records = [_parse_row(row, path, i + 2) for i, row in enumerate(reader)]
+    if not records:
+        raise StoreError(f"{path}: manifest has no sequences (empty store)")
+    return records
+
+
+def _parse_row(row: dict[str, str], path: Path, line: int) -> Record:
+    where = f"{path}:{line}"
+    try:
+        frames = int(row["frames"])
+    except (TypeError, ValueError):
+        raise StoreError(f"{where}: 'frames' must be an integer, got {row['frames']!r}") from None
+    split = (row.get("split") or "").strip().lower()
+    if split not in SPLITS:
+        raise StoreError(f"{where}: 'split' must be train, test or empty, got {split!r}")
+    if not (row.get("path") or "").strip():
+        raise StoreError(f"{where}: empty 'path'")
+    extra = tuple((k, v or "") for k, v in row.items() if k not in COLUMNS and k is not None)
+    return Record(subject=row["subject"].strip(), condition=row["condition"].strip(),
+                  sequence=row["sequence"].strip(), view=row["view"].strip(),
+                  path=row["path"].strip(), frames=frames,
+                  layout=(row.get("layout") or "").strip(), split=split, extra=extra)
+
+
+def load_joints(store_dir: Path | str, record: Record) -> np.ndarray:
+    """Load one sequence's joints (T, J, 3) float32, validating shape and values."""
+    path = Path(store_dir) / record.path
+    if not path.is_file():
+        raise StoreError(f"{path}: file listed in manifest is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "joints" not in data:
+                raise StoreError(f"{path}: no 'joints' array in file")
+            joints = np.asarray(data["joints"])
+    except StoreError:
+        raise
+    except Exception as exc:  # zip/npz corruption surfaces as many exception types
+        raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
+    return _check_joints(joints, str(path))
+
+
+def load_store(store_dir: Path | str, min_frames: int = 1) -> LoadedStore:
+    """Load every sequence with at least ``min_frames`` frames.
+
+    Shorter sequences are skipped and counted (not an error). All sequences
+    must have the same number of joints.
+    """
+    records = read_manifest(store_dir)
+    kept, arrays, short = [], [], 0
+    for rec in records:
+        joints = load_joints(store_dir, rec)
+        if joints.shape[0] < min_frames:
+            short += 1
+            continue
+        if arrays and joints.shape[1] != arrays[0].shape[1]:
+            raise StoreError(f"{Path(store_dir) / rec.path}: has {joints.shape[1]} joints but "
+                             f"{Path(store_dir) / kept[0].path} has {arrays[0].shape[1]}; "
+                             f"one store must use one joint layout")
+        if rec.frames != joints.shape[0]:
+            rec = replace(rec, frames=joints.shape[0])
+        kept.append(rec)
+        arrays.append(joints)
+    if not kept:
+        raise StoreError(f"{store_dir}: all {len(records)} sequences are shorter than "
+                         f"{min_frames} frames")
+    return LoadedStore(kept, arrays, short)
+
+
+def index_store(store_dir: Path | str) -> list[Record]:
+    """Rebuild ``manifest.csv`` from the self-describing ``.npz`` files in a store.
+
+    Used after (possibly sharded, parallel) extraction. A ``split`` value set
+    by hand in an existing manifest is kept.
+    """
+    store_dir = Path(store_dir)
+    old_split: dict[str, str] = {}
+    if (store_dir / MANIFEST).is_file():
+        try:
+            old_split = {r.path: r.split for r in read_manifest(store_dir)}
+        except StoreError:
+            old_split = {}
+    records = []
+    for path in sorted(store_dir.rglob("*.npz")):
+        rel = path.relative_to(store_dir).as_posix()
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = {k: data[k].item() for k in data.files
+                        if k not in ("joints", "layout") and data[k].ndim == 0}
+                frames = int(data["joints"].shape[0])
+                layout = str(data["layout"]) if "layout" in data.files else ""
+        except Exception as exc:
+            raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
+        if rel in old_split and old_split[rel]:
+            meta["split"] = old_split[rel]
+        records.append(_record_from_meta(rel, frames, layout, meta))
+    if records:
+        write_manifest(store_dir, records)
+    return records
