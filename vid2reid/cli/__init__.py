@@ -1,7 +1,7 @@
 """Command line: one thin module per command, each calling a library function."""
 
 from vid2reid.cli._app import app
-from vid2reid.cli import evaluate, extract, train  # noqa: F401  (registers the commands)
+from vid2reid.cli import evaluate, extract, render, train  # noqa: F401  (registers the commands)
 
 __all__ = ["app", "main"]
 
