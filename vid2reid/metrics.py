@@ -13,13 +13,15 @@ Probes are ranked against the gallery by Euclidean distance. Conventions:
 
 Memory: probes are processed in chunks of ``max(1, max_elements // gallery)``
 rows, so peak memory is O(max_elements + gallery), not O(probes x gallery).
-No full sort is needed: each probe's true-match distances are sorted (few),
-every non-match is bucketed between them with ``searchsorted``, and the
-bucket counts give the rank of every true match, hence CMC and AP.
+Per probe, the non-match distances are sorted once and each true match's
+rank is found with ``searchsorted`` (j-th true match at rank j + number of
+non-matches at distance <= its distance), which gives CMC and AP without
+sorting index arrays.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,44 +59,59 @@ def _codes(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(inv[: len(a)]), torch.from_numpy(inv[len(a):])
 
 
-def _chunk_sums(d: torch.Tensor, true: torch.Tensor, valid: torch.Tensor,
-                topk: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-chunk CMC hit counts, AP sum and number of probes with a match.
+def _sort_rows(a: np.ndarray, workers: int) -> np.ndarray:
+    """Row-wise ascending sort, split over threads (numpy's sort releases the GIL)."""
+    if workers <= 1 or len(a) < 2 * workers:
+        return np.sort(a, axis=1)
+    parts = np.array_split(a, workers)
+    with ThreadPoolExecutor(workers) as ex:
+        return np.concatenate(list(ex.map(lambda x: np.sort(x, axis=1), parts)))
 
-    ``d`` (P, G) distances, ``true`` (P, G) same identity and kept, ``valid``
-    (P, G) kept (not the probe's own video).
+
+def _chunk_sums(d: torch.Tensor, pid: torch.Tensor, pgr: torch.Tensor, gid_sorted: torch.Tensor,
+                ggr: torch.Tensor, start: torch.Tensor, size: torch.Tensor, r_max: int,
+                check_groups: bool, workers: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CMC hit counts, AP sum and number of probes with a match, for one probe chunk.
+
+    ``d`` (P, G) distances to a gallery sorted by identity, so that probe i's
+    same-identity items are the block ``start[pid[i]] : start + size``. ``d`` is
+    overwritten.
     """
-    n_true = true.sum(1)  # (P,)
-    has = n_true > 0
-    if not bool(has.any()):
-        return torch.zeros(len(topk), dtype=torch.int64), torch.zeros((), dtype=torch.float64), \
-            torch.zeros((), dtype=torch.int64)
-    d, true, valid, n_true = d[has], true[has], valid[has], n_true[has]
-    r_max = int(n_true.max())
     inf = torch.tensor(float("inf"), dtype=d.dtype)
-    # Sorted true-match distances, +inf padded to r_max per row.
-    t, _ = torch.topk(torch.where(true, d, inf), r_max, dim=1, largest=False, sorted=True)
-    # Bucket of each non-match: number of true distances strictly below it. With
-    # side='left', a non-match tied with a true match lands before it (conservative).
-    b = torch.searchsorted(t.contiguous(), d.contiguous(), side="left", out_int32=True)
-    false = valid & ~true
-    b = torch.where(false, b, torch.full_like(b, r_max + 1))  # dump bucket for the rest
-    hist = torch.zeros((len(d), r_max + 2), dtype=torch.int32)
-    hist.scatter_add_(1, b.long(), torch.ones_like(b))
-    before = torch.cumsum(hist[:, :r_max], dim=1).double()  # c_j: non-matches ranked before true j
+    # Same-identity gallery items per probe: (P, r_max) indices into the block.
+    off = torch.arange(r_max)
+    in_block = off[None, :] < size[pid][:, None]
+    idx = start[pid][:, None] + torch.where(in_block, off[None, :], torch.zeros_like(off)[None, :])
+    idx = idx.clamp_(max=d.shape[1] - 1)
+    own = ggr[idx] == pgr[:, None]  # same identity but the probe's own video: not a match
+    is_true = in_block & ~own & (gid_sorted[idx] == pid[:, None])
+    n_true = is_true.sum(1)
+    t = torch.where(is_true, torch.gather(d, 1, idx), inf)
+    t, _ = torch.sort(t, dim=1)  # true-match distances ascending, +inf padded
+    # Non-matches only: blank out the identity block (matches and own video) and,
+    # if probe and gallery share videos at all, every own-video item.
+    d.scatter_(1, idx, float("inf"))
+    if check_groups:
+        d.masked_fill_(pgr[:, None] == ggr[None, :], inf)
+    # c_j = number of non-matches at distance <= t_j (side='right': a non-match
+    # tied with a true match ranks before it, the conservative convention); the
+    # j-th true match sits at rank j + c_j.
+    f_sorted = torch.from_numpy(_sort_rows(d.numpy(), workers))
+    before = torch.searchsorted(f_sorted, t.contiguous(), side="right").double()
     j = torch.arange(1, r_max + 1, dtype=torch.float64)
-    in_row = j[None, :] <= n_true[:, None]
-    ap = torch.where(in_row, j / (j + before), torch.zeros_like(before)).sum(1) / n_true.double()
+    has = n_true > 0
+    ap = torch.where(j[None, :] <= n_true[:, None], j / (j + before), torch.zeros_like(before))
+    ap = ap.sum(1) / n_true.clamp(min=1).double()
     first_rank = 1 + before[:, 0]
-    hits = torch.stack([(first_rank <= k).sum() for k in topk])
-    return hits, ap.sum(), has.sum()
+    hits = torch.stack([((first_rank <= k) & has).sum() for k in TOPK])
+    return hits, ap[has].sum(), has.sum()
 
 
 def rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray,
                  probe_feats: np.ndarray | None = None, gallery_feats: np.ndarray | None = None,
                  *, distances: np.ndarray | None = None,
                  probe_groups: np.ndarray | None = None, gallery_groups: np.ndarray | None = None,
-                 max_elements: int = 1 << 24) -> RankMetrics:
+                 max_elements: int = 1 << 22) -> RankMetrics:
     """CMC top-1/5/10 and mAP of probes ranked against a gallery.
 
     Give either features (``probe_feats`` (P, D), ``gallery_feats`` (G, D);
@@ -113,17 +130,27 @@ def rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray,
         pgr, ggr = _codes(probe_groups, gallery_groups)
     else:  # no grouping: distinct codes, nothing excluded
         pgr, ggr = torch.arange(n_p), torch.arange(n_p, n_p + n_g)
+    check_groups = bool(np.intersect1d(pgr.numpy(), ggr.numpy()).size)
+    # Sort the gallery by identity (the result does not depend on gallery order).
+    order = torch.from_numpy(np.argsort(gid.numpy(), kind="stable"))
+    gid, ggr = gid[order], ggr[order]
+    n_codes = int(max(pid.max(), gid.max())) + 1
+    size = torch.bincount(gid, minlength=n_codes)
+    start = torch.cumsum(size, 0) - size
+    r_max = max(1, int(size[pid].max()))
     if distances is not None:
         dist = torch.as_tensor(np.asarray(distances))
         if tuple(dist.shape) != (n_p, n_g):
             raise ValueError(f"distances must be ({n_p}, {n_g}), got {tuple(dist.shape)}")
+        dist = dist[:, order]
     else:
         pf = torch.as_tensor(np.ascontiguousarray(probe_feats))
-        gf = torch.as_tensor(np.ascontiguousarray(gallery_feats))
+        gf = torch.as_tensor(np.ascontiguousarray(gallery_feats))[order]
         if pf.dtype != gf.dtype:
             pf, gf = pf.double(), gf.double()
         g_sq = (gf * gf).sum(1)
     chunk = max(1, max_elements // n_g)
+    workers = max(1, torch.get_num_threads())
     hits = torch.zeros(len(TOPK), dtype=torch.int64)
     ap_sum = torch.zeros((), dtype=torch.float64)
     scored = torch.zeros((), dtype=torch.int64)
@@ -131,15 +158,14 @@ def rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray,
         for s in range(0, n_p, chunk):
             e = min(n_p, s + chunk)
             if distances is not None:
-                d = dist[s:e]
+                d = dist[s:e].clone()
             else:
                 p = pf[s:e]
                 # ||p||^2 + ||g||^2 - 2 p.g, one matmul per chunk; clamp rounding below 0.
                 d = torch.addmm(g_sq[None, :] + (p * p).sum(1, keepdim=True), p, gf.T,
                                 alpha=-2.0).clamp_(min=0)
-            valid = pgr[s:e, None] != ggr[None, :]
-            true = (pid[s:e, None] == gid[None, :]) & valid
-            h, a, c = _chunk_sums(d, true, valid, TOPK)
+            h, a, c = _chunk_sums(d, pid[s:e], pgr[s:e], gid, ggr, start, size, r_max,
+                                  check_groups, workers)
             hits += h
             ap_sum += a
             scored += c

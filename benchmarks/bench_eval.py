@@ -1,0 +1,96 @@
+"""Benchmark: probe x gallery scoring (CMC top-1/5/10 + mAP), time and peak memory.
+
+One command: ``python benchmarks/bench_eval.py [--out bench_eval.json]``. Each
+size runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is
+its own. Features are synthetic 256-d vectors (SimMC's H) around per-identity
+centres, several items per video, so the own-video mask and the true-match
+counts look like CASIA-B's window level. Prints JSON (and writes it with --out).
+Target (issue 5): 10k x 10k under 2 s; memory must not grow as N^2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _features(n: int, centres: np.ndarray, rng: np.random.Generator):
+    n_ids, dim = centres.shape
+    ids = rng.integers(0, n_ids, n)
+    feats = centres[ids] + 1.5 * rng.normal(size=(n, dim)).astype(np.float32)
+    videos = np.arange(n) // 4  # 4 windows per video
+    return feats, ids, videos
+
+
+def run_one(n_probe: int, n_gallery: int, dim: int, n_ids: int, repeats: int) -> dict:
+    import torch
+
+    from vid2reid.metrics import rank_metrics
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(n_ids, dim)).astype(np.float32)
+    pf, pid, pvid = _features(n_probe, centres, rng)
+    gf, gid, gvid = _features(n_gallery, centres, rng)
+    gvid = gvid + n_probe  # probe and gallery videos differ, as in the protocols
+    rank_metrics(pid[:64], gid, pf[:64], gf, probe_groups=pvid[:64], gallery_groups=gvid)  # warm-up
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        m = rank_metrics(pid, gid, pf, gf, probe_groups=pvid, gallery_groups=gvid)
+        times.append(time.perf_counter() - t0)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"probes": n_probe, "gallery": n_gallery, "dim": dim, "identities": n_ids,
+            "seconds_best": min(times), "seconds_all": times,
+            "peak_rss_mb": rss1 / 1024, "extra_peak_rss_mb_during_scoring": (rss1 - rss0) / 1024,
+            "dense_matrix_mb_if_unchunked": n_probe * n_gallery * 4 / 2 ** 20,
+            "torch_threads": torch.get_num_threads(), "metrics": m.as_dict()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--probes", type=int, default=10_000)
+    ap.add_argument("--galleries", default="10000,20000,40000,80000",
+                    help="comma-separated gallery sizes; the first is the headline case")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--identities", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child mode
+    args = ap.parse_args()
+    if args.one is not None:
+        print(json.dumps(run_one(args.probes, args.one, args.dim, args.identities, args.repeats)))
+        return
+    results = []
+    for g in (int(x) for x in args.galleries.split(",")):
+        cmd = [sys.executable, __file__, "--one", str(g), "--probes", str(args.probes),
+               "--dim", str(args.dim), "--identities", str(args.identities),
+               "--repeats", str(args.repeats)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"{args.probes} x {g}: {results[-1]['seconds_best']:.2f} s, extra peak "
+              f"{results[-1]['extra_peak_rss_mb_during_scoring']:.0f} MB", file=sys.stderr)
+    report = {"benchmark": "eval", "target": "10k x 10k < 2 s, memory not O(N^2)",
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "python": platform.python_version()},
+              "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+              "results": results}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
