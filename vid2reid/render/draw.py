@@ -230,11 +230,19 @@ def _parts(frame_joints: np.ndarray, pitch: np.ndarray, walk: W.Walk, cam: Camer
 
     coat = cond == "cl"
     top = look.coat if coat else look.shirt
+    # Limbs on the side away from the camera are in shadow, as in a lit room;
+    # this also keeps left and right limbs apart in the side view.
+    near = 1 if np.dot(right, cam.position - J[W.PELVIS]) > 0 else -1
+
+    def side_shade(color: tuple, side: int) -> tuple:
+        return color if side == near else _shade(color, 0.72)
+
     sleeves = coat or look.long_sleeves
     # Legs: thighs and shanks in trousers, shoes.
     for hip, knee, ank, k in ((W.R_HIP, W.R_KNEE, W.R_ANKLE, 0), (W.L_HIP, W.L_KNEE, W.L_ANKLE, 1)):
-        cap(J[hip], J[knee], 0.075 * g, 0.056 * g, look.trousers)
-        cap(J[knee], J[ank], 0.056 * g, 0.042 * g, look.trousers)
+        trousers = side_shade(look.trousers, 1 - 2 * k)
+        cap(J[hip], J[knee], 0.085 * g, 0.062 * g, trousers)
+        cap(J[knee], J[ank], 0.06 * g, 0.045 * g, trousers)
         a = pitch[k]
         toe_dir = np.cos(a) * fwd + np.sin(a) * up
         heel = J[ank] - 0.045 * s * toe_dir - 0.035 * s * up
@@ -255,12 +263,14 @@ def _parts(frame_joints: np.ndarray, pitch: np.ndarray, walk: W.Walk, cam: Camer
         hem = np.array([J[W.PELVIS, 0] + 0.02, knee_y, J[W.PELVIS, 2]])
         cap(J[W.PELVIS] + 0.08 * up, hem, 0.16 * g, 0.2 * g, look.coat, bias=-0.16, caps=False)
     # Arms.
-    for sh, el, wr in ((W.R_SHOULDER, W.R_ELBOW, W.R_WRIST), (W.L_SHOULDER, W.L_ELBOW, W.L_WRIST)):
-        r_up = (0.055 if not coat else 0.068) * g
-        cap(J[sh], J[el], r_up, r_up * 0.85, top, bias=-0.02)
-        cap(J[el], J[wr], r_up * 0.85, 0.035 * g, top if sleeves else look.skin, bias=-0.02)
+    for sh, el, wr, side in ((W.R_SHOULDER, W.R_ELBOW, W.R_WRIST, 1),
+                             (W.L_SHOULDER, W.L_ELBOW, W.L_WRIST, -1)):
+        r_up = (0.062 if not coat else 0.075) * g
+        sleeve, skin = side_shade(top, side), side_shade(look.skin, side)
+        cap(J[sh], J[el], r_up, r_up * 0.82, sleeve, bias=-0.02)
+        cap(J[el], J[wr], r_up * 0.82, 0.04 * g, sleeve if sleeves else skin, bias=-0.02)
         hand = J[wr] + 0.06 * s * (J[wr] - J[el]) / np.linalg.norm(J[wr] - J[el])
-        cap(J[wr], hand, 0.04 * s, 0.042 * s, look.skin, bias=-0.025)
+        cap(J[wr], hand, 0.042 * s, 0.045 * s, skin, bias=-0.025)
     if cond == "bg":
         kind = ident.bag_kind
         axes = np.stack([fwd, up, right])
