@@ -1,1 +1,72 @@
-"""Placeholder: the 'extract' command is being written (see issues). Owner replaces this file."""
+"""``vid2reid extract``: walking videos -> 3D skeleton store (the pose stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vid2reid.cli._app import app, setup_logging, user_errors
+
+
+@app.command("extract")
+def extract_cli(
+    videos: list[Path] = typer.Argument(..., help="Video files and/or folders (searched recursively)."),
+    out: Path = typer.Option(Path("skeletons"), "--out", "-o", help="Skeleton store to write."),
+    backend: str = typer.Option("mmpose", "--backend", "-b",
+                                help="mmpose (RTMPose + 3D lifter; needs checkpoints: downloaded "
+                                     "on first use, or --checkpoint-2d/-3d) or mediapipe (BlazePose, "
+                                     "weights ship in the wheel: use it offline without checkpoints)."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda or cuda:N (mmpose backend)."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes (each loads the models)."),
+    shard: str = typer.Option(None, "--shard", help="Process only shard i of n ('i/n'); default: "
+                              "RANK/WORLD_SIZE under torchrun, else everything."),
+    checkpoint_2d: Path = typer.Option(None, "--checkpoint-2d", help="Local RTMPose-m checkpoint (.pth)."),
+    checkpoint_3d: Path = typer.Option(None, "--checkpoint-3d", help="Local lifter checkpoint (.pth)."),
+    lifter: str = typer.Option("videopose3d", "--lifter", "-l",
+                               help="videopose3d (243-frame TCN), videopose3d-27, motionbert, or a "
+                                    "config file path."),
+    boxes: str = typer.Option("bgsub", "--boxes", help="Person boxes for mmpose: bgsub (background "
+                              "subtraction, uses the view's bkgrd clip when present), hog or whole."),
+    pattern: str = typer.Option(None, "--pattern", help="Regex with (?P<subject>..) [and condition, "
+                                "sequence, view groups] for names that are not CASIA-B's."),
+    min_frames: int = typer.Option(40, "--min-frames", help="Drop sequences shorter than this."),
+    max_gap: int = typer.Option(5, "--max-gap", help="Interpolate gaps up to this many frames; "
+                                "longer gaps split a video into sequences."),
+    flip_test: bool = typer.Option(False, "--flip-test/--no-flip-test",
+                                   help="RTMPose test-time flip (about 2x slower 2D, as the "
+                                        "mmpose config's default)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (RTMPose backbone under "
+                                  "bfloat16 autocast: faster on CPUs with AVX512-BF16/AMX)."),
+    allow_random_weights: bool = typer.Option(False, "--allow-random-weights",
+                                              help="mmpose without checkpoints: random weights "
+                                                   "(testing only; poses are meaningless)."),
+    visualize: bool = typer.Option(False, "--visualize", help="Also write OUT/_visualize/<video>.mp4 "
+                                   "with the skeleton drawn."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Estimate 3D skeletons for every video and write the skeleton store.
+
+    CASIA-B names (SSS-CC-NN-VVV.avi, or SSS/CC-NN/VVV/) give subject,
+    condition, sequence and view. Re-running skips finished videos; a summary
+    lists what failed and why (exit code 1 if anything failed). See README,
+    "Extracting skeletons".
+    """
+    setup_logging(verbose)
+    with user_errors():
+        from vid2reid.pose.extract import ExtractSettings, parse_shard, run_extract
+        from vid2reid.pose.mmpose_backend import MMPoseSettings
+
+        settings = ExtractSettings(
+            out=out, backend=backend, boxes=boxes, pattern=pattern, min_frames=min_frames,
+            max_gap=max_gap, workers=workers, shard=parse_shard(shard) if shard else None,
+            visualize=visualize,
+            mmpose=MMPoseSettings(lifter=lifter, device=device, allow_random_weights=allow_random_weights,
+                                  checkpoint_2d=str(checkpoint_2d) if checkpoint_2d else None,
+                                  checkpoint_3d=str(checkpoint_3d) if checkpoint_3d else None,
+                                  flip_test=flip_test, precision=precision))
+        summary = run_extract(videos, settings)
+        for line in summary.lines():
+            typer.echo(line)
+        if summary.failed:
+            raise typer.Exit(1)

@@ -1,0 +1,330 @@
+"""Batch driver for ``vid2reid extract``: videos in, skeleton store out.
+
+Per video: decode (background thread) -> person boxes -> pose backend ->
+gap filling / splitting -> one ``.npz`` per sequence (atomic) -> a small
+``.extract/<stem>.json`` marker saying the video is finished (also when no
+person was found), so a re-run skips it. Failed videos get no marker and are
+retried next time. Work is split deterministically by ``--shard i/n`` or, under
+``torchrun``, by ``RANK``/``WORLD_SIZE``; ``--workers`` runs videos in
+parallel processes. At the end the manifest is rebuilt from the files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import multiprocessing as mp
+
+from vid2reid.errors import ConfigError, PoseError, Vid2ReidError
+from vid2reid.pose.boxes import BOX_METHODS, make_box_finder
+from vid2reid.pose.mediapipe_backend import MediaPipeSettings
+from vid2reid.pose.mmpose_backend import MMPoseSettings
+from vid2reid.pose.names import (VideoName, background_clip_for, compile_pattern, list_videos,
+                                 parse_video_name)
+from vid2reid.pose.video import FrameReader
+from vid2reid.store import Record, atomic_write_bytes, index_store, save_sequence
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("mmpose", "mediapipe")
+MARKER_DIR = ".extract"
+VISUALIZE_DIR = "_visualize"
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Every option of one extraction run."""
+
+    out: Path = Path("skeletons")
+    backend: str = "mmpose"
+    boxes: str = "bgsub"
+    pattern: str | None = None
+    min_frames: int = 40
+    max_gap: int = 5
+    workers: int = 1
+    shard: tuple[int, int] | None = None  # (index, count); None: from torchrun env or (0, 1)
+    visualize: bool = False
+    mmpose: MMPoseSettings = field(default_factory=MMPoseSettings)
+    mediapipe: MediaPipeSettings = field(default_factory=MediaPipeSettings)
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    """What happened to one video."""
+
+    video: str
+    status: str  # "done", "no-person", "too-short", "skipped" or "failed"
+    frames: int = 0
+    sequences: int = 0
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """Outcomes of every video of this shard, input problems, and the rebuilt manifest."""
+
+    outcomes: list[VideoOutcome]
+    problems: list[str]
+    records: list[Record]
+    shard: tuple[int, int]
+    seconds: float
+
+    def count(self, *statuses: str) -> int:
+        return sum(o.status in statuses for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed") + len(self.problems)
+
+    @property
+    def frames(self) -> int:
+        return sum(o.frames for o in self.outcomes if o.status != "skipped")
+
+    def lines(self) -> list[str]:
+        """Human-readable summary: counts, then one line per failure or empty result."""
+        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
+        out = [f"shard {self.shard[0]}/{self.shard[1]}: {len(self.outcomes)} videos: "
+               f"{self.count('done')} done, {self.count('skipped')} skipped (already finished), "
+               f"{self.count('no-person', 'too-short')} without a usable person, "
+               f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({fps:.1f} frames/s); "
+               f"store has {len(self.records)} sequences"]
+        out += [f"failed: {p}" for p in self.problems]
+        out += [f"{o.status}: {o.message}" for o in self.outcomes
+                if o.status in ("failed", "no-person", "too-short")]
+        return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def shard_from_env(env: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """This process's shard under torchrun (RANK/WORLD_SIZE) or a Slurm job array; None otherwise."""
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"])
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    return None
+
+
+def shard_items(items: list, index: int, count: int) -> list:
+    """Every ``count``-th item starting at ``index``: the shards partition the sorted list."""
+    return items[index::count]
+
+
+def marker_path(out: Path, name: VideoName) -> Path:
+    return Path(out) / MARKER_DIR / f"{name.stem}.json"
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def make_backend(settings: ExtractSettings):
+    """Build the pose backend named in the settings (loads models once per process)."""
+    if settings.backend == "mmpose":
+        from vid2reid.pose.mmpose_backend import MMPoseBackend
+
+        dev = settings.mmpose.device
+        if dev.startswith("cuda") and "LOCAL_RANK" in os.environ and dev == "cuda":
+            settings = replace(settings, mmpose=replace(settings.mmpose,
+                                                        device=f"cuda:{os.environ['LOCAL_RANK']}"))
+        return MMPoseBackend(settings.mmpose)
+    if settings.backend == "mediapipe":
+        from vid2reid.pose.mediapipe_backend import MediaPipeBackend
+
+        return MediaPipeBackend(settings.mediapipe)
+    raise ConfigError(f"unknown --backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def extract_video(video: Path, root: Path | None, backend, settings: ExtractSettings) -> VideoOutcome:
+    """Process one video and write its sequences and marker; raises Vid2ReidError on bad input."""
+    t0 = time.perf_counter()
+    name = parse_video_name(video, root, settings.pattern)
+    background = background_clip_for(video, name) if settings.boxes == "bgsub" else None
+    reader = FrameReader(video)
+    boxes = make_box_finder(settings.boxes, video, background) if backend.name == "mmpose" else None
+    poses = backend.estimate_video(reader, boxes, max_gap=settings.max_gap,
+                                   min_frames=settings.min_frames)
+    detected = float(poses.valid.mean()) if poses.frames else 0.0
+    base_meta = dict(subject=name.subject, condition=name.condition, sequence=name.sequence,
+                     view=name.view, name_format=name.name_format, source=str(video),
+                     video_frames=poses.frames, video_detected_fraction=round(detected, 4),
+                     fps=reader.info.fps, truncated=reader.truncated, **backend.describe())
+    out = Path(settings.out)
+    written = []
+    multi = len(poses.sequences) > 1
+    for seq in poses.sequences:
+        rel = f"{name.stem}.s{seq.start:05d}.npz" if multi else f"{name.stem}.npz"
+        save_sequence(out, rel, seq.joints, poses.layout, start_frame=seq.start,
+                      detected_fraction=round(float(seq.detected.mean()), 4),
+                      mean_score=round(seq.mean_score, 4), **base_meta)
+        written.append(rel)
+    if settings.visualize:
+        from vid2reid.pose.visualize import draw_video
+
+        draw_video(video, poses, out / VISUALIZE_DIR / f"{name.stem}.mp4")
+    if written:
+        status, msg = "done", f"{video}: {len(written)} sequence(s)"
+    elif not poses.valid.any():
+        status, msg = "no-person", f"{video}: no person found in any of {poses.frames} frames"
+    else:
+        status, msg = "too-short", (f"{video}: person found in {int(poses.valid.sum())} of "
+                                    f"{poses.frames} frames, but no run reaches --min-frames "
+                                    f"{settings.min_frames}")
+    marker = dict(status=status, video=str(video), backend=backend.name, layout=poses.layout,
+                  frames=poses.frames, detected_fraction=round(detected, 4), sequences=written,
+                  truncated=reader.truncated)
+    atomic_write_bytes(marker_path(out, name), json.dumps(marker, indent=1).encode())
+    return VideoOutcome(str(video), status, poses.frames, len(written), msg, time.perf_counter() - t0)
+
+
+def _safe_extract(video: Path, root: Path | None, backend, settings: ExtractSettings) -> VideoOutcome:
+    t0 = time.perf_counter()
+    try:
+        return extract_video(video, root, backend, settings)
+    except Vid2ReidError as exc:
+        return VideoOutcome(str(video), "failed", message=str(exc), seconds=time.perf_counter() - t0)
+    except Exception as exc:  # a bug or a library crash on this video: report it, keep going
+        log.debug("%s", traceback.format_exc())
+        return VideoOutcome(str(video), "failed", message=f"{video}: unexpected error "
+                            f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
+
+
+# one backend per worker process, built once by the pool initializer
+_WORKER: dict = {}
+
+
+def _init_worker(settings: ExtractSettings, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
+    _WORKER["settings"] = settings
+    try:
+        _WORKER["backend"] = make_backend(settings)
+    except Vid2ReidError as exc:  # reported by the first task instead of breaking the pool
+        _WORKER["error"] = exc
+
+
+def _worker_run(video: str, root: str | None) -> VideoOutcome:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    return _safe_extract(Path(video), Path(root) if root else None, _WORKER["backend"],
+                         _WORKER["settings"])
+
+
+def _is_finished(out: Path, name: VideoName, backend: str) -> bool:
+    marker = _read_marker(marker_path(out, name))
+    return marker is not None and marker.get("backend") == backend
+
+
+def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary:
+    """Extract every (not yet finished) video of this shard and rebuild the manifest.
+
+    Bad videos are reported in the summary and do not stop the batch. Raises
+    PoseError only when there is nothing at all to process, or the backend
+    cannot be built.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    if settings.backend not in BACKENDS:
+        raise ConfigError(f"unknown --backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if settings.boxes not in BOX_METHODS:
+        raise ConfigError(f"unknown --boxes {settings.boxes!r}; choose one of {', '.join(BOX_METHODS)}")
+    if settings.pattern:
+        compile_pattern(settings.pattern)
+    if settings.min_frames < 1:
+        raise ConfigError("--min-frames must be at least 1")
+    shard = settings.shard or shard_from_env() or (0, 1)
+    videos, problems = list_videos(inputs)
+    if not videos:
+        raise PoseError("; ".join(problems) if problems else "no videos given")
+    mine = shard_items(videos, *shard)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes: list[VideoOutcome] = []
+    todo = []
+    for video, root in mine:
+        try:
+            name = parse_video_name(video, root, settings.pattern)
+        except Vid2ReidError as exc:
+            outcomes.append(VideoOutcome(str(video), "failed", message=str(exc)))
+            continue
+        if _is_finished(out, name, settings.backend):
+            outcomes.append(VideoOutcome(str(video), "skipped", message=f"{video}: already finished"))
+        else:
+            todo.append((video, root))
+    log.info("%d videos in shard %d/%d: %d to do, %d already finished", len(mine), shard[0], shard[1],
+             len(todo), sum(o.status == "skipped" for o in outcomes))
+    frames = 0
+    bar = tqdm(total=len(todo), unit="video", desc="extract", dynamic_ncols=True, disable=not todo)
+    t_run = time.perf_counter()
+
+    def record(outcome: VideoOutcome) -> None:
+        nonlocal frames
+        outcomes.append(outcome)
+        frames += outcome.frames
+        if outcome.status == "failed":
+            tqdm.write(f"failed: {outcome.message}")
+        bar.set_postfix_str(f"{frames / max(time.perf_counter() - t_run, 1e-9):.1f} frames/s")
+        bar.update(1)
+
+    try:
+        if todo and settings.workers <= 1:
+            backend = make_backend(settings)
+            for video, root in todo:
+                record(_safe_extract(video, root, backend, settings))
+        elif todo:
+            workers = min(settings.workers, len(todo))
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(settings, threads)) as pool:
+                futures = {pool.submit(_worker_run, str(v), str(r) if r else None): v for v, r in todo}
+                for fut in as_completed(futures):
+                    try:
+                        record(fut.result())
+                    except Vid2ReidError:
+                        raise
+                    except Exception as exc:  # worker died or could not build the backend
+                        cause = exc
+                        if "BrokenProcessPool" in type(exc).__name__:
+                            raise PoseError(f"a worker process failed to start or crashed "
+                                            f"({exc}); try --workers 1 to see the error") from None
+                        record(VideoOutcome(str(futures[fut]), "failed",
+                                            message=f"{futures[fut]}: {type(cause).__name__}: {cause}"))
+    finally:
+        bar.close()
+    records = index_store(out) if any(out.rglob("*.npz")) else []
+    summary = ExtractSummary(sorted(outcomes, key=lambda o: o.video), problems, records, shard,
+                             time.perf_counter() - t0)
+    _write_summary(out, summary)
+    return summary
+
+
+def _write_summary(out: Path, summary: ExtractSummary) -> None:
+    data = dict(shard=list(summary.shard), seconds=round(summary.seconds, 3), problems=summary.problems,
+                outcomes=[asdict(o) for o in summary.outcomes])
+    path = out / MARKER_DIR / f"summary-shard{summary.shard[0]}-of-{summary.shard[1]}.json"
+    atomic_write_bytes(path, json.dumps(data, indent=1).encode())
