@@ -64,8 +64,8 @@ PROTOCOLS: dict[str, Protocol] = {
                          cross_view=True),
     "all": Protocol("all", last_train_subject=None, same_condition_split=_SIMMC_SPLIT,
                     halves_fallback=True, standard=False,
-                    note="NON-STANDARD protocol 'all': transductive, every sequence is used "
-                         "for training (without labels) and for testing"),
+                    note="NON-STANDARD protocol 'all': transductive, without a split column "
+                         "every sequence is used for training (without labels) and for testing"),
 }
 
 

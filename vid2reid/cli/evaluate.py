@@ -1,1 +1,45 @@
-"""Placeholder: the 'evaluate' command is being written (see issues). Owner replaces this file."""
+"""``vid2reid eval``: CMC and mAP of a trained run (or raw coordinates) on a skeleton store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from vid2reid.cli._app import app, setup_logging, user_errors
+
+
+# fmt: off
+@app.command("eval")
+def eval_cli(
+    run: Path = typer.Option(None, "--run", "-r", help="Run directory written by 'vid2reid train'. Default: the latest run in --runs-dir.", file_okay=False),
+    data: Path = typer.Option(Path("skeletons"), "--data", "-d", help="Skeleton store to evaluate on (the directory with manifest.csv)."),
+    probe: str = typer.Option("Normal", "--probe", "-p", help="Probe condition: Normal, Bags, Clothes (or nm, bg, cl, or any condition code in your store)."),
+    gallery: str = typer.Option("Normal", "--gallery", "-g", help="Gallery condition, same names as --probe. '--probe Bags --gallery Normal' is CASIA-B's Bags-Normal setting."),
+    protocol: str = typer.Option("simmc", "--protocol", help="simmc (SimMC's split, honest variant), opengait (OpenGait's split, per-view averaging) or all (NON-STANDARD: every sequence is train and test, for tiny sample sets). A 'split' column in the manifest decides train/test under every protocol."),
+    json_path: Path = typer.Option(None, "--json", help="Also write the metrics as JSON to this file (fractions in 0..1).", dir_okay=False),
+    baseline: str = typer.Option(None, "--baseline", help="'raw': score raw root-relative joint coordinates (mean over each window's frames) instead of a trained run; needs no run."),
+    f: int = typer.Option(None, "--f", help="Frames per window for --baseline raw (default: the preset's f, 40 for CASIA-B). A run always uses the f it was trained with.", min=1),
+    preset: str = typer.Option(None, "--preset", help="Data-set preset that gives f for --baseline raw (e.g. casia-b, kgbd)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
+) -> None:
+    # fmt: on
+    """Score re-ID: CMC top-1/5/10 and mAP at window and sequence level.
+
+    Every non-overlapping window is a probe or gallery item (window level); a
+    video's mean window feature is one item (sequence level). A probe is never
+    matched against its own video.
+    """
+    setup_logging(verbose)
+    from vid2reid.evaluate import evaluate, format_table
+    from vid2reid.store import atomic_write_bytes
+
+    with user_errors():
+        result = evaluate(data, run_dir=run, baseline=baseline, probe=probe, gallery=gallery,
+                          protocol=protocol, f=f, preset=preset, runs_dir=runs_dir)
+        typer.echo(format_table(result))
+        if json_path is not None:
+            atomic_write_bytes(json_path, (json.dumps(result, indent=2) + "\n").encode())
+            typer.echo(f"metrics written to {json_path}")

@@ -1,0 +1,215 @@
+"""Score a trained run (or the raw-coordinate baseline) on a store under a protocol.
+
+Two levels, as issue 2 asks:
+
+- window: every non-overlapping f-frame test window is its own probe/gallery
+  item (the SimMC paper's setting);
+- sequence: a video's item is the mean of its windows' features (a useful
+  extra; store entries cut from one video count as that video).
+
+``--baseline raw`` DECISION: a window's raw feature is the mean over its f
+frames of the root-relative joints, flattened to 3J numbers. It is the
+parameter-free counterpart of the encoder's mean pooling of per-frame features
+(frame order plays no role in either), scored through exactly the same
+windows, protocol and metric as a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from vid2reid.data import make_windows
+from vid2reid.errors import ConfigError, ProtocolError
+from vid2reid.metrics import RankMetrics, rank_metrics
+from vid2reid.protocols import (eval_records, get_protocol, select_probe_gallery,
+                                uses_split_column)
+from vid2reid.store import Record, load_joints, read_manifest
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("raw",)
+DEFAULT_F = 40  # CASIA-B's window length (casia-b preset)
+LEVELS = ("window", "sequence")
+
+
+def latest_run(runs_dir: Path | str = "runs") -> Path:
+    """The run named in ``runs_dir/LATEST`` (written by ``vid2reid train``)."""
+    marker = Path(runs_dir) / "LATEST"
+    if not marker.is_file():
+        raise ConfigError(f"{marker}: no latest run; train one with 'vid2reid train', pass --run, "
+                          f"or score raw coordinates with --baseline raw")
+    name = marker.read_text().strip()
+    run = Path(runs_dir) / name
+    if not name or not run.is_dir():
+        raise ConfigError(f"{marker}: names run {name!r}, which does not exist; pass --run")
+    return run
+
+
+def raw_features(x: np.ndarray) -> np.ndarray:
+    """Raw baseline: mean over frames of root-relative joints, flattened. (N, f, J, 3) -> (N, 3J)."""
+    return x.mean(axis=1).reshape(len(x), -1)
+
+
+def _embed(embed: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+           batch: int = 4096) -> np.ndarray:
+    if len(x) == 0:
+        return np.empty((0, 0), np.float32)
+    return np.concatenate([np.asarray(embed(x[i:i + batch]), np.float32)
+                           for i in range(0, len(x), batch)])
+
+
+def _video_means(feats: np.ndarray, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean feature per video key; returns (features, index of one window per video)."""
+    uniq, first, inv = np.unique(np.asarray(keys), return_index=True, return_inverse=True)
+    sums = np.zeros((len(uniq), feats.shape[1]), np.float64)
+    np.add.at(sums, inv, feats)
+    counts = np.bincount(inv, minlength=len(uniq))[:, None]
+    return (sums / counts).astype(np.float32), first
+
+
+def _score(items: dict, cross_view: bool) -> RankMetrics:
+    """Rank probes against gallery; OpenGait: per probe view, mean over other gallery views."""
+    p, g = items["probe"], items["gallery"]
+    if not cross_view:
+        return rank_metrics(p["id"], g["id"], p["x"], g["x"], probe_groups=p["video"],
+                            gallery_groups=g["video"])
+    per_view = []
+    no_match = 0
+    for pv in sorted(set(p["view"])):
+        pm = p["view"] == pv
+        pairs = []
+        for gv in sorted(set(g["view"]) - {pv}):
+            gm = g["view"] == gv
+            m = rank_metrics(p["id"][pm], g["id"][gm], p["x"][pm], g["x"][gm],
+                             probe_groups=p["video"][pm], gallery_groups=g["video"][gm])
+            if m.probes:
+                pairs.append(m)
+        if pairs:
+            per_view.append([np.mean([getattr(m, k) for m in pairs])
+                             for k in ("top1", "top5", "top10", "mAP")])
+        else:
+            no_match += int(pm.sum())
+    if not per_view:
+        raise ProtocolError("protocol 'opengait' scores each probe view against the other "
+                            "gallery views, but no probe has a true match in another view "
+                            f"(probe views: {', '.join(sorted(set(p['view'])))}; gallery views: "
+                            f"{', '.join(sorted(set(g['view'])))}); use --protocol simmc")
+    top1, top5, top10, mAP = (float(v) for v in np.mean(per_view, axis=0))
+    n_p = len(p["id"])
+    return RankMetrics(top1, top5, top10, mAP, probes=n_p - no_match, gallery=len(g["id"]),
+                       no_match=no_match)
+
+
+def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
+               f: int) -> tuple[list[Record], list[np.ndarray], int]:
+    kept, arrays, short = [], [], 0
+    for i in idx:
+        joints = load_joints(data_dir, records[i])
+        if len(joints) < f:
+            short += 1
+            continue
+        kept.append(records[i])
+        arrays.append(joints)
+    return kept, arrays, short
+
+
+def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = None,
+             baseline: str | None = None, probe: str = "Normal", gallery: str = "Normal",
+             protocol: str = "simmc", f: int | None = None, preset: str | None = None,
+             runs_dir: Path | str = "runs") -> dict:
+    """CMC top-1/5/10 and mAP at window and sequence level, as a JSON-ready dict.
+
+    Scores ``run_dir`` (default: the latest run in ``runs_dir``) or, with
+    ``baseline="raw"``, raw root-relative coordinates. ``f`` comes from the
+    run's config; for the baseline from ``f``, else ``preset``, else 40.
+    """
+    data_dir = Path(data_dir)
+    proto = get_protocol(protocol)
+    notes: list[str] = []
+    if baseline is not None:
+        if baseline.strip().lower() not in BASELINES:
+            raise ConfigError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+        if run_dir is not None:
+            raise ConfigError("give either --run or --baseline, not both")
+        if f is None and preset is not None:
+            from vid2reid.presets import get_preset
+            f = get_preset(preset).f
+        f = int(f or DEFAULT_F)
+        embed, rep, run_name = raw_features, "baseline raw (mean root-relative joints)", None
+    else:
+        from vid2reid.train import load_embedder  # torch model code only when a run is scored
+
+        run = Path(run_dir) if run_dir is not None else latest_run(runs_dir)
+        embed, config = load_embedder(run)
+        run_f = int(config["f"])
+        if f is not None and int(f) != run_f:
+            raise ConfigError(f"--f {f} does not match run {run} (trained with f={run_f}); "
+                              f"--f is for --baseline raw")
+        f, rep, run_name = run_f, f"run {run}", str(run)
+        trained = str(config.get("protocol", proto.name))
+        if trained != proto.name and not uses_split_column(read_manifest(data_dir)):
+            notes.append(f"run was trained under protocol {trained!r} but is evaluated under "
+                         f"{proto.name!r}: test subjects may have been seen in training")
+    if f < 1:
+        raise ConfigError(f"f must be a positive number of frames, got {f}")
+
+    records = read_manifest(data_dir)
+    if uses_split_column(records):
+        notes.append("train/test taken from the manifest's split column")
+    sel = select_probe_gallery(records, eval_records(records, proto.name), proto.name,
+                               probe, gallery)
+    notes.extend(sel.notes)
+    items: dict[str, dict[str, dict]] = {lvl: {} for lvl in LEVELS}
+    skipped = 0
+    for side, idx in (("probe", sel.probe), ("gallery", sel.gallery)):
+        recs, joints, short = _load_side(data_dir, records, idx, f)
+        skipped += short
+        if not recs:
+            raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are shorter "
+                                f"than f={f} frames")
+        win = make_windows(recs, joints, f, stride=f)
+        feats = _embed(embed, win.x)
+        seq_recs = [recs[i] for i in win.seq]
+        keys = ["|".join(r.video_key) for r in seq_recs]
+        window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
+                  "video": np.array(keys), "view": np.array([r.view for r in seq_recs])}
+        mean, first = _video_means(feats, keys)
+        sequence = {"x": mean, **{k: window[k][first] for k in ("id", "video", "view")}}
+        items["window"][side], items["sequence"][side] = window, sequence
+    if skipped:
+        notes.append(f"{skipped} sequence(s) shorter than f={f} frames skipped")
+    result: dict = {}
+    for lvl in LEVELS:
+        result[lvl] = _score(items[lvl], proto.cross_view).as_dict()
+        if result[lvl]["no_match"]:
+            notes.append(f"{lvl} level: {result[lvl]['no_match']} probe(s) without a true match "
+                         f"in the gallery excluded from CMC and mAP")
+    if proto.cross_view:
+        notes.append("opengait: top-k and mAP per probe view averaged over the other gallery "
+                     "views, then over probe views")
+    result.update({"protocol": proto.name, "probe": sel.probe_condition,
+                   "gallery": sel.gallery_condition, "standard": sel.standard,
+                   "representation": "raw" if run_name is None else "run", "run": run_name,
+                   "description": rep, "f": f, "data": str(data_dir),
+                   "setting_notes": notes})
+    return result
+
+
+def format_table(result: dict) -> str:
+    """A readable table of both levels, with item counts and the setting notes."""
+    lines = [f"{result['description']}, f={result['f']}, protocol {result['protocol']}"
+             f"{'' if result['standard'] else ' (NON-STANDARD)'}: "
+             f"probe {result['probe']} vs gallery {result['gallery']}",
+             f"{'level':<10}{'top-1':>8}{'top-5':>8}{'top-10':>8}{'mAP':>8}{'probes':>9}"
+             f"{'gallery':>9}"]
+    for lvl in LEVELS:
+        m = result[lvl]
+        lines.append(f"{lvl:<10}" + "".join(f"{100 * m[k]:>7.1f}%" for k in
+                                            ("top1", "top5", "top10", "mAP"))
+                     + f"{m['probes']:>9}{m['gallery']:>9}")
+    lines += [f"note: {n}" for n in result["setting_notes"]]
+    return "\n".join(lines)
