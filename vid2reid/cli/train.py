@@ -1,1 +1,67 @@
-"""Placeholder: the 'train' command is being written (see issues). Owner replaces this file."""
+"""``vid2reid train``: learn a skeleton re-ID model from a store, without identity labels."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vid2reid.cli._app import app, setup_logging, user_errors
+
+log = logging.getLogger(__name__)
+
+
+# fmt: off
+@app.command("train")
+def train_cli(
+    data: Path = typer.Option(Path("skeletons"), "--data", "-d", help="Skeleton store to learn from (written by 'vid2reid extract')."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write. Default: runs/<date-time>."),
+    preset: str = typer.Option("casia-b", "--preset", "-p", help="Settings of a data set: casia-b, ks20, kgbd, ias-a, ias-b, biwi-w, biwi-s (any case)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs (one clustering round + one pass each). Default: 30."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
+    method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc or himpc."),
+    ablation: str = typer.Option("mpc+mic", "--ablation", help="SimMC variant: npc (no mask, one view), mpc (no MIC), mpc+mic (full)."),
+    protocol: str = typer.Option("simmc", "--protocol", help="Which sequences train when the store has no split column: simmc (subjects 001-062), opengait (001-074), all (every sequence; non-standard)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (GPU when there is one)."),
+    f: Optional[int] = typer.Option(None, "--f", help="Frames per window (preset: 40 on CASIA-B, 6 on Kinect data)."),
+    x: Optional[int] = typer.Option(None, "--x", help="Frames hidden from each window in each masked view."),
+    q: Optional[int] = typer.Option(None, "--q", help="Masked views per window (1 or 2)."),
+    tau: Optional[float] = typer.Option(None, "--tau", help="Temperature of the prototype contrast."),
+    eps: Optional[float] = typer.Option(None, "--eps", help="Clustering radius (0-1); raise it if training finds no cluster."),
+    min_samples: Optional[int] = typer.Option(None, "--min-samples", help="Windows needed to start a cluster."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="Weight of the intra-sequence (MIC) loss, 0-1."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: 3.5e-4."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Windows per training step. Default: 256."),
+    k1: Optional[int] = typer.Option(None, "--k1", help="Neighbours of the k-reciprocal distance. Default: 20."),
+    k2: Optional[int] = typer.Option(None, "--k2", help="Neighbours averaged in query expansion. Default: 6."),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help="Width of the encoder. Default: 256."),
+    stop_ari: Optional[float] = typer.Option(None, "--stop-ari", help="Stop early once the pseudo-labels stop changing (agreement between epochs, 0-1, e.g. 0.95). Off by default."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
+) -> None:
+    # fmt: on
+    """Train a skeleton re-ID model on a skeleton store, without identity labels.
+
+    Only the training sequences are used (the store's split column, or the
+    protocol's subject range). The run directory gets config.json (every value
+    used), checkpoints, a log, and the final model; runs/LATEST points to it so
+    that 'vid2reid eval' finds it. Re-running the same command resumes.
+    """
+    setup_logging(verbose)
+    from vid2reid.train import make_config, train
+
+    with user_errors():
+        cfg = make_config(preset, method=method, ablation=ablation, epochs=epochs, seed=seed,
+                          protocol=protocol.strip().lower(), device=device.strip().lower(), f=f,
+                          x=x, q=q, tau=tau, eps=eps, min_samples=min_samples, lam=lam, lr=lr,
+                          batch_size=batch_size, k1=k1, k2=k2, hidden=hidden, stop_ari=stop_ari)
+        run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        result = train(cfg, data, run_dir, resume=resume, progress=progress)
+        last = result.history[-1] if result.history else {}
+        typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
+                   + (f" (final loss {last['loss']:.4f}, {last.get('clusters')} clusters)"
+                      if last else ""))

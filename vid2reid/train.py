@@ -1,0 +1,385 @@
+"""The training loop shared by every method (SimMC, Hi-MPC), run directories and loading.
+
+A method is a module with four plain functions (see the team brief,
+"Training method interface"): ``build_model``, ``prepare_epoch`` (encode,
+cluster, fix prototypes; returns a plan with ``.keep`` and ``.stats``),
+``batch_loss`` and ``embed``. This module owns everything else: settings,
+the training windows (train split only, no identity label ever reaches the
+method), the epoch loop, checkpoints/resume, logs and ``load_embedder``.
+
+Run directory: ``config.json`` (every value used), ``checkpoint.pt``
+(written atomically after each epoch), ``model.pt`` (final), ``log.jsonl``
+(one line per epoch), ``train.log``; the parent's ``LATEST`` names the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from vid2reid.data import make_windows
+from vid2reid.errors import ConfigError, StoreError
+from vid2reid.presets import get_preset
+from vid2reid.protocols import PROTOCOLS, train_records
+from vid2reid.store import atomic_write_bytes, load_store
+
+log = logging.getLogger(__name__)
+
+METHODS = {"simmc": "vid2reid.simmc", "himpc": "vid2reid.himpc"}
+ABLATIONS = {  # simmc.md: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
+    "npc": {"q": 1, "x": 0, "lam": 0.0},
+    "mpc": {"lam": 0.0},
+    "mpc+mic": {},
+}
+# Settings that may change when a run is resumed (the rest must match the checkpoint).
+_RESUMABLE_CHANGES = {"epochs", "device", "stop_ari", "stop_patience"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run (written to config.json)."""
+
+    method: str = "simmc"
+    preset: str = "casia-b"
+    ablation: str = "mpc+mic"
+    protocol: str = "simmc"
+    f: int = 40  # frames per window
+    x: int = 10  # frames masked per view
+    q: int = 2  # masked views per window
+    tau: float = 0.075
+    eps: float = 0.75
+    min_samples: int = 2
+    lam: float = 0.25  # weight of MIC
+    k1: int = 20
+    k2: int = 6
+    lr: float = 3.5e-4
+    batch_size: int = 256
+    epochs: int = 30
+    hidden: int = 256
+    seed: int = 0
+    device: str = "auto"
+    stop_ari: float | None = None  # stop when consecutive pseudo-labels agree this much (ARI)
+    stop_patience: int = 3  # ... for this many epochs in a row
+    # Hi-MPC (vid2reid/himpc.py)
+    himpc_heads: int = 8
+    himpc_hsm: bool = True
+    himpc_levels: tuple[str, ...] = ("joint", "component", "limb")
+    himpc_joint_weighting: str = "mean"
+    himpc_part_map: str = ""  # part map file (JSON/YAML) for a layout without a built-in one
+
+
+def make_config(preset: str = "casia-b", method: str = "simmc", ablation: str = "mpc+mic",
+                **overrides: object) -> TrainConfig:
+    """Preset values, then the ablation's settings, then explicit overrides (None = not given).
+
+    An override that contradicts the ablation (e.g. ``ablation='npc', q=2``) is a ConfigError.
+    """
+    p = get_preset(preset)
+    ablation = ablation.strip().lower()
+    if ablation not in ABLATIONS:
+        raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values: dict[str, object] = dict(method=method.strip().lower(), preset=p.name,
+                                     ablation=ablation, f=p.f, x=p.x, tau=p.tau, eps=p.eps,
+                                     min_samples=p.min_samples, lam=p.lam)
+    for key, forced in ABLATIONS[ablation].items():
+        if key in given and given[key] != forced:
+            raise ConfigError(f"ablation {ablation!r} sets {key}={forced}; it cannot be "
+                              f"overridden to {given[key]}")
+        values[key] = forced
+    values.update(given)
+    if "himpc_levels" in values:
+        values["himpc_levels"] = tuple(values["himpc_levels"])  # type: ignore[arg-type]
+    cfg = TrainConfig(**values)  # type: ignore[arg-type]
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """ConfigError naming the first invalid setting."""
+    checks = [
+        (cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}"),
+        (cfg.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}, "
+                                    f"got {cfg.protocol!r}"),
+        (cfg.f >= 1, f"f (frames per window) must be >= 1, got {cfg.f}"),
+        (0 <= cfg.x < cfg.f, f"x (masked frames) must be in 0..f-1 = 0..{cfg.f - 1}, got {cfg.x}"),
+        (cfg.q in (1, 2), f"q (masked views) must be 1 or 2, got {cfg.q}"),
+        (cfg.q == 2 or cfg.lam == 0, "MIC needs two views: with q=1 set lambda to 0"),
+        (0 <= cfg.lam <= 1, f"lambda must be in [0, 1], got {cfg.lam}"),
+        (cfg.tau > 0, f"tau must be > 0, got {cfg.tau}"),
+        (0 < cfg.eps < 1, f"eps must be in (0, 1) (Jaccard distance), got {cfg.eps}"),
+        (cfg.min_samples >= 1, f"min-samples must be >= 1, got {cfg.min_samples}"),
+        (cfg.k1 >= 1 and cfg.k2 >= 1, f"k1 and k2 must be >= 1, got {cfg.k1}, {cfg.k2}"),
+        (cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
+        (cfg.batch_size >= 1, f"batch-size must be >= 1, got {cfg.batch_size}"),
+        (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
+        (cfg.hidden >= 1, f"hidden must be >= 1, got {cfg.hidden}"),
+        (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
+         f"device must be cpu, cuda or auto, got {cfg.device!r}"),
+        (cfg.stop_ari is None or 0 < cfg.stop_ari <= 1, f"stop-ari must be in (0, 1], "
+                                                         f"got {cfg.stop_ari}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+def method_module(name: str) -> ModuleType:
+    """The module implementing training method ``name`` (imported only when used)."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    try:
+        return importlib.import_module(METHODS[name])
+    except ModuleNotFoundError as exc:
+        if exc.name != METHODS[name]:
+            raise
+        raise ConfigError(f"method {name!r} is not available in this installation "
+                          f"({METHODS[name]} is missing)") from None
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; ConfigError if CUDA is asked for but absent."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def training_windows(data: Path | str, cfg: TrainConfig):
+    """Windows (stride f/2) of the TRAIN split's sequences, plus their layout.
+
+    Only coordinates go on; subject/condition stay behind in the records.
+    """
+    store = load_store(data, min_frames=1)
+    idx = train_records(store.records, cfg.protocol)
+    recs = [store.records[i] for i in idx]
+    joints = [store.joints[i] for i in idx]
+    short = sum(j.shape[0] < cfg.f for j in joints)
+    if short:
+        log.info("%d training sequence(s) shorter than f=%d frames skipped", short, cfg.f)
+    keep = [k for k, j in enumerate(joints) if j.shape[0] >= cfg.f]
+    if not keep:
+        raise StoreError(f"{data}: no training sequence has at least f={cfg.f} frames; "
+                         f"lower --f or add longer sequences")
+    windows = make_windows([recs[k] for k in keep], [joints[k] for k in keep], cfg.f,
+                           stride=max(1, cfg.f // 2))
+    layouts = sorted({r.layout for r in recs})
+    return windows, (layouts[0] if len(layouts) == 1 else "")
+
+
+def _save(path: Path, obj: object) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _write_json(path: Path, obj: object) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["himpc_levels"] = list(cfg.himpc_levels)
+    return d
+
+
+def _check_resumable(saved: dict, cfg: TrainConfig, out: Path) -> None:
+    now = _config_dict(cfg)
+    for key, value in now.items():
+        if key not in _RESUMABLE_CHANGES and saved.get(key) != value:
+            raise ConfigError(f"{out / 'checkpoint.pt'}: was trained with {key}={saved.get(key)!r}, "
+                              f"not {value!r}; use another --out or --no-resume to start over")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    history: list[dict]
+    stopped_early: bool
+
+
+def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = True,
+          progress: bool = True) -> TrainResult:
+    """Train ``cfg.method`` on the train split of the store at ``data``; write the run to ``out``.
+
+    Resumes from ``out/checkpoint.pt`` when it exists and ``resume`` is true.
+    """
+    from sklearn.metrics import adjusted_rand_score
+    from tqdm import tqdm
+
+    validate(cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    pkg_log = logging.getLogger("vid2reid")
+    pkg_log.addHandler(handler)
+    if pkg_log.level == logging.NOTSET or pkg_log.level > logging.INFO:
+        pkg_log.setLevel(logging.INFO)
+    try:
+        method = method_module(cfg.method)
+        device = resolve_device(cfg.device)
+        if cfg.protocol == "all":
+            log.warning("protocol 'all' is NON-STANDARD: the test sequences are also trained on")
+        windows, layout = training_windows(data, cfg)
+        n, num_joints = len(windows), windows.x.shape[2]
+        log.info("%s on %d training windows (f=%d, %d joints, %d sequences), device %s",
+                 cfg.method, n, cfg.f, num_joints, len(windows.records), device)
+        run_info = {**_config_dict(cfg), "data": str(Path(data).resolve()), "layout": layout,
+                    "num_joints": num_joints, "train_windows": n,
+                    "train_sequences": len(windows.records), "stride": max(1, cfg.f // 2),
+                    "device_used": str(device), "torch": torch.__version__}
+        _write_json(out / "config.json", run_info)
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        model = method.build_model(cfg, num_joints, layout).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        x = torch.from_numpy(windows.x).to(device)
+        del windows
+
+        start, history, prev, stable, stopped = 0, [], None, 0, False
+        ckpt_path = out / "checkpoint.pt"
+        if resume and ckpt_path.is_file():
+            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+            _check_resumable(ck["config"], cfg, out)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optim"])
+            rng.bit_generator.state = ck["rng"]
+            torch.set_rng_state(ck["torch_rng"])
+            start, history, stable, stopped = ck["epoch"], ck["history"], ck["stable"], ck["stopped"]
+            prev = ck["prev_labels"]
+            log.info("resuming %s after epoch %d", out, start)
+        elif ckpt_path.is_file():
+            log.warning("%s: existing checkpoint ignored (--no-resume); starting over", ckpt_path)
+        _rewrite_log(out / "log.jsonl", history)
+
+        bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, unit="epoch",
+                   disable=not progress or stopped, dynamic_ncols=True)
+        for epoch in bar:
+            if stopped:
+                break
+            t0 = time.perf_counter()
+            plan = method.prepare_epoch(model, x, cfg, rng, epoch)
+            t_cluster = time.perf_counter() - t0
+            order = rng.permutation(plan.keep)
+            bs = cfg.batch_size
+            # The last partial batch is dropped, unless it is the only one.
+            n_batches = max(1, len(order) // bs)
+            loss_sum, parts_sum = 0.0, {}
+            model.train()
+            for b in range(n_batches):
+                idx = order[b * bs : (b + 1) * bs]
+                loss, parts = method.batch_loss(model, x[torch.as_tensor(idx, device=device)],
+                                                idx, plan, cfg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += float(loss.detach())
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + v
+            labels = getattr(plan, "labels", None)
+            ari = None
+            if labels is not None and prev is not None:
+                ari = float(adjusted_rand_score(prev, labels))
+                stable = stable + 1 if cfg.stop_ari is not None and ari >= cfg.stop_ari else 0
+            prev = labels
+            row = {"epoch": epoch + 1, "loss": loss_sum / n_batches,
+                   **{k: v / n_batches for k, v in parts_sum.items()}, **plan.stats,
+                   "label_ari": ari, "batches": n_batches, "cluster_s": round(t_cluster, 3),
+                   "epoch_s": round(time.perf_counter() - t0, 3)}
+            history.append(row)
+            if cfg.stop_ari is not None and stable >= cfg.stop_patience:
+                stopped = True
+                log.info("pseudo-labels stable (ARI >= %s for %d epochs): stopping after epoch %d",
+                         cfg.stop_ari, stable, epoch + 1)
+            _save(ckpt_path, {"epoch": epoch + 1, "model": model.state_dict(),
+                              "optim": opt.state_dict(), "rng": rng.bit_generator.state,
+                              "torch_rng": torch.get_rng_state(), "config": _config_dict(cfg),
+                              "history": history, "stable": stable, "stopped": stopped,
+                              "prev_labels": prev})
+            with open(out / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            log.info("epoch %d/%d loss %.4f clusters %s outliers %d (%.1fs)", epoch + 1,
+                     cfg.epochs, row["loss"], plan.stats.get("clusters"),
+                     plan.stats.get("outliers", 0), row["epoch_s"])
+            bar.set_postfix(loss=f"{row['loss']:.3f}", clusters=plan.stats.get("clusters"),
+                            outliers=plan.stats.get("outliers"))
+        bar.close()
+        _save(out / "model.pt", {"model": model.state_dict(), "config": _config_dict(cfg),
+                                 "num_joints": num_joints, "layout": layout,
+                                 "epochs_done": len(history)})
+        atomic_write_bytes(out.parent / "LATEST", (out.name + "\n").encode())
+        return TrainResult(out, len(history), history, stopped)
+    finally:
+        pkg_log.removeHandler(handler)
+        handler.close()
+
+
+def _rewrite_log(path: Path, history: list[dict]) -> None:
+    """log.jsonl holds exactly the checkpointed epochs (drops lines of an unfinished epoch)."""
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in history).encode())
+
+
+def load_embedder(run_dir: Path | str, device: str = "cpu"
+                  ) -> tuple[Callable[[np.ndarray], np.ndarray], dict]:
+    """``(embed, config)`` for a run directory: ``embed`` maps windows (N, f, J, 3) to (N, D).
+
+    Uses model.pt (or the last checkpoint of an unfinished run) and the method
+    recorded in config.json.
+    """
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise StoreError(f"{run_dir}: not a training run (no config.json); run 'vid2reid train' "
+                         f"or pass --run")
+    try:
+        info = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{cfg_path}: unreadable ({exc})") from None
+    weights = run_dir / "model.pt"
+    if not weights.is_file():
+        weights = run_dir / "checkpoint.pt"
+    if not weights.is_file():
+        raise StoreError(f"{run_dir}: no model.pt or checkpoint.pt (training never finished an epoch)")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in info.items() if k in fields}
+    if "himpc_levels" in values:
+        values["himpc_levels"] = tuple(values["himpc_levels"])
+    cfg = TrainConfig(**values)
+    method = method_module(cfg.method)
+    dev = resolve_device(device)
+    num_joints, layout = int(info["num_joints"]), str(info.get("layout", ""))
+    model = method.build_model(cfg, num_joints, layout).to(dev)
+    state = torch.load(weights, map_location=dev, weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[2] != num_joints or x.shape[3] != 3:
+            raise StoreError(f"{run_dir}: the model expects windows (N, f, {num_joints}, 3), "
+                             f"got {tuple(x.shape)}")
+        with torch.no_grad():
+            return method.embed(model, torch.from_numpy(x).to(dev)).cpu().numpy()
+
+    return embed, info
