@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vid2reid.errors import ConfigError, ProtocolError
+from vid2reid.errors import ConfigError, ProtocolError, StoreError
 from vid2reid.evaluate import evaluate, format_table, latest_run, raw_features
 from vid2reid.store import save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
@@ -120,3 +120,13 @@ def test_latest_run_marker(tmp_path: Path):
     (tmp_path / "LATEST").write_text("gone\n")
     with pytest.raises(ConfigError, match="does not exist"):
         latest_run(tmp_path)
+
+
+def test_mixed_joint_counts_name_the_file(tmp_path: Path):
+    store = _hand_store(tmp_path / "s")
+    odd = save_sequence(store, "B-nm-03.npz", np.zeros((10, 14, 3), np.float32), "casia-14",
+                        subject="B", condition="nm", sequence="03", view="090", split="test")
+    from vid2reid.store import read_manifest
+    write_manifest(store, read_manifest(store) + [odd])
+    with pytest.raises(StoreError, match="B-nm-03.npz: has 14 joints"):
+        evaluate(store, baseline="raw", probe="bg", gallery="nm", f=10)

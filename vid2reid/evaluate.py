@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2reid.data import make_windows
-from vid2reid.errors import ConfigError, ProtocolError
+from vid2reid.errors import ConfigError, ProtocolError, StoreError
 from vid2reid.metrics import RankMetrics, rank_metrics
 from vid2reid.protocols import (eval_records, get_protocol, select_probe_gallery,
                                 uses_split_column)
@@ -129,7 +129,10 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
     """
     data_dir = Path(data_dir)
     proto = get_protocol(protocol)
+    records = read_manifest(data_dir)  # first: a missing store is the likeliest mistake
+    split_column = uses_split_column(records)
     notes: list[str] = []
+    standard = True
     if baseline is not None:
         if baseline.strip().lower() not in BASELINES:
             raise ConfigError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
@@ -151,34 +154,40 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
                               f"--f is for --baseline raw")
         f, rep, run_name = run_f, f"run {run}", str(run)
         trained = str(config.get("protocol", proto.name))
-        if trained != proto.name and not uses_split_column(read_manifest(data_dir)):
+        if trained != proto.name and not split_column:
+            standard = False
             notes.append(f"run was trained under protocol {trained!r} but is evaluated under "
                          f"{proto.name!r}: test subjects may have been seen in training")
     if f < 1:
         raise ConfigError(f"f must be a positive number of frames, got {f}")
-
-    records = read_manifest(data_dir)
-    if uses_split_column(records):
+    if split_column:
         notes.append("train/test taken from the manifest's split column")
     sel = select_probe_gallery(records, eval_records(records, proto.name), proto.name,
                                probe, gallery)
     notes.extend(sel.notes)
     items: dict[str, dict[str, dict]] = {lvl: {} for lvl in LEVELS}
     skipped = 0
+    first: tuple[Record, int] | None = None  # one store uses one joint layout
     for side, idx in (("probe", sel.probe), ("gallery", sel.gallery)):
         recs, joints, short = _load_side(data_dir, records, idx, f)
         skipped += short
         if not recs:
             raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are shorter "
                                 f"than f={f} frames")
+        for rec, j in zip(recs, joints):
+            first = first or (rec, j.shape[1])
+            if j.shape[1] != first[1]:
+                raise StoreError(f"{data_dir / rec.path}: has {j.shape[1]} joints but "
+                                 f"{data_dir / first[0].path} has {first[1]}; one store must use "
+                                 f"one joint layout")
         win = make_windows(recs, joints, f, stride=f)
         feats = _embed(embed, win.x)
         seq_recs = [recs[i] for i in win.seq]
         keys = ["|".join(r.video_key) for r in seq_recs]
         window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
                   "video": np.array(keys), "view": np.array([r.view for r in seq_recs])}
-        mean, first = _video_means(feats, keys)
-        sequence = {"x": mean, **{k: window[k][first] for k in ("id", "video", "view")}}
+        mean, one = _video_means(feats, keys)
+        sequence = {"x": mean, **{k: window[k][one] for k in ("id", "video", "view")}}
         items["window"][side], items["sequence"][side] = window, sequence
     if skipped:
         notes.append(f"{skipped} sequence(s) shorter than f={f} frames skipped")
@@ -192,7 +201,7 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
         notes.append("opengait: top-k and mAP per probe view averaged over the other gallery "
                      "views, then over probe views")
     result.update({"protocol": proto.name, "probe": sel.probe_condition,
-                   "gallery": sel.gallery_condition, "standard": sel.standard,
+                   "gallery": sel.gallery_condition, "standard": sel.standard and standard,
                    "representation": "raw" if run_name is None else "run", "run": run_name,
                    "description": rep, "f": f, "data": str(data_dir),
                    "setting_notes": notes})
