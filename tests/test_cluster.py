@@ -1,0 +1,81 @@
+"""k-reciprocal Jaccard distance (fast sparse path vs the per-sample loop) and DBSCAN."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from vid2reid.cluster import (cluster_features, dbscan_labels, jaccard_distance,
+                              jaccard_distance_loop, prototypes)
+from vid2reid.errors import ConfigError
+
+
+def _blobs(n: int, centres: int, dim: int = 16, spread: float = 0.5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, dim))
+    lab = rng.integers(0, centres, n)
+    return (c[lab] + spread * rng.normal(size=(n, dim))).astype(np.float32), lab
+
+
+def _dense(d: sp.csr_matrix) -> np.ndarray:
+    """Sparse distances as dense, with the implied 1 for pairs that are not stored."""
+    out = np.ones(d.shape)
+    coo = d.tocoo()
+    out[coo.row, coo.col] = coo.data
+    return out
+
+
+@pytest.mark.parametrize("n,centres,k1,k2", [(60, 4, 20, 6), (200, 12, 20, 6), (150, 10, 8, 1),
+                                             (120, 40, 5, 3)])
+def test_fast_jaccard_equals_loop_reference(n, centres, k1, k2):
+    x, _ = _blobs(n, centres, seed=n)
+    fast = jaccard_distance(x, k1, k2)
+    ref = jaccard_distance_loop(x, k1, k2)
+    assert isinstance(fast, sp.csr_matrix)
+    np.testing.assert_allclose(_dense(fast), ref, atol=1e-5)
+    # pairs that are not stored really are at distance 1 (no shared support)
+    assert np.all(ref[_dense(fast) == 1] > 1 - 1e-6)
+    assert np.allclose(fast.diagonal(), 0, atol=1e-6)
+
+
+def test_distance_is_symmetric_and_sparse():
+    x, _ = _blobs(2000, 200, seed=3)
+    d = jaccard_distance(x)
+    assert abs(d - d.T).max() < 1e-6
+    assert d.nnz < 0.25 * 2000 * 2000  # a few hundred stored pairs per row, not N
+
+
+def test_features_are_normalised_first():
+    x, _ = _blobs(80, 5, seed=4)
+    scale = np.random.default_rng(0).uniform(0.1, 10, (80, 1)).astype(np.float32)
+    np.testing.assert_allclose(_dense(jaccard_distance(x)), _dense(jaccard_distance(x * scale)),
+                               atol=1e-5)
+
+
+def test_dbscan_on_sparse_equals_dense_reference():
+    x, _ = _blobs(200, 12, seed=5)
+    for eps, ms in ((0.5, 2), (0.6, 4), (0.3, 2)):
+        a = dbscan_labels(jaccard_distance(x), eps, ms)
+        b = dbscan_labels(jaccard_distance_loop(x), eps, ms)
+        assert adjusted_rand_score(a, b) == 1.0 and np.array_equal(a < 0, b < 0)
+
+
+def test_clear_clusters_are_found():
+    x, lab = _blobs(240, 6, spread=0.05, seed=6)
+    got = cluster_features(torch.from_numpy(x), 20, 6, 0.6, 2)
+    assert adjusted_rand_score(lab, got) == 1.0
+
+
+def test_prototypes_are_cluster_means():
+    feats = torch.tensor([[1.0, 0], [3, 0], [0, 2], [9, 9]])
+    p = prototypes(feats, np.array([0, 0, 1, -1]))
+    assert torch.allclose(p, torch.tensor([[2.0, 0], [0, 2]]))
+
+
+def test_bad_settings_raise_config_error():
+    x, _ = _blobs(30, 3)
+    with pytest.raises(ConfigError, match="eps"):
+        dbscan_labels(jaccard_distance(x), 1.0, 2)
+    with pytest.raises(ConfigError):
+        jaccard_distance(x, k1=0)
