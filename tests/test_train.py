@@ -1,0 +1,121 @@
+"""The generic training loop: run directory, resume, reproducibility, split, CLI, accuracy."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vid2reid.cli import app
+from vid2reid.errors import ProtocolError
+from vid2reid.store import read_manifest, write_manifest
+from vid2reid.synthetic import make_synthetic_store
+from vid2reid.train import load_embedder, make_config, train, training_windows
+
+runner = CliRunner()
+SMALL = dict(f=20, x=5, eps=0.5, batch_size=64)  # a small store needs a small window and batch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_synthetic_store(tmp_path_factory.mktemp("train") / "skeletons", n_subjects=10,
+                                walks={"nm": 3, "bg": 2}, frames=(60, 80), seed=5)
+
+
+def _weights(run: Path) -> dict:
+    return torch.load(run / "model.pt", weights_only=False)["model"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_directory_layout_and_embedder(store: Path, tmp_path: Path):
+    cfg = make_config("casia-b", epochs=2, seed=1, **SMALL)
+    res = train(cfg, store, tmp_path / "runs" / "r1", progress=False)
+    run = res.run_dir
+    for name in ("config.json", "checkpoint.pt", "model.pt", "log.jsonl", "train.log"):
+        assert (run / name).is_file(), name
+    assert (tmp_path / "runs" / "LATEST").read_text().strip() == "r1"
+    info = json.loads((run / "config.json").read_text())
+    for key in ("method", "preset", "f", "x", "q", "tau", "eps", "min_samples", "lam", "k1", "k2",
+                "lr", "batch_size", "epochs", "hidden", "seed", "data", "protocol"):
+        assert key in info, key
+    assert (info["method"], info["f"], info["eps"], info["tau"]) == ("simmc", 20, 0.5, 0.075)
+    lines = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert {"loss", "clusters", "outliers"} <= set(lines[0])
+    embed, conf = load_embedder(run)
+    out = embed(np.zeros((3, 20, 17, 3), np.float32))
+    assert out.shape == (3, 256) and conf["method"] == "simmc"
+    assert not list(run.glob("*.tmp"))
+
+
+def test_only_train_split_is_used(store: Path):
+    cfg = make_config("casia-b", **SMALL)
+    windows, layout = training_windows(store, cfg)
+    train_recs = [r for r in read_manifest(store) if r.split == "train"]
+    assert {r.subject for r in windows.records} == {r.subject for r in train_recs}
+    assert layout == "h36m-17" and windows.x.shape[1:] == (20, 17, 3)
+
+
+def test_no_training_set_raises_protocol_error(store: Path, tmp_path: Path):
+    recs = read_manifest(store)
+    import dataclasses
+    odd = [dataclasses.replace(r, subject=f"p{r.subject}", split="", path=str(store / r.path))
+           for r in recs]
+    write_manifest(tmp_path, odd)
+    with pytest.raises(ProtocolError, match="split column"):
+        train(make_config("casia-b", epochs=1, **SMALL), tmp_path, tmp_path / "run",
+              progress=False)
+
+
+def test_same_seed_same_model_other_seed_differs(store: Path, tmp_path: Path):
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        cfg = make_config("casia-b", epochs=2, seed=seed, **SMALL)
+        runs[name] = train(cfg, store, tmp_path / name, progress=False)
+    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert runs["a"].history[-1]["loss"] == runs["b"].history[-1]["loss"]
+    assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
+
+
+def test_resume_equals_uninterrupted_run(store: Path, tmp_path: Path):
+    full = train(make_config("casia-b", epochs=3, seed=2, **SMALL), store, tmp_path / "full",
+                 progress=False)
+    train(make_config("casia-b", epochs=2, seed=2, **SMALL), store, tmp_path / "part",
+          progress=False)
+    resumed = train(make_config("casia-b", epochs=3, seed=2, **SMALL), store, tmp_path / "part",
+                    progress=False)
+    assert _same(_weights(tmp_path / "full"), _weights(tmp_path / "part"))
+    assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
+    assert len((tmp_path / "part" / "log.jsonl").read_text().splitlines()) == 3
+
+
+def test_cli_train_and_errors(store: Path, tmp_path: Path):
+    out = tmp_path / "cli_run"
+    r = runner.invoke(app, ["train", "--data", str(store), "--out", str(out), "--epochs", "1",
+                            "--f", "20", "--eps", "0.5", "-b", "64", "--ablation",
+                            "npc", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "config.json").read_text())
+    assert (info["ablation"], info["q"], info["x"], info["lam"], info["epochs"]) == \
+        ("npc", 1, 0, 0.0, 1)
+    bad = runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "x"),
+                              "--eps", "1.5"])
+    assert bad.exit_code == 1 and "eps" in bad.output and "Traceback" not in bad.output
+    none = runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "y"),
+                               "--f", "20", "--x", "5", "--min-samples", "100000",
+                               "--no-progress"])
+    assert none.exit_code == 1 and "no cluster" in none.output
+    assert runner.invoke(app, ["train", "--help"]).exit_code == 0
