@@ -21,6 +21,7 @@ sorting index arrays.
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -59,18 +60,18 @@ def _codes(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(inv[: len(a)]), torch.from_numpy(inv[len(a):])
 
 
-def _sort_rows(a: np.ndarray, workers: int) -> np.ndarray:
-    """Row-wise ascending sort, split over threads (numpy's sort releases the GIL)."""
-    if workers <= 1 or len(a) < 2 * workers:
-        return np.sort(a, axis=1)
-    parts = np.array_split(a, workers)
-    with ThreadPoolExecutor(workers) as ex:
-        return np.concatenate(list(ex.map(lambda x: np.sort(x, axis=1), parts)))
+def _sort_rows_inplace(a: np.ndarray, pool: ThreadPoolExecutor | None, workers: int) -> None:
+    """Row-wise ascending sort in place, rows split over threads (numpy releases the GIL)."""
+    if pool is None or len(a) < 2 * workers:
+        a.sort(axis=1)
+        return
+    list(pool.map(lambda part: part.sort(axis=1), np.array_split(a, workers)))
 
 
 def _chunk_sums(d: torch.Tensor, pid: torch.Tensor, pgr: torch.Tensor, gid_sorted: torch.Tensor,
                 ggr: torch.Tensor, start: torch.Tensor, size: torch.Tensor, r_max: int,
-                check_groups: bool, workers: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                check_groups: bool, pool: ThreadPoolExecutor | None,
+                workers: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CMC hit counts, AP sum and number of probes with a match, for one probe chunk.
 
     ``d`` (P, G) distances to a gallery sorted by identity, so that probe i's
@@ -96,8 +97,8 @@ def _chunk_sums(d: torch.Tensor, pid: torch.Tensor, pgr: torch.Tensor, gid_sorte
     # c_j = number of non-matches at distance <= t_j (side='right': a non-match
     # tied with a true match ranks before it, the conservative convention); the
     # j-th true match sits at rank j + c_j.
-    f_sorted = torch.from_numpy(_sort_rows(d.numpy(), workers))
-    before = torch.searchsorted(f_sorted, t.contiguous(), side="right").double()
+    _sort_rows_inplace(d.numpy(), pool, workers)  # d is ours: sort it in place
+    before = torch.searchsorted(d, t.contiguous(), side="right").double()
     j = torch.arange(1, r_max + 1, dtype=torch.float64)
     has = n_true > 0
     ap = torch.where(j[None, :] <= n_true[:, None], j / (j + before), torch.zeros_like(before))
@@ -115,7 +116,7 @@ def rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray,
     """CMC top-1/5/10 and mAP of probes ranked against a gallery.
 
     Give either features (``probe_feats`` (P, D), ``gallery_feats`` (G, D);
-    squared Euclidean distance, same ranking as Euclidean) or a precomputed
+    ranked by squared Euclidean distance, the same ranking as Euclidean) or a precomputed
     ``distances`` (P, G) matrix (smaller = closer). ``*_groups`` mark items of
     one video: a probe is never ranked against gallery items of its own group.
     ``max_elements`` bounds the probe-chunk x gallery block held in memory.
@@ -148,24 +149,25 @@ def rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray,
         gf = torch.as_tensor(np.ascontiguousarray(gallery_feats))[order]
         if pf.dtype != gf.dtype:
             pf, gf = pf.double(), gf.double()
-        g_sq = (gf * gf).sum(1)
+        # ||p - g||^2 = ||p||^2 + (||g||^2 - 2 p.g); ||p||^2 is the same for a probe's whole
+        # row, so the ranking needs only [p, 1] . [-2g, ||g||^2]: one matmul per chunk.
+        pf = torch.cat([pf, torch.ones((n_p, 1), dtype=pf.dtype)], 1)
+        gf = torch.cat([-2 * gf, (gf * gf).sum(1, keepdim=True)], 1)
     chunk = max(1, max_elements // n_g)
     workers = max(1, torch.get_num_threads())
+    pool = ThreadPoolExecutor(workers) if workers > 1 and n_p > 1 else None
     hits = torch.zeros(len(TOPK), dtype=torch.int64)
     ap_sum = torch.zeros((), dtype=torch.float64)
     scored = torch.zeros((), dtype=torch.int64)
-    with torch.no_grad():
+    with torch.no_grad(), (pool or contextlib.nullcontext()):
         for s in range(0, n_p, chunk):
             e = min(n_p, s + chunk)
             if distances is not None:
                 d = dist[s:e].clone()
             else:
-                p = pf[s:e]
-                # ||p||^2 + ||g||^2 - 2 p.g, one matmul per chunk; clamp rounding below 0.
-                d = torch.addmm(g_sq[None, :] + (p * p).sum(1, keepdim=True), p, gf.T,
-                                alpha=-2.0).clamp_(min=0)
+                d = pf[s:e] @ gf.T  # squared distance minus the row constant ||p||^2
             h, a, c = _chunk_sums(d, pid[s:e], pgr[s:e], gid, ggr, start, size, r_max,
-                                  check_groups, workers)
+                                  check_groups, pool, workers)
             hits += h
             ap_sum += a
             scored += c
