@@ -278,6 +278,7 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
             todo.append((video, root))
     log.info("%d videos in shard %d/%d: %d to do, %d already finished", len(mine), shard[0], shard[1],
              len(todo), sum(o.status == "skipped" for o in outcomes))
+    backend = make_backend(settings) if todo and settings.workers <= 1 else None
     frames = 0
     bar = tqdm(total=len(todo), unit="video", desc="extract", dynamic_ncols=True, disable=not todo)
     t_run = time.perf_counter()
@@ -292,8 +293,7 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
         bar.update(1)
 
     try:
-        if todo and settings.workers <= 1:
-            backend = make_backend(settings)
+        if backend is not None:
             for video, root in todo:
                 record(_safe_extract(video, root, backend, settings))
         elif todo:
