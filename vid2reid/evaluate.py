@@ -7,6 +7,12 @@ Two levels, as issue 2 asks:
 - sequence: a video's item is the mean of its windows' features (a useful
   extra; store entries cut from one video count as that video).
 
+Under ``opengait`` every metric (top-k and mAP) is computed per (probe view,
+gallery view) pair with different views, averaged over gallery views, then
+over probe views; ``probes`` counts the probes of views that could be scored.
+Metrics conventions (own video excluded, ties, probes without a true match)
+are in vid2reid/metrics.py.
+
 ``--baseline raw`` DECISION: a window's raw feature is the mean over its f
 frames of the root-relative joints, flattened to 3J numbers. It is the
 parameter-free counterpart of the encoder's mean pooling of per-frame features
