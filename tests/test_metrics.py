@@ -114,3 +114,10 @@ def test_chunked_equals_unchunked_equals_loop():
 def test_empty_inputs_raise():
     with pytest.raises(ProtocolError):
         rank_metrics([], [0], distances=np.zeros((0, 1)))
+
+
+def test_label_types_do_not_matter():
+    d = [[1.0, 2.0, 3.0]]
+    want = rank_metrics([0], [1, 0, 0], distances=d)
+    assert rank_metrics([-5], [7, -5, -5], distances=d) == want
+    assert rank_metrics(["s1"], ["s2", "s1", "s1"], distances=d) == want

@@ -51,12 +51,12 @@ class RankMetrics:
 
 
 def _codes(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Map two label arrays (any hashable dtype) to shared int64 codes."""
+    """Map two label arrays (any dtype, e.g. subject strings) to shared codes 0..K-1."""
     a, b = np.asarray(a), np.asarray(b)
-    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
-        return torch.from_numpy(a.astype(np.int64)), torch.from_numpy(b.astype(np.int64))
-    _, inv = np.unique(np.concatenate([a.astype(str), b.astype(str)]), return_inverse=True)
-    inv = inv.astype(np.int64)
+    if not (a.dtype.kind in "iub" and b.dtype.kind in "iub"):
+        a, b = a.astype(str), b.astype(str)
+    _, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    inv = inv.astype(np.int64).ravel()
     return torch.from_numpy(inv[: len(a)]), torch.from_numpy(inv[len(a):])
 
 
