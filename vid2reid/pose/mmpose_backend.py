@@ -188,7 +188,7 @@ class MMPoseBackend:
     name = "mmpose"
     layout = "h36m-17"
     layout_2d = "coco-17"
-    axes = "camera: x right, y down, z away; metres; pelvis at origin"
+    axes = "camera: x right, y down, z away; metres; pelvis-relative (trained lifters put the pelvis at 0)"
 
     def __init__(self, settings: MMPoseSettings = MMPoseSettings()):
         import torch
