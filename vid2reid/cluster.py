@@ -98,22 +98,36 @@ def _encoding(feats: np.ndarray, expanded: sp.csr_matrix, pair_chunk: int = 6553
     return sp.csr_matrix((w / row_sum[rows], (rows, cols)), shape=expanded.shape)
 
 
-def _min_overlap(v: sp.csr_matrix, row_chunk: int = 2048) -> sp.csr_matrix:
-    """S[i, j] = sum_k min(V[i, k], V[j, k]) for every pair sharing a column of V."""
+def _min_overlap(v: sp.csr_matrix, block_elems: int = 1 << 23) -> sp.csr_matrix:
+    """S[i, j] = sum_k min(V[i, k], V[j, k]) for every pair sharing a column of V.
+
+    For a block of rows, every stored (i, k) meets every stored (j, k) of its
+    column; the min terms are summed into a dense (rows x N) accumulator with
+    one bincount (no sort), and its non-zeros become the block's CSR rows.
+    V's entries are positive, so non-zero S means shared support.
+    """
     n = v.shape[0]
     vc = v.tocsc()
     col_start, col_len = vc.indptr[:-1], np.diff(vc.indptr)
-    blocks = []
-    for a in range(0, n, row_chunk):
-        blk = v[a : min(a + row_chunk, n)].tocoo()
+    rows_per_block = max(1, block_elems // max(n, 1))
+    data, indices, counts = [], [], []
+    for a in range(0, n, rows_per_block):
+        b = min(a + rows_per_block, n)
+        blk = v[a:b].tocoo()
         lens = col_len[blk.col]
-        entry = np.repeat(np.arange(len(blk.col)), lens)  # which (i, k) entry each triple comes from
-        offs = np.arange(len(entry)) - np.repeat(np.cumsum(lens) - lens, lens)
-        pos = col_start[blk.col][entry] + offs  # position of (j, k) in the CSC arrays
-        vals = np.minimum(blk.data[entry], vc.data[pos])
-        blocks.append(sp.csr_matrix((vals, (blk.row[entry], vc.indices[pos])),
-                                    shape=(blk.shape[0], n)))
-    return sp.vstack(blocks, format="csr")
+        # term t pairs stored (i, k) with the (j, k) at CSC position pos[t]; runs of
+        # consecutive positions, so np.repeat replaces fancy indexing
+        first = np.cumsum(lens) - lens
+        pos = np.arange(int(lens.sum())) + np.repeat(col_start[blk.col] - first, lens)
+        vals = np.minimum(np.repeat(blk.data, lens), vc.data[pos])
+        key = np.repeat(blk.row.astype(np.int64) * n, lens) + vc.indices[pos]
+        acc = np.bincount(key, weights=vals, minlength=(b - a) * n)
+        nz = np.flatnonzero(acc)
+        data.append(acc[nz])
+        indices.append((nz % n).astype(np.int32))
+        counts.append(np.bincount(nz // n, minlength=b - a))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    return sp.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr), shape=(n, n))
 
 
 def jaccard_distance(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6) -> sp.csr_matrix:

@@ -278,35 +278,13 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
         for epoch in bar:
             if stopped:
                 break
-            t0 = time.perf_counter()
-            plan = method.prepare_epoch(model, x, cfg, rng, epoch)
-            t_cluster = time.perf_counter() - t0
-            order = rng.permutation(plan.keep)
-            bs = cfg.batch_size
-            # The last partial batch is dropped, unless it is the only one.
-            n_batches = max(1, len(order) // bs)
-            loss_sum, parts_sum = 0.0, {}
-            model.train()
-            for b in range(n_batches):
-                idx = order[b * bs : (b + 1) * bs]
-                loss, parts = method.batch_loss(model, x[torch.as_tensor(idx, device=device)],
-                                                idx, plan, cfg)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += float(loss.detach())
-                for k, v in parts.items():
-                    parts_sum[k] = parts_sum.get(k, 0.0) + v
+            row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch)
             labels = getattr(plan, "labels", None)
-            ari = None
             if labels is not None and prev is not None:
-                ari = float(adjusted_rand_score(prev, labels))
-                stable = stable + 1 if cfg.stop_ari is not None and ari >= cfg.stop_ari else 0
+                row["label_ari"] = float(adjusted_rand_score(prev, labels))
+                ok = cfg.stop_ari is not None and row["label_ari"] >= cfg.stop_ari
+                stable = stable + 1 if ok else 0
             prev = labels
-            row = {"epoch": epoch + 1, "loss": loss_sum / n_batches,
-                   **{k: v / n_batches for k, v in parts_sum.items()}, **plan.stats,
-                   "label_ari": ari, "batches": n_batches, "cluster_s": round(t_cluster, 3),
-                   "epoch_s": round(time.perf_counter() - t0, 3)}
             history.append(row)
             if cfg.stop_ari is not None and stable >= cfg.stop_patience:
                 stopped = True
@@ -333,6 +311,38 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
     finally:
         pkg_log.removeHandler(handler)
         handler.close()
+
+
+def run_epoch(method: ModuleType, model: torch.nn.Module, opt: torch.optim.Optimizer,
+              x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator, epoch: int
+              ) -> tuple[dict, object]:
+    """One epoch: the method's clustering round, then one pass over the kept windows.
+
+    Returns the epoch's log row and the method's plan.
+    """
+    t0 = time.perf_counter()
+    plan = method.prepare_epoch(model, x, cfg, rng, epoch)
+    t_cluster = time.perf_counter() - t0
+    order = rng.permutation(plan.keep)
+    bs = cfg.batch_size
+    n_batches = max(1, len(order) // bs)  # last partial batch dropped, unless it is the only one
+    loss_sum, parts_sum = 0.0, {}
+    model.train()
+    for b in range(n_batches):
+        idx = order[b * bs : (b + 1) * bs]
+        loss, parts = method.batch_loss(model, x[torch.as_tensor(idx, device=x.device)], idx,
+                                        plan, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach())
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v
+    row = {"epoch": epoch + 1, "loss": loss_sum / n_batches,
+           **{k: v / n_batches for k, v in parts_sum.items()}, **plan.stats, "label_ari": None,
+           "batches": n_batches, "cluster_s": round(t_cluster, 3),
+           "epoch_s": round(time.perf_counter() - t0, 3)}
+    return row, plan
 
 
 def _rewrite_log(path: Path, history: list[dict]) -> None:

@@ -1,0 +1,114 @@
+"""Clustering benchmark: k-reciprocal Jaccard distance + DBSCAN, time and peak memory vs N.
+
+Each N runs in its own subprocess so that peak memory (ru_maxrss) belongs to
+that N alone. The per-sample loop reference (dense N x N, the original
+re-ranking code's formulation) runs at the small sizes, on the same features,
+for the speed ratio and an equality check.
+
+    .venv/bin/python benchmarks/bench_cluster.py [--sizes 1000,5000,10000,30000]
+        [--reference-sizes 1000,5000] [--dim 256] [--out bench_cluster.json]
+
+Features: Gaussian blobs of about 30 members each in `dim` dimensions (like
+one SimMC view of CASIA-B's ~30k training windows), L2-normalised inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+
+def _features(n: int, dim: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(1, n // 30), dim))
+    lab = rng.integers(0, len(centres), n)
+    return (centres[lab] + 0.8 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def one(n: int, dim: int, reference: bool, eps: float, min_samples: int) -> dict:
+    """Run one size in this process; returns timings and peak memory."""
+    import numpy as np
+    import torch
+
+    from vid2reid.cluster import dbscan_labels, jaccard_distance, jaccard_distance_loop
+
+    x = _features(n, dim)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    dist = jaccard_distance(x, 20, 6)
+    t1 = time.perf_counter()
+    labels = dbscan_labels(dist, eps, min_samples)
+    t2 = time.perf_counter()
+    row = {"n": n, "dim": dim, "threads": torch.get_num_threads(),
+           "jaccard_s": round(t1 - t0, 3), "dbscan_s": round(t2 - t1, 3),
+           "total_s": round(t2 - t0, 3), "stored_pairs": int(dist.nnz),
+           "stored_pairs_per_row": round(dist.nnz / n, 1),
+           "clusters": int(labels.max() + 1), "noise": int((labels < 0).sum()),
+           "peak_rss_mb": round(_rss_mb(), 1), "rss_before_mb": round(base, 1),
+           "peak_increase_mb": round(_rss_mb() - base, 1)}
+    if reference:
+        t3 = time.perf_counter()
+        ref = jaccard_distance_loop(x, 20, 6)
+        t4 = time.perf_counter()
+        ref_labels = dbscan_labels(ref, eps, min_samples)
+        t5 = time.perf_counter()
+        dense = np.ones((n, n))
+        coo = dist.tocoo()
+        dense[coo.row, coo.col] = coo.data
+        row.update({"loop_jaccard_s": round(t4 - t3, 3), "loop_total_s": round(t5 - t3, 3),
+                    "speedup_jaccard": round((t4 - t3) / (t1 - t0), 1),
+                    "speedup_total": round((t5 - t3) / (t2 - t0), 1),
+                    "max_abs_diff": float(np.abs(dense - ref).max()),
+                    "same_labels": bool(np.array_equal(labels, ref_labels))})
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,5000,10000,30000")
+    ap.add_argument("--reference-sizes", default="1000,5000")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--eps", type=float, default=0.6)
+    ap.add_argument("--min-samples", type=int, default=4)
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one is not None:
+        print(json.dumps(one(args.one, args.dim, args.reference, args.eps, args.min_samples)))
+        return
+    ref_sizes = {int(s) for s in args.reference_sizes.split(",") if s}
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        cmd = [sys.executable, __file__, "--one", str(n), "--dim", str(args.dim), "--eps",
+               str(args.eps), "--min-samples", str(args.min_samples)]
+        if n in ref_sizes:
+            cmd.append("--reference")
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    result = {"benchmark": "cluster", "k1": 20, "k2": 6, "eps": args.eps,
+              "min_samples": args.min_samples, "machine": {"cpus": os.cpu_count(),
+                                                           "platform": platform.platform()},
+              "results": rows}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
