@@ -39,6 +39,11 @@ def train_cli(
     k2: Optional[int] = typer.Option(None, "--k2", help="Neighbours averaged in query expansion. Default: 6."),
     hidden: Optional[int] = typer.Option(None, "--hidden", help="Width of the encoder. Default: 256."),
     stop_ari: Optional[float] = typer.Option(None, "--stop-ari", help="Stop early once the pseudo-labels stop changing (agreement between epochs, 0-1, e.g. 0.95). Off by default."),
+    heads: Optional[int] = typer.Option(None, "--heads", help="Hi-MPC: meta heads per level. Default: 8."),
+    hsm: bool = typer.Option(True, "--hsm/--no-hsm", help="Hi-MPC: hard skeleton mining frame weights; --no-hsm weighs frames uniformly (ablation)."),
+    levels: Optional[str] = typer.Option(None, "--levels", help="Hi-MPC: levels to use, comma-separated from joint,component,limb (ablation). Default: all three."),
+    joint_weighting: Optional[str] = typer.Option(None, "--joint-weighting", help="Hi-MPC: mean (every level averaged over its heads) or reference (the reference code's joint level summed over heads, for reproduction)."),
+    part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC: JSON/YAML part map for a joint layout without a built-in one."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
@@ -58,7 +63,12 @@ def train_cli(
         cfg = make_config(preset, method=method, ablation=ablation, epochs=epochs, seed=seed,
                           protocol=protocol.strip().lower(), device=device.strip().lower(), f=f,
                           x=x, q=q, tau=tau, eps=eps, min_samples=min_samples, lam=lam, lr=lr,
-                          batch_size=batch_size, k1=k1, k2=k2, hidden=hidden, stop_ari=stop_ari)
+                          batch_size=batch_size, k1=k1, k2=k2, hidden=hidden, stop_ari=stop_ari,
+                          himpc_heads=heads, himpc_hsm=hsm,
+                          himpc_levels=tuple(v.strip().lower() for v in levels.split(",") if v.strip())
+                          if levels else None,
+                          himpc_joint_weighting=joint_weighting,
+                          himpc_part_map=str(part_map.resolve()) if part_map else None)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         result = train(cfg, data, run_dir, resume=resume, progress=progress)
         last = result.history[-1] if result.history else {}
