@@ -77,6 +77,7 @@ class TrainConfig:
     himpc_hsm: bool = True
     himpc_levels: tuple[str, ...] = ("joint", "component", "limb")
     himpc_joint_weighting: str = "mean"
+    himpc_part_map: str = ""  # a user part-map file; "" = the layout's built-in map
     himpc_part_map: str = ""  # part map file (JSON/YAML) for a layout without a built-in one
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Optional
@@ -11,7 +10,6 @@ import typer
 
 from vid2reid.cli._app import app, setup_logging, user_errors
 
-log = logging.getLogger(__name__)
 
 
 # fmt: off
@@ -44,6 +42,11 @@ def train_cli(
     levels: Optional[str] = typer.Option(None, "--levels", help="Hi-MPC: levels to use, comma-separated from joint,component,limb (ablation). Default: all three."),
     joint_weighting: Optional[str] = typer.Option(None, "--joint-weighting", help="Hi-MPC: mean (every level averaged over its heads) or reference (the reference code's joint level summed over heads, for reproduction)."),
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC: JSON/YAML part map for a joint layout without a built-in one."),
+    himpc_heads: Optional[int] = typer.Option(None, "--himpc-heads", help="Hi-MPC: meta heads per level. Default: 8."),
+    himpc_levels: Optional[str] = typer.Option(None, "--himpc-levels", help="Hi-MPC: comma-separated levels out of joint,component,limb. Default: all three."),
+    himpc_hsm: Optional[bool] = typer.Option(None, "--himpc-hsm/--no-himpc-hsm", help="Hi-MPC: hard-sample mining on or off. Default: on."),
+    himpc_joint_weighting: Optional[str] = typer.Option(None, "--himpc-joint-weighting", help="Hi-MPC: how joint-level frames are weighted: mean or reference."),
+    himpc_part_map: Optional[str] = typer.Option(None, "--himpc-part-map", help="Hi-MPC: a part-map file for an unknown joint layout."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
