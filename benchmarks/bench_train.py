@@ -8,6 +8,9 @@ masked views + one pass over the kept windows), with the CASIA-B preset.
     .venv/bin/python benchmarks/bench_train.py [--sizes 1000,5000,10000] [--full-n 30000]
         [--full-epochs 30] [--threads N] [--out bench_train.json]
 
+On a machine shared with other jobs, ``--threads 1`` avoids PyTorch's
+thread oversubscription (which slowed batches ~20x in our measurements).
+
 ``--full-epochs 0`` skips the full run.
 """
 
@@ -79,6 +82,9 @@ def main() -> None:
                                               "batches")}} for r in per_n]}
     if args.full_epochs > 0:
         result["full_run"] = run(args.full_n, args.full_epochs)
+    import resource
+
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
