@@ -100,6 +100,10 @@ def test_opengait_averages_over_other_views(tmp_path: Path):
                    protocol="opengait")
     assert res["window"]["gallery"] == 2 * 4 * 2 * 2  # subjects x nm-01..04 x views x windows
     assert res["window"]["probes"] == 2 * 2 * 2 * 2
+    views = res["window"]["top1_per_probe_view"]
+    assert set(views) == {"000", "090"}
+    assert res["window"]["top1"] == pytest.approx(sum(views.values()) / 2)
+    assert "top-1 per probe view: 000" in format_table(res)
     one_view = make_synthetic_store(tmp_path / "v", n_subjects=4, walks={"nm": 6, "bg": 2},
                                     frames=(40, 40), seed=5)
     with pytest.raises(ProtocolError, match="other gallery views"):

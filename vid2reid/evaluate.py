@@ -77,13 +77,16 @@ def _video_means(feats: np.ndarray, keys: list[str]) -> tuple[np.ndarray, np.nda
     return (sums / counts).astype(np.float32), first
 
 
-def _score(items: dict, cross_view: bool) -> RankMetrics:
-    """Rank probes against gallery; OpenGait: per probe view, mean over other gallery views."""
+def _score(items: dict, cross_view: bool) -> tuple[RankMetrics, dict[str, float]]:
+    """Rank probes against gallery; OpenGait: per probe view, mean over other gallery views.
+
+    Also returns rank-1 per probe view (OpenGait's table; empty otherwise).
+    """
     p, g = items["probe"], items["gallery"]
     if not cross_view:
         return rank_metrics(p["id"], g["id"], p["x"], g["x"], probe_groups=p["video"],
-                            gallery_groups=g["video"])
-    per_view = []
+                            gallery_groups=g["video"]), {}
+    per_view, view_top1 = [], {}
     no_match = 0
     for pv in sorted(set(p["view"])):
         pm = p["view"] == pv
@@ -97,6 +100,7 @@ def _score(items: dict, cross_view: bool) -> RankMetrics:
         if pairs:
             per_view.append([np.mean([getattr(m, k) for m in pairs])
                              for k in ("top1", "top5", "top10", "mAP")])
+            view_top1[str(pv)] = float(per_view[-1][0])
         else:
             no_match += int(pm.sum())
     if not per_view:
@@ -107,7 +111,7 @@ def _score(items: dict, cross_view: bool) -> RankMetrics:
     top1, top5, top10, mAP = (float(v) for v in np.mean(per_view, axis=0))
     n_p = len(p["id"])
     return RankMetrics(top1, top5, top10, mAP, probes=n_p - no_match, gallery=len(g["id"]),
-                       no_match=no_match)
+                       no_match=no_match), view_top1
 
 
 def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
@@ -199,7 +203,10 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
         notes.append(f"{skipped} sequence(s) shorter than f={f} frames skipped")
     result: dict = {}
     for lvl in LEVELS:
-        result[lvl] = _score(items[lvl], proto.cross_view).as_dict()
+        metrics, view_top1 = _score(items[lvl], proto.cross_view)
+        result[lvl] = metrics.as_dict()
+        if view_top1:
+            result[lvl]["top1_per_probe_view"] = view_top1
         if result[lvl]["no_match"]:
             notes.append(f"{lvl} level: {result[lvl]['no_match']} probe(s) without a true match "
                          f"in the gallery excluded from CMC and mAP")
@@ -226,5 +233,10 @@ def format_table(result: dict) -> str:
         lines.append(f"{lvl:<10}" + "".join(f"{100 * m[k]:>7.1f}%" for k in
                                             ("top1", "top5", "top10", "mAP"))
                      + f"{m['probes']:>9}{m['gallery']:>9}")
+    for lvl in LEVELS:
+        views = result[lvl].get("top1_per_probe_view")
+        if views:
+            lines.append(f"{lvl} top-1 per probe view: "
+                         + ", ".join(f"{v} {100 * t:.1f}%" for v, t in views.items()))
     lines += [f"note: {n}" for n in result["setting_notes"]]
     return "\n".join(lines)
