@@ -181,3 +181,25 @@ def test_himpc_beats_raw_baseline_on_synthetic_walkers(tmp_path):
     raw = evaluate(store, baseline="raw", probe="nm", gallery="nm", f=cfg.f)
     assert run["window"]["probes"] == raw["window"]["probes"] > 10
     assert run["window"]["top1"] > raw["window"]["top1"]
+
+
+def test_train_cli_passes_himpc_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from vid2reid.cli import app
+    from vid2reid.synthetic import make_synthetic_store
+
+    store = make_synthetic_store(tmp_path / "sk", n_subjects=6, walks={"nm": 2, "bg": 1}, seed=2)
+    run = tmp_path / "runs" / "h"
+    args = ["train", "--data", str(store), "--out", str(run), "--method", "himpc", "--epochs", "1",
+            "--f", "20", "--hidden", "16", "--heads", "2", "--no-hsm", "--levels", "joint,limb",
+            "--joint-weighting", "reference", "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["method"] == "himpc" and cfg["himpc_heads"] == 2 and cfg["himpc_hsm"] is False
+    assert cfg["himpc_levels"] == ["joint", "limb"]
+    assert cfg["himpc_joint_weighting"] == "reference"
+    bad = CliRunner().invoke(app, args[:-1] + ["--levels", "joint,torso", "--no-resume",
+                                               "--no-progress"])
+    assert bad.exit_code == 1 and "torso" in bad.output
