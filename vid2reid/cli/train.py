@@ -47,6 +47,7 @@ def train_cli(
     himpc_hsm: Optional[bool] = typer.Option(None, "--himpc-hsm/--no-himpc-hsm", help="Hi-MPC: hard-sample mining on or off. Default: on."),
     himpc_joint_weighting: Optional[str] = typer.Option(None, "--himpc-joint-weighting", help="Hi-MPC: how joint-level frames are weighted: mean or reference."),
     himpc_part_map: Optional[str] = typer.Option(None, "--himpc-part-map", help="Hi-MPC: a part-map file for an unknown joint layout."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
@@ -62,6 +63,10 @@ def train_cli(
     setup_logging(verbose)
     from vid2reid.train import make_config, train
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     with user_errors():
         cfg = make_config(preset, method=method, ablation=ablation, epochs=epochs, seed=seed,
                           protocol=protocol.strip().lower(), device=device.strip().lower(), f=f,
