@@ -189,9 +189,10 @@ def head_logits(z: torch.Tensor, protos: torch.Tensor, heads: torch.Tensor) -> t
 
     z (B, f, H) frame features, protos (C, H), heads (M, H, H) -> (M, B, f, C).
     """
-    zw = torch.einsum("bth,mhk->mbtk", z, heads)
+    # (z W)(c W)^T = z (c W W^T)^T: map the few prototypes twice instead of every frame once
     cw = torch.einsum("ch,mhk->mck", protos, heads)
-    return torch.einsum("mbtk,mck->mbtc", zw, cw) / math.sqrt(z.shape[-1])
+    cww = torch.einsum("mck,mhk->mch", cw, heads)
+    return torch.einsum("bth,mch->mbtc", z, cww) / math.sqrt(z.shape[-1])
 
 
 def hsm_weights(frame_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
