@@ -85,7 +85,8 @@ def test_ablation_switches_change_what_is_trained():
         tgt = torch.as_tensor(plan.level_labels[lv])[None, :, None].expand(logit.shape[:3])
         per_level.append(torch.nn.functional.cross_entropy(
             logit.reshape(-1, logit.shape[-1]), tgt.reshape(-1)))
-    assert float(uni.detach()) == pytest.approx(float(torch.stack(per_level).mean().detach()), rel=1e-4)
+    expect = float(torch.stack(per_level).mean().detach())
+    assert float(uni.detach()) == pytest.approx(expect, rel=1e-4)
     # the reference weighting sums the joint level over its heads (M times its mean)
     ref, logs_r = himpc.batch_loss(full, x, idx, plan, _cfg(himpc_joint_weighting="reference"))
     assert logs_r["loss_joint"] == pytest.approx(8 * logs["loss_joint"], rel=1e-4)

@@ -92,12 +92,13 @@ class EpochPlan:
     keep: np.ndarray
     stats: dict[str, Any]
     labels: np.ndarray  # (N,) first level's pseudo-labels (the loop's stability signal)
-    level_labels: dict[str, np.ndarray] = field(default_factory=dict)  # (N,) per level, -1 = outlier
+    # (N,) pseudo-labels per level, -1 = outlier
+    level_labels: dict[str, np.ndarray] = field(default_factory=dict)
     prototypes: dict[str, torch.Tensor] = field(default_factory=dict)  # (C, H) per level
 
 
 def resolve_part_map(cfg: Any, num_joints: int, layout: str) -> PartMap:
-    """The part map to use: the user's file (``cfg.himpc_part_map``) or the layout's built-in one."""
+    """The part map: the user's file (``cfg.himpc_part_map``) or the layout's built-in one."""
     path = getattr(cfg, "himpc_part_map", "") or ""
     pm = load_part_map(path) if path else get_part_map(layout)
     if pm.num_joints != num_joints:
