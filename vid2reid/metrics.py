@@ -12,7 +12,8 @@ Probes are ranked against the gallery by Euclidean distance. Conventions:
   cannot score by luck.
 
 Memory: probes are processed in chunks of ``max(1, max_elements // gallery)``
-rows, so peak memory is O(max_elements + gallery), not O(probes x gallery).
+rows (default 4M distances, 16 MB in float32), so peak memory is
+O(max_elements + gallery x feature size), never O(probes x gallery).
 Per probe, the non-match distances are sorted once and each true match's
 rank is found with ``searchsorted`` (j-th true match at rank j + number of
 non-matches at distance <= its distance), which gives CMC and AP without
