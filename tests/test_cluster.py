@@ -79,3 +79,11 @@ def test_bad_settings_raise_config_error():
         dbscan_labels(jaccard_distance(x), 1.0, 2)
     with pytest.raises(ConfigError):
         jaccard_distance(x, k1=0)
+
+
+def test_near_tied_similarities_match_reference():
+    # an untrained encoder's features are nearly parallel: similarities tie at float32 precision
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(1, 64))
+    x = (base + 2e-3 * rng.normal(size=(300, 64))).astype(np.float32)
+    np.testing.assert_allclose(_dense(jaccard_distance(x)), jaccard_distance_loop(x), atol=1e-5)

@@ -40,20 +40,28 @@ def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
     return feats / np.maximum(norms, 1e-12)
 
 
-def nearest_neighbours(feats: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+def nearest_neighbours(feats: np.ndarray, k: int, chunk: int = 1024, margin: int = 8) -> np.ndarray:
     """(N, k) indices of each row's k most similar rows by dot product, itself first.
 
-    Computed in row chunks so memory stays O(chunk * N).
+    Candidates come from a float32 product in row chunks (memory O(chunk * N));
+    the best ``k + margin`` are then re-ranked with float64 dot products, so the
+    order does not depend on float32 rounding when similarities nearly tie.
     """
     n = feats.shape[0]
     k = min(k, n)
+    kc = min(k + margin, n)
     f = torch.from_numpy(np.ascontiguousarray(feats))
+    f64 = feats.astype(np.float64)
     out = np.empty((n, k), dtype=np.int64)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         sim = f[a:b] @ f.T  # (chunk, N)
         sim[torch.arange(b - a), torch.arange(a, b)] = float("inf")  # self first, even with duplicates
-        out[a:b] = torch.topk(sim, k, dim=1, sorted=True).indices.numpy()
+        cand = torch.topk(sim, kc, dim=1, sorted=True).indices.numpy()
+        exact = np.einsum("ij,icj->ic", f64[a:b], f64[cand])
+        exact[cand == np.arange(a, b)[:, None]] = np.inf
+        order = np.lexsort((cand, -exact), axis=1)[:, :k]  # by similarity, ties by index
+        out[a:b] = np.take_along_axis(cand, order, axis=1)
     return out
 
 
@@ -98,8 +106,9 @@ def _encoding(feats: np.ndarray, expanded: sp.csr_matrix, pair_chunk: int = 6553
     return sp.csr_matrix((w / row_sum[rows], (rows, cols)), shape=expanded.shape)
 
 
-def _min_overlap(v: sp.csr_matrix, block_elems: int = 1 << 23) -> sp.csr_matrix:
-    """S[i, j] = sum_k min(V[i, k], V[j, k]) for every pair sharing a column of V.
+def _jaccard_from_encoding(v: sp.csr_matrix, block_elems: int = 1 << 23) -> sp.csr_matrix:
+    """``1 - S / (2 - S)`` (float32 CSR), ``S[i, j] = sum_k min(V[i, k], V[j, k])``, for every
+    pair sharing a column of V.
 
     For a block of rows, every stored (i, k) meets every stored (j, k) of its
     column; the min terms are summed into a dense (rows x N) accumulator with
@@ -123,7 +132,8 @@ def _min_overlap(v: sp.csr_matrix, block_elems: int = 1 << 23) -> sp.csr_matrix:
         key = np.repeat(blk.row.astype(np.int64) * n, lens) + vc.indices[pos]
         acc = np.bincount(key, weights=vals, minlength=(b - a) * n)
         nz = np.flatnonzero(acc)
-        data.append(acc[nz])
+        sim = acc[nz]
+        data.append(np.maximum(1.0 - sim / (2.0 - sim), 0.0).astype(np.float32))
         indices.append((nz % n).astype(np.int32))
         counts.append(np.bincount(nz // n, minlength=b - a))
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
@@ -147,11 +157,7 @@ def jaccard_distance(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6
         q = sp.csr_matrix((np.full(qe.size, 1.0 / qe.shape[1]), qe.ravel(),
                            np.arange(0, qe.size + 1, qe.shape[1])), shape=(n, n))
         v = (q @ v).tocsr()
-    s = _min_overlap(v)
-    dist = s.astype(np.float32, copy=True)
-    dist.data = np.maximum(1.0 - s.data / (2.0 - s.data), 0.0).astype(np.float32)
-    dist.sort_indices()
-    return dist
+    return _jaccard_from_encoding(v)
 
 
 def dbscan_labels(dist: sp.spmatrix | np.ndarray, eps: float, min_samples: int) -> np.ndarray:
