@@ -43,19 +43,23 @@ def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
 def nearest_neighbours(feats: np.ndarray, k: int, chunk: int = 1024, margin: int = 8) -> np.ndarray:
     """(N, k) indices of each row's k most similar rows by dot product, itself first.
 
-    Candidates come from a float32 product in row chunks (memory O(chunk * N));
-    the best ``k + margin`` are then re-ranked with float64 dot products, so the
-    order does not depend on float32 rounding when similarities nearly tie.
+    Candidates come from a float32 product in row chunks (memory O(chunk * N)),
+    on centred features: for row i, ``x_i . x_j`` ranks like ``y_i . y_j + y_j . m``
+    (y = x - m, m the mean), which float32 resolves far better when features are
+    nearly parallel (an untrained encoder's are). The best ``k + margin`` are
+    then re-ranked with exact float64 dot products.
     """
     n = feats.shape[0]
     k = min(k, n)
     kc = min(k + margin, n)
-    f = torch.from_numpy(np.ascontiguousarray(feats))
     f64 = feats.astype(np.float64)
+    mean = f64.mean(axis=0)
+    y = torch.from_numpy((f64 - mean).astype(np.float32))
+    ym = torch.from_numpy(((f64 - mean) @ mean).astype(np.float32))
     out = np.empty((n, k), dtype=np.int64)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        sim = f[a:b] @ f.T  # (chunk, N)
+        sim = y[a:b] @ y.T + ym[None, :]  # (chunk, N), same order as x_i . x_j per row
         sim[torch.arange(b - a), torch.arange(a, b)] = float("inf")  # self first, even with duplicates
         cand = torch.topk(sim, kc, dim=1, sorted=True).indices.numpy()
         exact = np.einsum("ij,icj->ic", f64[a:b], f64[cand])
