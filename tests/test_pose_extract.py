@@ -143,9 +143,10 @@ def test_sharded_runs_cover_every_video_once(tmp_path):
         write_video(vids / f"{i + 1:03d}-nm-01-000.avi", 6, moving_box=False)
     out = tmp_path / "store"
     seen = []
-    for i in range(3):
-        s = run_extract([vids], settings(out, shard=(i, 3)))
+    for i in range(3):  # shard 1 runs in two worker processes
+        s = run_extract([vids], settings(out, shard=(i, 3), workers=2 if i == 1 else 1))
         assert s.shard == (i, 3)
+        assert s.failed == 0 and {o.status for o in s.outcomes} == {"no-person"}
         seen += [o.video for o in s.outcomes]
     assert sorted(seen) == sorted(str(p) for p in vids.glob("*.avi"))
     markers = sorted(p.name for p in (out / MARKER_DIR).rglob("*-000.json"))

@@ -299,8 +299,9 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
         elif todo:
             workers = min(settings.workers, len(todo))
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(settings, threads)) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(settings, threads))
+            try:
                 futures = {pool.submit(_worker_run, str(v), str(r) if r else None): v for v, r in todo}
                 for fut in as_completed(futures):
                     try:
@@ -308,12 +309,15 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
                     except Vid2ReidError:
                         raise
                     except Exception as exc:  # worker died or could not build the backend
-                        cause = exc
                         if "BrokenProcessPool" in type(exc).__name__:
                             raise PoseError(f"a worker process failed to start or crashed "
                                             f"({exc}); try --workers 1 to see the error") from None
                         record(VideoOutcome(str(futures[fut]), "failed",
-                                            message=f"{futures[fut]}: {type(cause).__name__}: {cause}"))
+                                            message=f"{futures[fut]}: {type(exc).__name__}: {exc}"))
+            except BaseException:  # Ctrl-C or a fatal error: do not start the queued videos
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
     records = index_store(out) if any(out.rglob("*.npz")) else []
