@@ -146,14 +146,18 @@ def rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray,
             raise ValueError(f"distances must be ({n_p}, {n_g}), got {tuple(dist.shape)}")
         dist = dist[:, order]
     else:
-        pf = torch.as_tensor(np.ascontiguousarray(probe_feats))
-        gf = torch.as_tensor(np.ascontiguousarray(gallery_feats))[order]
-        if pf.dtype != gf.dtype:
-            pf, gf = pf.double(), gf.double()
+        p_raw = torch.as_tensor(np.asarray(probe_feats))
+        g_raw = torch.as_tensor(np.asarray(gallery_feats))
+        dtype = p_raw.dtype if p_raw.dtype == g_raw.dtype else torch.float64
         # ||p - g||^2 = ||p||^2 + (||g||^2 - 2 p.g); ||p||^2 is the same for a probe's whole
         # row, so the ranking needs only [p, 1] . [-2g, ||g||^2]: one matmul per chunk.
-        pf = torch.cat([pf, torch.ones((n_p, 1), dtype=pf.dtype)], 1)
-        gf = torch.cat([-2 * gf, (gf * gf).sum(1, keepdim=True)], 1)
+        # Filled in place to keep the set-up at about one extra copy of the features.
+        pf = torch.ones((n_p, p_raw.shape[1] + 1), dtype=dtype)
+        pf[:, :-1] = p_raw
+        gf = torch.empty((n_g, g_raw.shape[1] + 1), dtype=dtype)
+        gf[:, :-1] = g_raw[order]
+        gf[:, -1] = torch.einsum("ij,ij->i", gf[:, :-1], gf[:, :-1])
+        gf[:, :-1] *= -2
     chunk = max(1, max_elements // n_g)
     workers = max(1, torch.get_num_threads())
     pool = ThreadPoolExecutor(workers) if workers > 1 and n_p > 1 else None
