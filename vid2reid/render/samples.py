@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def encoder_name() -> str:
     return f"pyav-{av.__version__}-libx264-crf23"
 
 
+def bgr_to_i420(frame: np.ndarray) -> np.ndarray:
+    """BGR uint8 (H, W, 3) -> planar YUV 4:2:0 (H * 3 / 2, W), BT.601 studio range.
+
+    Integer arithmetic in numpy, so the encoder's input never depends on which
+    SIMD path a colour converter happens to take (that made rare 1-LSB
+    differences between otherwise identical runs).
+    """
+    h, w = frame.shape[:2]
+    b, g, r = (frame[..., i].astype(np.int32) for i in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    r2, g2, b2 = (c.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) for c in (r, g, b))
+    u = ((-38 * r2 - 74 * g2 + 112 * b2 + 512) >> 10) + 128
+    v = ((112 * r2 - 94 * g2 - 18 * b2 + 512) >> 10) + 128
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()]).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = FPS) -> None:
     """Atomically write BGR frames as an AVI that OpenCV reads back.
 
@@ -78,7 +95,8 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = FPS) -> N
                 stream.thread_count = 1
                 stream.options = {"crf": "23", "preset": "medium", "threads": "1"}
                 for frame in frames:
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                    yuv = av.VideoFrame.from_ndarray(bgr_to_i420(frame), format="yuv420p")
+                    for packet in stream.encode(yuv):
                         container.mux(packet)
                 for packet in stream.encode():
                     container.mux(packet)
@@ -89,10 +107,24 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = FPS) -> N
             for frame in frames:
                 writer.write(frame)
             writer.release()
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; videos are ordinary shared files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A compressed ``.npz`` with fixed zip timestamps, so equal arrays give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
+    return buf.getvalue()
 
 
 def clip_name(subject: int, condition: str, sequence: int, view: str) -> str:
@@ -173,9 +205,7 @@ def make_samples(out_dir: Path | str, n_subjects: int = 6, views: Sequence[str] 
                 sidecar.update(subject=np.array(f"{s:03d}"), condition=np.array(cond),
                                sequence=np.array(f"{n:02d}"), view=np.array(view),
                                seed=np.array(seed), encoder=np.array(encoder))
-                buf = io.BytesIO()
-                np.savez_compressed(buf, **sidecar)
-                atomic_write_bytes(out_dir / f"{stem}.gt.npz", buf.getvalue())
+                atomic_write_bytes(out_dir / f"{stem}.gt.npz", npz_bytes(sidecar))
                 written.append(out_dir / f"{stem}.avi")
             log.info("subject %03d view %s: %d clips", s, view, len(walks))
     return written
