@@ -78,7 +78,6 @@ class TrainConfig:
     himpc_levels: tuple[str, ...] = ("joint", "component", "limb")
     himpc_joint_weighting: str = "mean"
     himpc_part_map: str = ""  # a user part-map file; "" = the layout's built-in map
-    himpc_part_map: str = ""  # part map file (JSON/YAML) for a layout without a built-in one
 
 
 def make_config(preset: str = "casia-b", method: str = "simmc", ablation: str = "mpc+mic",
