@@ -83,6 +83,31 @@ def bench_ours(video: Path, backend_name: str, boxes: str, label: str, **mm) -> 
                 init_s=round(t_init, 2), settings={"boxes": boxes, **{k: str(v) for k, v in mm.items()}})
 
 
+def detection_rates(folder: Path) -> dict:
+    """MediaPipe on every clip in a folder: frames with a skeleton, overall and where the walker is
+    fully in view (a background-subtraction box that does not touch the left/right border)."""
+    from vid2reid.pose.boxes import make_box_finder
+    from vid2reid.pose.mediapipe_backend import MediaPipeBackend
+    from vid2reid.pose.names import background_clip_for, list_videos, parse_video_name
+    from vid2reid.pose.video import FrameReader, read_frames
+
+    backend = MediaPipeBackend()
+    clips, tot = [], np.zeros(4, int)
+    for video, root in list_videos([folder])[0]:
+        frames = read_frames(video)
+        finder = make_box_finder("bgsub", video, background_clip_for(video, parse_video_name(video, root)))
+        w = frames[0].shape[1]
+        in_view = np.array([b is not None and b[0] > 1 and b[2] < w - 1 for b in map(finder, frames)])
+        poses = backend.estimate_video(FrameReader(video), None, min_frames=1)
+        row = [poses.frames, int(poses.valid.sum()), int(in_view.sum()), int(poses.valid[in_view].sum())]
+        tot += row
+        clips.append(dict(video=video.name, frames=row[0], with_skeleton=row[1], walker_in_view=row[2],
+                          in_view_with_skeleton=row[3]))
+    return dict(folder=str(folder), clips=clips, frames=int(tot[0]), with_skeleton=int(tot[1]),
+                rate_all_frames=round(tot[1] / max(tot[0], 1), 4),
+                walker_in_view=int(tot[2]), rate_in_view=round(tot[3] / max(tot[2], 1), 4))
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--video", type=Path, default=CLIPS / "001-nm-01-090.avi")
@@ -94,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch threads for every MMPose run (1 gives stable numbers on a busy machine)")
     ap.add_argument("--skip-inferencer", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--detection", type=Path, default=None, metavar="FOLDER",
+                    help="instead: MediaPipe detection rates on every clip in FOLDER")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     import torch
@@ -102,6 +129,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
 
+    if args.detection is not None:
+        result = dict(benchmark="extract-detection", **detection_rates(args.detection))
+        text = json.dumps(result, indent=1)
+        print(text)
+        if args.json:
+            args.json.write_text(text)
+        return result
     if not args.video.is_file():
         sys.exit(f"{args.video}: video not found (pass --video)")
     cfg2d, cfg3d = resolve_config("rtmpose-m"), resolve_config(args.lifter)

@@ -71,6 +71,9 @@ def test_random_weights_extract_writes_store_entry(tmp_path, backend):
     assert 0 < float(extra["video_detected_fraction"]) <= 1
     with np.load(out / rec.path) as data:
         assert str(data["layout"]) == "h36m-17" and str(data["subject"]) == "007"
+        assert data["detected"].dtype == bool and data["detected"].shape == (rec.frames,)
+        assert data["detected"][0] and data["detected"][-1]  # sequences start and end on detections
+    assert "detected" not in extra
 
 
 def test_batched_2d_matches_mmpose_inference_topdown(backend):

@@ -176,7 +176,8 @@ def extract_video(video: Path, root: Path | None, backend, settings: ExtractSett
     multi = len(poses.sequences) > 1
     for seq in poses.sequences:
         rel = f"{name.stem}.s{seq.start:05d}.npz" if multi else f"{name.stem}.npz"
-        save_sequence(out, rel, seq.joints, poses.layout, start_frame=seq.start,
+        # "detected" (per frame, False = interpolated) is an array, so it stays out of the manifest
+        save_sequence(out, rel, seq.joints, poses.layout, start_frame=seq.start, detected=seq.detected,
                       detected_fraction=round(float(seq.detected.mean()), 4),
                       mean_score=round(seq.mean_score, 4), **base_meta)
         written.append(rel)

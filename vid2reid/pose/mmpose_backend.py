@@ -154,10 +154,11 @@ def _fuse_conv_bn(model) -> int:
     from mmcv.cnn import ConvModule
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    batch_norm = torch.nn.modules.batchnorm._BatchNorm  # also mmengine's reverted SyncBN
     fused = 0
     for m in model.modules():
         if (isinstance(m, ConvModule) and m.with_norm and isinstance(m.conv, torch.nn.Conv2d)
-                and isinstance(m.norm, torch.nn.modules.batchnorm._BatchNorm) and m.order.index("conv") < m.order.index("norm")):
+                and isinstance(m.norm, batch_norm) and m.order.index("conv") < m.order.index("norm")):
             m.conv = fuse_conv_bn_eval(m.conv.eval(), m.norm.eval())
             setattr(m, m.norm_name, torch.nn.Identity())
             fused += 1
