@@ -121,7 +121,17 @@ def test_cli_train_and_errors(store: Path, tmp_path: Path):
     assert runner.invoke(app, ["train", "--help"]).exit_code == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
+def test_stops_early_when_pseudo_labels_are_stable(store: Path, tmp_path: Path):
+    cfg = make_config("casia-b", epochs=6, seed=1, stop_ari=0.01, stop_patience=1, **SMALL)
+    res = train(cfg, store, tmp_path / "r", progress=False)
+    assert res.stopped_early and res.epochs_done < 6
+    assert res.history[-1]["label_ari"] >= 0.01
+    # resuming a stopped run trains nothing more
+    again = train(cfg, store, tmp_path / "r", progress=False)
+    assert again.epochs_done == res.epochs_done
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "known gap, see the training helper's report: on the synthetic walkers the raw mean pose "
     "(bone lengths) is a near-perfect cue while SimMC's pseudo-labels group windows by walk "
     "(per-walk estimation bias), so SimMC does not beat the raw baseline here yet; strict, so "
