@@ -177,8 +177,7 @@ def _draw_head(img: np.ndarray, cam: Camera, centre: np.ndarray, radius: float,
                         r_px * 0.8, look.hair)
     _shaded_capsule(img, c2, c2, r_px, r_px, _shade(look.skin, 0.85))  # ears/neck side
     _shaded_capsule(img, hair_c, hair_c, r_px * 1.02, r_px * 1.02, look.hair)
-    face_dir = fwd @ np.eye(3)
-    facing = float(np.dot(face_dir, to_cam))
+    facing = float(np.dot(fwd, to_cam))
     if facing > -0.3:
         face_c = px(centre + 0.045 * fwd - 0.02 * up)
         _shaded_capsule(img, face_c, face_c, r_px * 0.85, r_px * 0.85, look.skin)
@@ -276,27 +275,23 @@ def _parts(frame_joints: np.ndarray, pitch: np.ndarray, walk: W.Walk, cam: Camer
         axes = np.stack([fwd, up, right])
         if kind == "hand":
             c = J[W.R_WRIST] - 0.2 * up + 0.03 * right
-            corners = W_box(c, axes, np.array([0.17, 0.13, 0.06]))
+            corners = _box_corners(c, axes, np.array([0.17, 0.13, 0.06]))
             parts.append(_Part(depth(c) - 0.03, "box", (corners, look.bag)))
             cap(J[W.R_WRIST], c + 0.12 * up, 0.012, 0.012, _shade(look.bag, 0.7), bias=-0.05)
         elif kind == "shoulder":
             c = J[W.L_HIP] - 0.1 * right + 0.03 * up
-            corners = W_box(c, axes, np.array([0.16, 0.13, 0.05]))
+            corners = _box_corners(c, axes, np.array([0.16, 0.13, 0.05]))
             parts.append(_Part(depth(c) + 0.0, "box", (corners, look.bag)))
             cap(J[W.R_SHOULDER] - 0.02 * right, c + 0.12 * up, 0.015, 0.015,
                 _shade(look.bag, 0.7), bias=-0.16)
         else:
             c = 0.3 * J[W.SPINE] + 0.7 * J[W.THORAX] - 0.2 * s * fwd - 0.05 * up
-            corners = W_box(c, axes, np.array([0.09, 0.22, 0.16]))
+            corners = _box_corners(c, axes, np.array([0.09, 0.22, 0.16]))
             parts.append(_Part(depth(c) + 0.02, "box", (corners, look.bag)))
             for sh in (W.R_SHOULDER, W.L_SHOULDER):
                 cap(J[sh] - 0.02 * fwd + 0.02 * up, J[sh] - 0.08 * up + 0.05 * fwd, 0.018, 0.018,
                     _shade(look.bag, 0.7), bias=-0.14)
     return parts
-
-
-def W_box(centre: np.ndarray, axes: np.ndarray, half: np.ndarray) -> np.ndarray:  # noqa: N802
-    return _box_corners(centre, axes, half)
 
 
 def draw_walker(bg: np.ndarray, frame_joints: np.ndarray, pitch: np.ndarray, walk: W.Walk,
