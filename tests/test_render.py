@@ -160,6 +160,8 @@ def test_import_ground_truth_writes_a_store(tmp_path: Path) -> None:
 def test_import_ground_truth_skips_a_bad_sidecar_and_fails_on_none(tmp_path: Path) -> None:
     make_samples(tmp_path, seed=2, **TINY)
     (tmp_path / "001-cl-01-090.gt.npz").write_bytes(b"not a zip file")
+    good = (tmp_path / "001-nm-01-090.gt.npz").read_bytes()
+    (tmp_path / "001-cl-02-090.gt.npz").write_bytes(good[: len(good) // 2])  # truncated zip
     records = import_ground_truth(tmp_path, tmp_path / "store")
     assert len(records) == 2
     with pytest.raises(Exception, match="no ground-truth sidecars"):

@@ -228,7 +228,7 @@ def import_ground_truth(sample_dir: Path | str, store_dir: Path | str) -> list[R
                 joints = np.asarray(z["joints"], dtype=np.float32)
                 meta = {k: str(z[k]) for k in ("subject", "condition", "sequence", "view")}
                 layout = str(z["layout"])
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             log.error("%s: unreadable ground-truth sidecar (%s); skipped", f, exc)
             continue
         stem = f.name[: -len(".gt.npz")]
