@@ -125,3 +125,13 @@ def test_offline_without_checkpoint_names_file_and_option(tmp_path, monkeypatch)
         MMPoseBackend(MMPoseSettings(lifter="videopose3d-27"))
     msg = str(err.value)
     assert "rtmpose-m_simcc-coco" in msg and "--checkpoint-2d" in msg and "mediapipe" in msg
+
+
+def test_rtmdet_boxes_need_compiled_ops(tmp_path):
+    from vid2reid.errors import ConfigError
+    from vid2reid.pose.boxes import make_box_finder
+
+    if has_compiled_mmcv_ops():
+        pytest.skip("full mmcv installed: the detector path is available")
+    with pytest.raises(ConfigError, match="compiled ops"):
+        make_box_finder("rtmdet", tmp_path / "v.avi")

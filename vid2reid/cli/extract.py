@@ -23,11 +23,14 @@ def extract_cli(
                               "RANK/WORLD_SIZE under torchrun, else everything."),
     checkpoint_2d: Path = typer.Option(None, "--checkpoint-2d", help="Local RTMPose-m checkpoint (.pth)."),
     checkpoint_3d: Path = typer.Option(None, "--checkpoint-3d", help="Local lifter checkpoint (.pth)."),
+    checkpoint_det: Path = typer.Option(None, "--checkpoint-det",
+                                        help="Local RTMDet-m person checkpoint for --boxes rtmdet."),
     lifter: str = typer.Option("videopose3d", "--lifter", "-l",
                                help="videopose3d (243-frame TCN), videopose3d-27, motionbert, or a "
                                     "config file path."),
     boxes: str = typer.Option("bgsub", "--boxes", help="Person boxes for mmpose: bgsub (background "
-                              "subtraction, uses the view's bkgrd clip when present), hog or whole."),
+                              "subtraction, uses the view's bkgrd clip when present), hog, whole, "
+                              "or rtmdet (mmdet person detector; needs mmcv with compiled ops)."),
     pattern: str = typer.Option(None, "--pattern", help="Regex with (?P<subject>..) [and condition, "
                                 "sequence, view groups] for names that are not CASIA-B's."),
     min_frames: int = typer.Option(40, "--min-frames", help="Drop sequences shorter than this."),
@@ -60,7 +63,7 @@ def extract_cli(
         settings = ExtractSettings(
             out=out, backend=backend, boxes=boxes, pattern=pattern, min_frames=min_frames,
             max_gap=max_gap, workers=workers, shard=parse_shard(shard) if shard else None,
-            visualize=visualize,
+            visualize=visualize, checkpoint_det=str(checkpoint_det) if checkpoint_det else None,
             mmpose=MMPoseSettings(lifter=lifter, device=device, allow_random_weights=allow_random_weights,
                                   checkpoint_2d=str(checkpoint_2d) if checkpoint_2d else None,
                                   checkpoint_3d=str(checkpoint_3d) if checkpoint_3d else None,

@@ -5,7 +5,8 @@ background subtraction: the background is the per-pixel median of the view's
 background-only clip (``SSS-bkgrd-VVV.avi``) when there is one, else of frames
 sampled across the video itself (a walker crossing the picture does not stay
 on any pixel long enough to enter the median). OpenCV's HOG people detector
-and the whole frame are the fallbacks. A frame where no person is found gets
+and the whole frame are the fallbacks; ``rtmdet`` (mmdet's RTMDet-m person
+detector, as MMPoseInferencer uses) needs an mmcv with compiled ops. A frame where no person is found gets
 no box (``None``): it is recorded as missing, never invented.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 from vid2reid.errors import ConfigError, PoseError
 from vid2reid.pose.video import read_frames
 
-BOX_METHODS = ("bgsub", "hog", "whole")
+BOX_METHODS = ("bgsub", "hog", "whole", "rtmdet")
 BoxFinder = Callable[[np.ndarray], "np.ndarray | None"]
 
 
@@ -127,9 +128,38 @@ def whole_frame(frame: np.ndarray) -> np.ndarray:
     return np.array([0, 0, w, h], dtype=np.float32)
 
 
+class DetectorBoxes:
+    """mmdet RTMDet-m person detector (pose_configs/rtmdet-m-person.py); highest-scoring person."""
+
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu", score_thr: float = 0.3,
+                 allow_random_weights: bool = False):
+        from vid2reid.pose.compat import has_compiled_mmcv_ops, import_mmpose_apis
+
+        if not has_compiled_mmcv_ops():
+            raise ConfigError("--boxes rtmdet needs mmcv with compiled ops (mmcv==2.1.0 built with "
+                              "MMCV_WITH_OPS=1); with mmcv-lite use --boxes bgsub, hog or whole")
+        import_mmpose_apis()
+        from mmdet.apis import inference_detector, init_detector
+
+        from vid2reid.pose.mmpose_backend import load_weights, resolve_config
+
+        cfg = resolve_config("rtmdet-m-person")
+        self.model = init_detector(str(cfg), None, device=device)
+        load_weights(self.model, cfg, checkpoint, "--checkpoint-det", allow_random_weights)
+        self._infer = inference_detector
+        self.score_thr = score_thr
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        pred = self._infer(self.model, frame).pred_instances.cpu().numpy()
+        keep = (pred.labels == 0) & (pred.scores >= self.score_thr)
+        if not keep.any():
+            return None
+        return np.asarray(pred.bboxes[keep][np.argmax(pred.scores[keep])], dtype=np.float32)
+
+
 def make_box_finder(method: str, video: Path, background_clip: Path | None = None,
-                    settings: BoxSettings = BoxSettings()) -> BoxFinder:
-    """The per-frame box function for ``method`` (bgsub, hog or whole) and this video."""
+                    settings: BoxSettings = BoxSettings(), detector: BoxFinder | None = None) -> BoxFinder:
+    """The per-frame box function for ``method`` and this video (``detector``: a loaded DetectorBoxes)."""
     if method == "bgsub":
         return BackgroundBoxes(background_for(video, background_clip, settings.background_samples),
                                settings)
@@ -137,4 +167,6 @@ def make_box_finder(method: str, video: Path, background_clip: Path | None = Non
         return HogBoxes()
     if method == "whole":
         return whole_frame
+    if method == "rtmdet":
+        return detector if detector is not None else DetectorBoxes()
     raise ConfigError(f"unknown --boxes {method!r}; choose one of {', '.join(BOX_METHODS)}")

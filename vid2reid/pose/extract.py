@@ -51,6 +51,7 @@ class ExtractSettings:
     workers: int = 1
     shard: tuple[int, int] | None = None  # (index, count); None: from torchrun env or (0, 1)
     visualize: bool = False
+    checkpoint_det: str | None = None  # RTMDet weights for --boxes rtmdet
     mmpose: MMPoseSettings = field(default_factory=MMPoseSettings)
     mediapipe: MediaPipeSettings = field(default_factory=MediaPipeSettings)
 
@@ -157,13 +158,25 @@ def make_backend(settings: ExtractSettings):
     raise ConfigError(f"unknown --backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def extract_video(video: Path, root: Path | None, backend, settings: ExtractSettings) -> VideoOutcome:
+def make_detector(settings: ExtractSettings):
+    """The mmdet person detector for ``--boxes rtmdet`` (None for the other box methods)."""
+    if settings.boxes != "rtmdet" or settings.backend != "mmpose":
+        return None
+    from vid2reid.pose.boxes import DetectorBoxes
+
+    return DetectorBoxes(settings.checkpoint_det, settings.mmpose.device,
+                         allow_random_weights=settings.mmpose.allow_random_weights)
+
+
+def extract_video(video: Path, root: Path | None, backend, settings: ExtractSettings,
+                  detector=None) -> VideoOutcome:
     """Process one video and write its sequences and marker; raises Vid2ReidError on bad input."""
     t0 = time.perf_counter()
     name = parse_video_name(video, root, settings.pattern)
     background = background_clip_for(video, name) if settings.boxes == "bgsub" else None
     reader = FrameReader(video)
-    boxes = make_box_finder(settings.boxes, video, background) if backend.name == "mmpose" else None
+    boxes = make_box_finder(settings.boxes, video, background, detector=detector) \
+        if backend.name == "mmpose" else None
     poses = backend.estimate_video(reader, boxes, max_gap=settings.max_gap,
                                    min_frames=settings.min_frames)
     detected = float(poses.valid.mean()) if poses.frames else 0.0
@@ -200,10 +213,11 @@ def extract_video(video: Path, root: Path | None, backend, settings: ExtractSett
     return VideoOutcome(str(video), status, poses.frames, len(written), msg, time.perf_counter() - t0)
 
 
-def _safe_extract(video: Path, root: Path | None, backend, settings: ExtractSettings) -> VideoOutcome:
+def _safe_extract(video: Path, root: Path | None, backend, settings: ExtractSettings,
+                  detector=None) -> VideoOutcome:
     t0 = time.perf_counter()
     try:
-        return extract_video(video, root, backend, settings)
+        return extract_video(video, root, backend, settings, detector)
     except Vid2ReidError as exc:
         return VideoOutcome(str(video), "failed", message=str(exc), seconds=time.perf_counter() - t0)
     except Exception as exc:  # a bug or a library crash on this video: report it, keep going
@@ -224,6 +238,7 @@ def _init_worker(settings: ExtractSettings, threads: int) -> None:
     _WORKER["settings"] = settings
     try:
         _WORKER["backend"] = make_backend(settings)
+        _WORKER["detector"] = make_detector(settings)
     except Vid2ReidError as exc:  # reported by the first task instead of breaking the pool
         _WORKER["error"] = exc
 
@@ -232,7 +247,7 @@ def _worker_run(video: str, root: str | None) -> VideoOutcome:
     if "error" in _WORKER:
         raise _WORKER["error"]
     return _safe_extract(Path(video), Path(root) if root else None, _WORKER["backend"],
-                         _WORKER["settings"])
+                         _WORKER["settings"], _WORKER["detector"])
 
 
 def _is_finished(out: Path, name: VideoName, backend: str) -> bool:
@@ -280,6 +295,7 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
     log.info("%d videos in shard %d/%d: %d to do, %d already finished", len(mine), shard[0], shard[1],
              len(todo), sum(o.status == "skipped" for o in outcomes))
     backend = make_backend(settings) if todo and settings.workers <= 1 else None
+    detector = make_detector(settings) if backend is not None else None
     frames = 0
     bar = tqdm(total=len(todo), unit="video", desc="extract", dynamic_ncols=True, disable=not todo)
     t_run = time.perf_counter()
@@ -296,7 +312,7 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
     try:
         if backend is not None:
             for video, root in todo:
-                record(_safe_extract(video, root, backend, settings))
+                record(_safe_extract(video, root, backend, settings, detector))
         elif todo:
             workers = min(settings.workers, len(todo))
             threads = max(1, (os.cpu_count() or 1) // workers)

@@ -96,42 +96,51 @@ def _is_network_error(exc: BaseException) -> bool:
     return False
 
 
-def _build(config_path: Path, checkpoint: str | None, option: str, settings: MMPoseSettings):
-    """init_model + weights (local file, URL via mmengine, or random when allowed)."""
-    from vid2reid.pose.compat import import_mmpose_apis
-
-    apis = import_mmpose_apis()
+def load_weights(model, config_path: Path, checkpoint: str | None, option: str,
+                 allow_random_weights: bool) -> str | None:
+    """Load a local checkpoint, else the config's ``load_from`` URL (downloaded by mmengine into
+    torch's hub cache), else keep random weights when allowed. Returns the weight source."""
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
 
-    cfg = Config.fromfile(str(config_path))
-    model = apis.init_model(cfg, None, device="cpu")
     source = checkpoint
     if source is not None:
         if not Path(source).is_file():
             raise PoseError(f"{source}: checkpoint given with {option} does not exist")
-    elif not settings.allow_random_weights:
-        source = cfg.get("checkpoint")
+    elif not allow_random_weights:
+        source = Config.fromfile(str(config_path)).get("load_from")
         if not source:
-            raise PoseError(f"{config_path}: no checkpoint URL in the config; pass {option} PATH")
+            raise PoseError(f"{config_path}: no checkpoint URL (load_from) in the config; pass {option} PATH")
     if source is None:
-        log.warning("%s: using RANDOM weights (--allow-random-weights): poses are meaningless",
+        log.warning("%s: using RANDOM weights (--allow-random-weights): results are meaningless",
                     config_path.stem)
-    else:
-        try:
-            with _full_pickle_load():
-                ckpt = load_checkpoint(model, source, map_location="cpu", logger="silent")
-        except Exception as exc:
-            name = str(source).rsplit("/", 1)[-1]
-            if _is_network_error(exc):
-                raise PoseError(f"cannot download the {config_path.stem} checkpoint {name} from "
-                                f"{source} (offline?): download it on a machine with internet "
-                                f"and pass {option} PATH, or use --backend mediapipe, which "
-                                f"needs no download") from None
-            raise PoseError(f"{source}: cannot load checkpoint for {config_path.stem} ({exc})") from None
-        meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
-        if "dataset_meta" in meta:
-            model.dataset_meta = meta["dataset_meta"]
+        return None
+    try:
+        with _full_pickle_load():
+            ckpt = load_checkpoint(model, source, map_location="cpu", logger="silent")
+    except Exception as exc:
+        name = str(source).rsplit("/", 1)[-1]
+        if _is_network_error(exc):
+            raise PoseError(f"cannot download the {config_path.stem} checkpoint {name} from "
+                            f"{source} (offline?): download it on a machine with internet "
+                            f"and pass {option} PATH, or use --backend mediapipe, which "
+                            f"needs no download") from None
+        raise PoseError(f"{source}: cannot load checkpoint for {config_path.stem} ({exc})") from None
+    meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+    if "dataset_meta" in meta and hasattr(model, "dataset_meta"):
+        model.dataset_meta = meta["dataset_meta"]
+    return str(source)
+
+
+def _build(config_path: Path, checkpoint: str | None, option: str, settings: MMPoseSettings):
+    """init_model (random weights) + :func:`load_weights`, then move to the device."""
+    from vid2reid.pose.compat import import_mmpose_apis
+
+    apis = import_mmpose_apis()
+    from mmengine.config import Config
+
+    model = apis.init_model(Config.fromfile(str(config_path)), None, device="cpu")
+    source = load_weights(model, config_path, checkpoint, option, settings.allow_random_weights)
     model.to(settings.device)
     model.eval()
     return model, source
