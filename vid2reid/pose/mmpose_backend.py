@@ -39,7 +39,8 @@ from vid2reid.pose.result import Sequence3D, VideoPoses
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "pose_configs"
+# the repository's pose_configs/ (an installed wheel has none: point VID2REID_POSE_CONFIGS at a copy)
+CONFIG_DIR = Path(os.environ.get("VID2REID_POSE_CONFIGS", Path(__file__).resolve().parents[2] / "pose_configs"))
 POSE2D_MODELS = ("rtmpose-m",)
 LIFTERS = ("videopose3d", "videopose3d-27", "motionbert")
 PRECISIONS = ("fp32", "bf16")
