@@ -135,3 +135,37 @@ def test_rtmdet_boxes_need_compiled_ops(tmp_path):
         pytest.skip("full mmcv installed: the detector path is available")
     with pytest.raises(ConfigError, match="compiled ops"):
         make_box_finder("rtmdet", tmp_path / "v.avi")
+
+
+def test_lifter_matches_mmpose_inference_pose_lifter_model(backend):
+    """Our batched windows give what mmpose's own per-frame lifter call gives for that frame."""
+    from mmengine.structures import InstanceData
+    from mmpose.apis import convert_keypoint_definition, inference_pose_lifter_model
+    from mmpose.structures import PoseDataSample
+
+    rng = np.random.default_rng(3)
+    T = 7
+    k2 = rng.uniform(20, 100, (T, 17, 2)).astype(np.float32)
+    boxes = np.stack([[10 + t, 5, 110 + t, 95] for t in range(T)]).astype(np.float32)
+    ours = backend.lift(k2, boxes, (128, 96))
+    h36m = convert_keypoint_definition(k2, "coco", "h36m")
+    # Pose3DInferencer's 2D normalisation (bbox -> the dataset's mean bbox); mmpose's functional
+    # norm_pose_2d=True path computes it in float64 and then fails in the float32 model
+    stats = backend.model3d.dataset_meta["stats_info"]
+    centre = (boxes[:, None, :2] + boxes[:, None, 2:]) / 2
+    scale = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None, None]
+    h36m = ((h36m - centre) / scale * stats["bbox_scale"] + stats["bbox_center"]).astype(np.float32)
+    samples = []
+    for t in range(T):
+        ds = PoseDataSample()
+        ds.pred_instances = InstanceData(keypoints=h36m[t][None], bboxes=boxes[t][None])
+        ds.gt_instances = InstanceData()
+        ds.track_id = 0
+        samples.append([ds])
+    half = (backend.seq_len - 1) // 2
+    for t in (0, T // 2, T - 1):
+        idx = np.clip(np.arange(t - half, t + half + 1), 0, T - 1)
+        (ref,) = inference_pose_lifter_model(backend.model3d, [samples[i] for i in idx],
+                                             with_track_id=False, image_size=(128, 96), norm_pose_2d=False)
+        np.testing.assert_allclose(ours[t], np.asarray(ref.pred_instances.keypoints).reshape(17, 3),
+                                   atol=1e-4)
