@@ -13,3 +13,5 @@ $V extract sample_videos --out "$STORE" --backend mediapipe
 $V train --data "$STORE" --out runs/quickstart --preset casia-b --protocol all --seed 0
 $V eval --run runs/quickstart --data "$STORE" --protocol all --probe Bags --gallery Normal \
   --json runs/quickstart/eval.json
+# The same protocol on raw root-relative joints, for comparison (the paper's Baseline row).
+$V eval --baseline raw --data "$STORE" --protocol all --probe Bags --gallery Normal

@@ -56,14 +56,19 @@ def random_body(rng: np.random.Generator) -> Body:
                 sway=abs(rng.normal(0.02, 0.008)))
 
 
+_GAIT = ("cadence", "hip_swing", "knee_lift", "arm_swing", "elbow_bend", "lean", "sway")
+
+
 def _vary(body: Body, rng: np.random.Generator, sd: float) -> Body:
-    return Body(**{k: v * (1 + rng.normal(0, sd)) for k, v in body.__dict__.items()})
+    """The same person on another walk: gait varies, bone lengths do not."""
+    return Body(**{k: v * (1 + rng.normal(0, sd)) if k in _GAIT else v
+                   for k, v in body.__dict__.items()})
 
 
 def walk(body: Body, frames: int, rng: np.random.Generator, condition: str = "nm",
          view_deg: float = 90.0, fps: float = 25.0, noise: float = 0.015) -> np.ndarray:
     """One walk of ``frames`` frames as (T, 17, 3) joints (x forward, y up, z to the left)."""
-    b = _vary(body, rng, 0.03)
+    b = _vary(body, rng, 0.05)
     t = np.arange(frames) / fps
     ph = 2 * np.pi * b.cadence * t + rng.uniform(0, 2 * np.pi)
     arm_l, arm_r, lean, drop_r = b.arm_swing, b.arm_swing, b.lean, 0.0
