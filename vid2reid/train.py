@@ -223,6 +223,7 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
     """
     from sklearn.metrics import adjusted_rand_score
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     validate(cfg)
     out = Path(out)
@@ -273,36 +274,38 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
             log.warning("%s: existing checkpoint ignored (--no-resume); starting over", ckpt_path)
         _rewrite_log(out / "log.jsonl", history)
 
-        bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, unit="epoch",
-                   disable=not progress or stopped, dynamic_ncols=True)
-        for epoch in bar:
-            if stopped:
-                break
-            row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch)
-            labels = getattr(plan, "labels", None)
-            if labels is not None and prev is not None:
-                row["label_ari"] = float(adjusted_rand_score(prev, labels))
-                ok = cfg.stop_ari is not None and row["label_ari"] >= cfg.stop_ari
-                stable = stable + 1 if ok else 0
-            prev = labels
-            history.append(row)
-            if cfg.stop_ari is not None and stable >= cfg.stop_patience:
-                stopped = True
-                log.info("pseudo-labels stable (ARI >= %s for %d epochs): stopping after epoch %d",
-                         cfg.stop_ari, stable, epoch + 1)
-            _save(ckpt_path, {"epoch": epoch + 1, "model": model.state_dict(),
-                              "optim": opt.state_dict(), "rng": rng.bit_generator.state,
-                              "torch_rng": torch.get_rng_state(), "config": _config_dict(cfg),
-                              "history": history, "stable": stable, "stopped": stopped,
-                              "prev_labels": prev})
-            with open(out / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            log.info("epoch %d/%d loss %.4f clusters %s outliers %d (%.1fs)", epoch + 1,
-                     cfg.epochs, row["loss"], plan.stats.get("clusters"),
-                     plan.stats.get("outliers", 0), row["epoch_s"])
-            bar.set_postfix(loss=f"{row['loss']:.3f}", clusters=plan.stats.get("clusters"),
-                            outliers=plan.stats.get("outliers"))
-        bar.close()
+        # Log lines go through tqdm.write so that they do not break the progress bar.
+        with logging_redirect_tqdm():
+            bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, unit="epoch",
+                       disable=not progress or stopped, dynamic_ncols=True)
+            for epoch in bar:
+                if stopped:
+                    break
+                row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch)
+                labels = getattr(plan, "labels", None)
+                if labels is not None and prev is not None:
+                    row["label_ari"] = float(adjusted_rand_score(prev, labels))
+                    ok = cfg.stop_ari is not None and row["label_ari"] >= cfg.stop_ari
+                    stable = stable + 1 if ok else 0
+                prev = labels
+                history.append(row)
+                if cfg.stop_ari is not None and stable >= cfg.stop_patience:
+                    stopped = True
+                    log.info("pseudo-labels stable (ARI >= %s for %d epochs): stopping after epoch %d",
+                             cfg.stop_ari, stable, epoch + 1)
+                _save(ckpt_path, {"epoch": epoch + 1, "model": model.state_dict(),
+                                  "optim": opt.state_dict(), "rng": rng.bit_generator.state,
+                                  "torch_rng": torch.get_rng_state(), "config": _config_dict(cfg),
+                                  "history": history, "stable": stable, "stopped": stopped,
+                                  "prev_labels": prev})
+                with open(out / "log.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                log.info("epoch %d/%d loss %.4f clusters %s outliers %d (%.1fs)", epoch + 1,
+                         cfg.epochs, row["loss"], plan.stats.get("clusters"),
+                         plan.stats.get("outliers", 0), row["epoch_s"])
+                bar.set_postfix(loss=f"{row['loss']:.3f}", clusters=plan.stats.get("clusters"),
+                                outliers=plan.stats.get("outliers"))
+            bar.close()
         _save(out / "model.pt", {"model": model.state_dict(), "config": _config_dict(cfg),
                                  "num_joints": num_joints, "layout": layout,
                                  "epochs_done": len(history)})
