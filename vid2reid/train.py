@@ -259,6 +259,7 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
         del windows
 
         start, history, prev, stable, stopped = 0, [], None, 0, False
+        warned_one_cluster = False
         ckpt_path = out / "checkpoint.pt"
         if resume and ckpt_path.is_file():
             ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -282,6 +283,11 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                 if stopped:
                     break
                 row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch)
+                if plan.stats.get("clusters") == 1 and not warned_one_cluster:
+                    warned_one_cluster = True
+                    log.warning("epoch %d: DBSCAN put every kept window in ONE cluster, so the "
+                                "prototype loss has nothing to contrast; lower --eps (now %s) "
+                                "or raise --min-samples", epoch + 1, cfg.eps)
                 labels = getattr(plan, "labels", None)
                 if labels is not None and prev is not None:
                     row["label_ari"] = float(adjusted_rand_score(prev, labels))
