@@ -11,12 +11,7 @@ from vid2reid.presets import PRESETS, get_preset
 from vid2reid.train import make_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _windows(n=120, f=8, j=5, groups=4, seed=0):

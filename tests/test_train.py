@@ -18,12 +18,7 @@ runner = CliRunner()
 SMALL = dict(f=20, x=5, eps=0.5, batch_size=64)  # a small store needs a small window and batch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
