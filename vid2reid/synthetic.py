@@ -120,11 +120,18 @@ def walk(body: Body, frames: int, rng: np.random.Generator, condition: str = "nm
 def make_synthetic_store(out_dir: Path | str, n_subjects: int = 20,
                          walks: dict[str, int] | None = None, views: tuple[str, ...] = ("090",),
                          frames: tuple[int, int] = (80, 120), noise: float = 0.015,
-                         seed: int = 0) -> Path:
+                         seed: int = 0, train_walks: dict[str, int] | None = None) -> Path:
     """Write a skeleton store of synthetic walkers with a train/test ``split`` column.
 
-    Subjects ``001..`` are split in halves (first half train, second half
-    test) so that evaluation follows the CASIA-B style disjoint-identity protocol.
+    Two protocols, as in the papers:
+
+    - ``train_walks=None`` (CASIA-B style, new people at test time): subjects
+      ``001..`` are split in halves, the first half's ``walks`` train, the
+      second half's test.
+    - ``train_walks`` given (Kinect data-set style, KS20/KGBD/IAS/BIWI: the
+      same people, other walks): every subject has ``walks`` for testing
+      (sequence numbers from 01, so CASIA-B's probe/gallery split applies) and
+      ``train_walks`` more for training, numbered after them.
     """
     out = Path(out_dir)
     walks = walks or DEFAULT_WALKS
@@ -133,15 +140,19 @@ def make_synthetic_store(out_dir: Path | str, n_subjects: int = 20,
     records: list[Record] = []
     for s, body in enumerate(bodies):
         subject = f"{s + 1:03d}"
-        split = "train" if s < (n_subjects + 1) // 2 else "test"
-        for cond, n in walks.items():
-            for k in range(1, n + 1):
-                for view in views:
-                    t = int(rng.integers(frames[0], frames[1] + 1))
-                    j = walk(body, t, rng, cond, float(view), noise=noise)
-                    name = f"{subject}-{cond}-{k:02d}-{view}"
-                    records.append(save_sequence(out, f"{subject}/{name}.npz", j, LAYOUT,
-                                                 subject=subject, condition=cond,
-                                                 sequence=f"{k:02d}", view=view, split=split))
+        if train_walks is None:
+            plan = [("train" if s < (n_subjects + 1) // 2 else "test", walks, {})]
+        else:
+            plan = [("test", walks, {}), ("train", train_walks, walks)]
+        for split, counts, after in plan:
+            for cond, n in counts.items():
+                for k in range(after.get(cond, 0) + 1, after.get(cond, 0) + n + 1):
+                    for view in views:
+                        t = int(rng.integers(frames[0], frames[1] + 1))
+                        j = walk(body, t, rng, cond, float(view), noise=noise)
+                        name = f"{subject}-{cond}-{k:02d}-{view}"
+                        records.append(save_sequence(out, f"{subject}/{name}.npz", j, LAYOUT,
+                                                     subject=subject, condition=cond,
+                                                     sequence=f"{k:02d}", view=view, split=split))
     write_manifest(out, records)
     return out
