@@ -33,6 +33,7 @@ from vid2reid.model import FrameEncoder
 
 LEVELS = ("joint", "component", "limb")
 JOINT_WEIGHTINGS = ("mean", "reference")
+LOGITS = ("cosine", "reference")
 
 
 class HiMPCModel(nn.Module):
@@ -118,6 +119,9 @@ def check_config(cfg: Any) -> tuple[str, ...]:
     if cfg.himpc_joint_weighting not in JOINT_WEIGHTINGS:
         raise ConfigError(f"himpc joint weighting must be one of {', '.join(JOINT_WEIGHTINGS)}, "
                           f"got {cfg.himpc_joint_weighting!r}")
+    if cfg.himpc_logits not in LOGITS:
+        raise ConfigError(f"himpc logits must be one of {', '.join(LOGITS)}, "
+                          f"got {cfg.himpc_logits!r}")
     if cfg.himpc_heads < 1:
         raise ConfigError(f"Hi-MPC needs at least one meta head, got {cfg.himpc_heads}")
     return tuple(lv for lv in LEVELS if lv in levels)
@@ -185,15 +189,25 @@ def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: Any, rng: np.random.G
                      level_labels=labels, prototypes=protos)
 
 
-def head_logits(z: torch.Tensor, protos: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
-    """``s(t, k) = (z_t W_m) . (c_k W_m) / sqrt(H)`` for every head m.
+def head_logits(z: torch.Tensor, protos: torch.Tensor, heads: torch.Tensor,
+                tau: float | None = None) -> torch.Tensor:
+    """Every head's score of every frame against every prototype.
 
     z (B, f, H) frame features, protos (C, H), heads (M, H, H) -> (M, B, f, C).
+    ``tau=None``: the reference code's ``(z_t W_m) . (c_k W_m) / sqrt(H)``.
+    Otherwise vid2reid's default: the cosine of ``z_t W_m`` and ``c_k W_m``
+    divided by the temperature ``tau``, as SimMC scores its prototypes (on
+    synthetic walkers the unnormalised scores stayed near uniform and the
+    loss at log C for the whole run; see the README).
     """
-    # (z W)(c W)^T = z (c W W^T)^T: map the few prototypes twice instead of every frame once
-    cw = torch.einsum("ch,mhk->mck", protos, heads)
-    cww = torch.einsum("mck,mhk->mch", cw, heads)
-    return torch.einsum("bth,mch->mbtc", z, cww) / math.sqrt(z.shape[-1])
+    if tau is None:
+        # (z W)(c W)^T = z (c W W^T)^T: map the few prototypes twice instead of every frame once
+        cw = torch.einsum("ch,mhk->mck", protos, heads)
+        cww = torch.einsum("mck,mhk->mch", cw, heads)
+        return torch.einsum("bth,mch->mbtc", z, cww) / math.sqrt(z.shape[-1])
+    zw = F.normalize(torch.einsum("bth,mhk->mbtk", z, heads), dim=-1)
+    cw = F.normalize(torch.einsum("ch,mhk->mck", protos, heads), dim=-1)
+    return torch.einsum("mbtk,mck->mbtc", zw, cw) / tau
 
 
 def hsm_weights(frame_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -215,9 +229,9 @@ def hsm_weights(frame_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
 
 def level_loss(z: torch.Tensor, protos: torch.Tensor, heads: torch.Tensor,
-               targets: torch.Tensor, hsm: bool) -> torch.Tensor:
+               targets: torch.Tensor, hsm: bool, tau: float | None = None) -> torch.Tensor:
     """Per-head frame-weighted cross-entropy of one level, (M,) one value per head."""
-    logits = head_logits(z, protos, heads)  # (M, B, f, C)
+    logits = head_logits(z, protos, heads, tau)  # (M, B, f, C)
     m, b, f, c = logits.shape
     tgt = targets[None, :, None].expand(m, b, f)
     ce = F.cross_entropy(logits.reshape(-1, c), tgt.reshape(-1), reduction="none").view(m, b, f)
@@ -237,11 +251,12 @@ def batch_loss(model: HiMPCModel, x_batch: torch.Tensor, idx_batch: np.ndarray,
     available for reproduction only.
     """
     feats = model.frame_features(x_batch)
+    tau = cfg.tau if cfg.himpc_logits == "cosine" else None
     losses, logs = [], {}
     for lv in model.levels:
         protos = plan.prototypes[lv].to(x_batch.device)
         targets = torch.as_tensor(plan.level_labels[lv][idx_batch], device=x_batch.device)
-        per_head = level_loss(feats[lv], protos, model.heads[lv], targets, cfg.himpc_hsm)
+        per_head = level_loss(feats[lv], protos, model.heads[lv], targets, cfg.himpc_hsm, tau)
         if lv == "joint" and cfg.himpc_joint_weighting == "reference":
             loss = per_head.sum()
         else:

@@ -77,6 +77,7 @@ class TrainConfig:
     himpc_hsm: bool = True
     himpc_levels: tuple[str, ...] = ("joint", "component", "limb")
     himpc_joint_weighting: str = "mean"
+    himpc_logits: str = "cosine"  # meta-head scores: cosine / tau, or the reference's raw dot / sqrt(H)
     himpc_part_map: str = ""  # a user part-map file; "" = the layout's built-in map
 
 

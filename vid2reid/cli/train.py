@@ -41,6 +41,7 @@ def train_cli(
     hsm: bool = typer.Option(True, "--hsm/--no-hsm", help="Hi-MPC: hard skeleton mining frame weights; --no-hsm weighs frames uniformly (ablation)."),
     levels: Optional[str] = typer.Option(None, "--levels", help="Hi-MPC: levels to use, comma-separated from joint,component,limb (ablation). Default: all three."),
     joint_weighting: Optional[str] = typer.Option(None, "--joint-weighting", help="Hi-MPC: mean (every level averaged over its heads) or reference (the reference code's joint level summed over heads, for reproduction)."),
+    head_logits: Optional[str] = typer.Option(None, "--head-logits", help="Hi-MPC: how meta heads score frames against prototypes: cosine (divided by --tau; default) or reference (the authors' raw dot product / sqrt(H), for reproduction)."),
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC: JSON/YAML part map for a joint layout without a built-in one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
@@ -71,6 +72,7 @@ def train_cli(
                           himpc_levels=tuple(v.strip().lower() for v in levels.split(",") if v.strip())
                           if levels else None,
                           himpc_joint_weighting=joint_weighting,
+                          himpc_logits=head_logits.strip().lower() if head_logits else None,
                           himpc_part_map=str(part_map.resolve()) if part_map else None)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         result = train(cfg, data, run_dir, resume=resume, progress=progress)
