@@ -120,3 +120,18 @@ def test_duplicate_features_keep_explicit_zero_distances():
     assert np.all(d[np.arange(10), np.arange(100, 110)] < 1e-6)
     assert d[np.arange(10), np.arange(100, 110)].size == 10
     assert np.array_equal(dbscan_labels(d, 0.5, 2), dbscan_labels(jaccard_distance_loop(x), 0.5, 2))
+
+
+@pytest.mark.parametrize("eps,min_samples", [(0.3, 2), (0.5, 2), (0.6, 4), (0.75, 3)])
+def test_cluster_features_keeps_only_pairs_within_eps_same_labels(eps, min_samples):
+    x, _ = _blobs(300, 15, spread=0.8, seed=9)
+    full = jaccard_distance(x)
+    near = jaccard_distance(x, max_dist=eps)
+    dense_full, dense_near = _dense(full), _dense(near)
+    within = dense_full <= np.float32(eps)
+    np.testing.assert_array_equal(dense_near[within], dense_full[within])
+    assert np.all(dense_near[~within] == 1) and near.nnz == within.sum()
+    assert (near != near.T).nnz == 0
+    labels = cluster_features(x, 20, 6, eps, min_samples)
+    np.testing.assert_array_equal(labels, dbscan_labels(full, eps, min_samples))
+    np.testing.assert_array_equal(labels, dbscan_labels(jaccard_distance_loop(x), eps, min_samples))

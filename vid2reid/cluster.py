@@ -174,9 +174,10 @@ def _encoding(feats: np.ndarray, expanded: sp.csr_matrix, pair_chunk: int = 6553
     return sp.csr_matrix((w / row_sum[rows], (rows, cols)), shape=expanded.shape)
 
 
-def _jaccard_from_encoding(v: sp.csr_matrix, block_elems: int = 1 << 18) -> sp.csr_matrix:
+def _jaccard_from_encoding(v: sp.csr_matrix, max_dist: float | None = None,
+                           block_elems: int = 1 << 18) -> sp.csr_matrix:
     """``1 - S / (2 - S)`` (float32 CSR), ``S[i, j] = sum_k min(V[i, k], V[j, k])``, for every
-    pair sharing a column of V.
+    pair sharing a column of V (with ``max_dist``: only pairs at distance <= max_dist).
 
     S is symmetric, so only ``j >= i`` is summed, then mirrored. For a block of
     rows, every stored (i, k) meets the stored (j >= i, k) of its column (a
@@ -196,6 +197,11 @@ def _jaccard_from_encoding(v: sp.csr_matrix, block_elems: int = 1 << 18) -> sp.c
     start = np.searchsorted(col_key, v.indices * np.int64(n) + row_of)
     del col_key, row_of
     lens_all = vc.indptr[v.indices + 1] - start
+    # d <= max_dist  <=>  S >= 2 (1 - max_dist) / (2 - max_dist); prefilter S a little below
+    # that, then apply the exact test to the float32 distances
+    if max_dist is not None and not max_dist >= 0:
+        raise ConfigError(f"max_dist must be >= 0, got {max_dist}")
+    s_min = 0.0 if max_dist is None else max(0.0, 2 * (1 - max_dist) / (2 - max_dist) - 1e-6)
     data, indices, counts = [], [], []
     a = 0
     while a < n:
@@ -211,9 +217,13 @@ def _jaccard_from_encoding(v: sp.csr_matrix, block_elems: int = 1 << 18) -> sp.c
         row_base = np.repeat(np.arange(b - a, dtype=np.int64) * width - a, np.diff(v.indptr[a:b + 1]))
         key = np.repeat(row_base, lens) + vc.indices[pos]
         acc = np.bincount(key, weights=vals, minlength=(b - a) * width)
-        nz = np.flatnonzero(acc != 0)  # a boolean scan is ~10x faster than on floats
+        nz = np.flatnonzero(acc > s_min)  # a boolean scan is ~10x faster than on floats
         sim = acc[nz]
-        data.append(np.maximum(1.0 - sim / (2.0 - sim), 0.0).astype(np.float32))
+        dist = np.maximum(1.0 - sim / (2.0 - sim), 0.0).astype(np.float32)
+        if max_dist is not None:
+            keep = (dist <= max_dist) | (nz % width == nz // width)  # the diagonal stays
+            nz, dist = nz[keep], dist[keep]
+        data.append(dist)
         indices.append((nz % width + a).astype(np.int32))
         counts.append(np.bincount(nz // width, minlength=b - a))
         a = b
@@ -250,11 +260,14 @@ def _mirror_upper(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: 
     return sp.csr_matrix((out_data, out_ind, out_ptr), shape=(n, n))
 
 
-def jaccard_distance(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6) -> sp.csr_matrix:
-    """k-reciprocal Jaccard distance as a sparse CSR matrix (float32).
+def jaccard_distance(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6, *,
+                     max_dist: float | None = None) -> sp.csr_matrix:
+    """k-reciprocal Jaccard distance as a sparse CSR matrix (float32, symmetric, sorted indices).
 
     Features are L2-normalised first. Only pairs sharing support are stored
     (the diagonal always is, at distance 0); missing pairs mean distance 1.
+    With ``max_dist``, pairs farther than that are not stored either (what
+    DBSCAN with eps = max_dist needs; typically well under 1 % of the pairs).
     """
     if k1 < 1 or k2 < 1:
         raise ConfigError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
@@ -267,7 +280,7 @@ def jaccard_distance(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6
         q = sp.csr_matrix((np.full(qe.size, 1.0 / qe.shape[1]), qe.ravel(),
                            np.arange(0, qe.size + 1, qe.shape[1])), shape=(n, n))
         v = (q @ v).tocsr()
-    return _jaccard_from_encoding(v)
+    return _jaccard_from_encoding(v, max_dist)
 
 
 def dbscan_labels(dist: sp.spmatrix | np.ndarray, eps: float, min_samples: int) -> np.ndarray:
@@ -276,10 +289,7 @@ def dbscan_labels(dist: sp.spmatrix | np.ndarray, eps: float, min_samples: int) 
     With a sparse matrix only stored pairs can be neighbours, so eps must stay
     below 1 (the implied distance of pairs that are not stored).
     """
-    if not 0 < eps < 1:
-        raise ConfigError(f"eps must lie in (0, 1) for the Jaccard distance, got {eps}")
-    if min_samples < 1:
-        raise ConfigError(f"min_samples must be >= 1, got {min_samples}")
+    _check_dbscan(eps, min_samples)
     if sp.issparse(dist):
         # Pairs farther than eps are never neighbours: dropping them first gives the same
         # labels and makes DBSCAN's neighbour search cheap. Explicit zeros are kept.
@@ -291,10 +301,22 @@ def dbscan_labels(dist: sp.spmatrix | np.ndarray, eps: float, min_samples: int) 
     return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dist)
 
 
+def _check_dbscan(eps: float, min_samples: int) -> None:
+    if not 0 < eps < 1:
+        raise ConfigError(f"eps must lie in (0, 1) for the Jaccard distance, got {eps}")
+    if min_samples < 1:
+        raise ConfigError(f"min_samples must be >= 1, got {min_samples}")
+
+
 def cluster_features(feats: np.ndarray | torch.Tensor, k1: int, k2: int, eps: float,
                      min_samples: int) -> np.ndarray:
-    """Pseudo-labels (N,) for a feature set: Jaccard distance then DBSCAN."""
-    return dbscan_labels(jaccard_distance(feats, k1, k2), eps, min_samples)
+    """Pseudo-labels (N,) for a feature set: Jaccard distance then DBSCAN.
+
+    Only pairs within eps are kept from the start (the same labels as DBSCAN on
+    the full distance matrix, which never uses the others).
+    """
+    _check_dbscan(eps, min_samples)
+    return dbscan_labels(jaccard_distance(feats, k1, k2, max_dist=eps), eps, min_samples)
 
 
 def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
