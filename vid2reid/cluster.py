@@ -58,14 +58,14 @@ def nearest_neighbours(feats: np.ndarray, k: int, tile: int = 2048, margin: int 
     n, dim = feats.shape
     k = min(k, n)
     kc = min(k + margin, n)
-    f64 = feats.astype(np.float64)
-    mean = f64.mean(axis=0)
-    y = f64 - mean
-    ym = torch.from_numpy(y @ mean)
-    # s = [y, y.m, 1] . [y, 1, y.m]: one matmul per tile
+    mean = feats.mean(axis=0, dtype=np.float64)
+    # s = [y, y.m, 1] . [y, 1, y.m]: one matmul per tile; y in float64, stored as float32
     lhs = torch.empty((n, dim + 2), dtype=torch.float32)
-    lhs[:, :dim] = torch.from_numpy(y)
-    del y
+    ym = torch.empty(n, dtype=torch.float64)
+    for a in range(0, n, 4096):
+        y = feats[a:a + 4096].astype(np.float64) - mean
+        lhs[a:a + 4096, :dim] = torch.from_numpy(y)
+        ym[a:a + 4096] = torch.from_numpy(y @ mean)
     rhs = lhs.clone()
     lhs[:, dim], lhs[:, dim + 1] = ym, 1.0
     rhs[:, dim], rhs[:, dim + 1] = 1.0, ym
@@ -82,10 +82,11 @@ def nearest_neighbours(feats: np.ndarray, k: int, tile: int = 2048, margin: int 
                     _offer(best_s, best_i, s, b, a, kc, transposed=True)
     cand_all = best_i.numpy()
     out = np.empty((n, k), dtype=np.int64)
-    for a in range(0, n, 256):
-        b = min(a + 256, n)
+    for a in range(0, n, 64):  # small chunks: the gathered candidates stay in cache
+        b = min(a + 64, n)
         cand = cand_all[a:b]
-        exact = np.einsum("ij,icj->ic", f64[a:b], f64[cand])
+        exact = np.einsum("ij,icj->ic", feats[a:b].astype(np.float64),
+                          feats[cand].astype(np.float64))
         exact[cand == np.arange(a, b)[:, None]] = np.inf
         order = np.lexsort((cand, -exact), axis=1)[:, :k]  # by similarity, ties by index
         out[a:b] = np.take_along_axis(cand, order, axis=1)
@@ -110,8 +111,8 @@ def _offer(best_s: torch.Tensor, best_i: torch.Tensor, s: torch.Tensor, row0: in
     flat = np.flatnonzero(sn > (wn[None, :] if transposed else wn[:, None]))  # boolean scan: fast
     if len(flat) == 0:
         return
-    vals = sn.ravel()[flat]
-    i, j = np.divmod(flat, s.shape[1])
+    i, j = np.divmod(flat, sn.shape[1])
+    vals = sn[i, j]
     if transposed:  # group by column of s = row of the result
         order = np.argsort(j, kind="stable")
         i, j, vals = j[order], i[order], vals[order]
