@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vid2reid.errors import ProtocolError
-from vid2reid.metrics import TOPK, RankMetrics, rank_metrics
+from vid2reid.metrics import TOPK, RankMetrics, _count_at_or_below, rank_metrics
 
 
 def reference(probe_ids, gallery_ids, distances, probe_groups=None, gallery_groups=None):
@@ -121,3 +121,53 @@ def test_label_types_do_not_matter():
     want = rank_metrics([0], [1, 0, 0], distances=d)
     assert rank_metrics([-5], [7, -5, -5], distances=d) == want
     assert rank_metrics(["s1"], ["s2", "s1", "s1"], distances=d) == want
+
+
+@pytest.mark.parametrize("gallery", [1, 5, 40, 9000])
+def test_count_at_or_below_equals_brute_force(gallery):
+    # the binned count against a direct comparison: ties, negatives, -0.0 vs +0.0, inf, NaN,
+    # rows with no true match, true matches all equal, and galleries small and large
+    rng = np.random.default_rng(gallery)
+    for trial in range(40):
+        n_p, n_r = int(rng.integers(1, 6)), int(rng.integers(1, 9))
+        if trial % 2:
+            d = rng.integers(-3, 4, (n_p, gallery)).astype(np.float32) * np.float32(0.25)
+        else:
+            d = rng.normal(size=(n_p, gallery)).astype(np.float32) * np.float32(10.0 ** rng.integers(-3, 4))
+        d[rng.random(d.shape) < 0.1] = np.inf
+        d[rng.random(d.shape) < 0.05] = -0.0
+        d[rng.random(d.shape) < 0.02] = np.nan
+        n_true = rng.integers(0, n_r + 1, n_p)
+        t = np.full((n_p, n_r), np.inf, np.float32)
+        for p in range(n_p):
+            pool = d[p][np.isfinite(d[p])]
+            pick = rng.choice(pool, n_true[p]) if len(pool) and trial % 3 else \
+                np.full(n_true[p], rng.normal())
+            t[p, : n_true[p]] = np.sort(np.where(pick == 0, 0.0, pick))  # +0.0 against -0.0
+        want = np.array([[np.sum(d[p] <= t[p, j]) if j < n_true[p] else 0 for j in range(n_r)]
+                         for p in range(n_p)])
+        np.testing.assert_array_equal(_count_at_or_below(d, t, n_true), want)
+        np.testing.assert_array_equal(_count_at_or_below(d.astype(np.float64), t.astype(np.float64),
+                                                         n_true), want)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_large_gallery_with_many_ties_equals_loop(seed):
+    # a gallery large enough for the full 4096-bin histogram, with coarse (tied) distances
+    rng = np.random.default_rng(seed)
+    n_p, n_g = 25, 9000
+    pf = rng.integers(-3, 4, (n_p, 3)).astype(np.float32)
+    gf = rng.integers(-3, 4, (n_g, 3)).astype(np.float32)
+    pid, gid = rng.integers(0, 40, n_p), rng.integers(0, 30, n_g)
+    pgr, ggr = rng.integers(0, 50, n_p), rng.integers(0, 3000, n_g)
+    d = ((pf[:, None, :] - gf[None, :, :]) ** 2).sum(-1)
+    want = reference(pid, gid, d, pgr, ggr)
+    assert want.no_match > 0 and want.probes > 0
+    for max_elements in (n_g, 10 ** 9):
+        got = rank_metrics(pid, gid, pf, gf, probe_groups=pgr, gallery_groups=ggr,
+                           max_elements=max_elements)
+        assert (got.probes, got.no_match) == (want.probes, want.no_match)
+        for k in ("top1", "top5", "top10", "mAP"):
+            assert getattr(got, k) == pytest.approx(getattr(want, k), abs=1e-12), k
+        assert rank_metrics(pid, gid, distances=d.astype(np.float16), probe_groups=pgr,
+                            gallery_groups=ggr, max_elements=max_elements) == got

@@ -14,10 +14,13 @@ Probes are ranked against the gallery by Euclidean distance. Conventions:
 Memory: probes are processed in chunks of ``max(1, max_elements // gallery)``
 rows (default 4M distances, 16 MB in float32), so peak memory is
 O(max_elements + gallery x feature size), never O(probes x gallery).
-Per probe, the non-match distances are sorted once and each true match's
-rank is found with ``searchsorted`` (j-th true match at rank j + number of
-non-matches at distance <= its distance), which gives CMC and AP without
-sorting index arrays.
+The j-th true match (by distance) of a probe sits at rank j + c_j, c_j the
+number of non-matches at distance <= its distance; CMC and AP need only the
+c_j, so nothing of length G is sorted. Per probe, distances are mapped to
+min(4096, G / 2) bins by a monotone map spanning its true-match distances; one bincount
+and a cumulative sum give, for every true match, the non-matches in lower
+bins, and only the few non-matches sharing a bin with a true match are
+compared exactly (about 2x faster than sorting every row).
 """
 
 from __future__ import annotations
@@ -61,12 +64,61 @@ def _codes(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(inv[: len(a)]), torch.from_numpy(inv[len(a):])
 
 
-def _sort_rows_inplace(a: np.ndarray, pool: ThreadPoolExecutor | None, workers: int) -> None:
-    """Row-wise ascending sort in place, rows split over threads (numpy releases the GIL)."""
-    if pool is None or len(a) < 2 * workers:
-        a.sort(axis=1)
-        return
-    list(pool.map(lambda part: part.sort(axis=1), np.array_split(a, workers)))
+def _count_at_or_below(d: np.ndarray, t: np.ndarray, n_true: np.ndarray) -> np.ndarray:
+    """``c[p, j] = #{g : d[p, g] <= t[p, j]}`` for ``j < n_true[p]`` (0 elsewhere), float64.
+
+    ``t`` (P, R) is sorted ascending per row. Exact, without sorting ``d``: the
+    bin ``q = clip(trunc((x - lo) * scale + 1), 0, B - 1)`` is a non-decreasing
+    function of x in floating point (each rounding step is monotone), so
+    ``q(d) < q(t)`` implies ``d < t`` and ``q(d) > q(t)`` implies ``d > t``; only
+    elements in the bin of some true match are compared directly. ``lo`` and
+    ``scale`` put a row's true matches in bins 1 .. B - 2, so elements below or
+    above all of them land in bins 0 and B - 1 and are never compared.
+    B = G / 2, at most 4096. NaN distances are never counted.
+    """
+    n_p, n_r = t.shape
+    nb = int(min(4096, max(16, d.shape[1] // 2)))
+    rows = np.arange(n_p)
+    valid = np.arange(n_r)[None, :] < n_true[:, None]
+    t = np.where(np.isnan(t), np.inf, t)
+    has = n_true > 0
+    lo = np.where(has, t[:, 0], 0).astype(d.dtype)
+    hi = np.where(has, t[rows, np.maximum(n_true - 1, 0)], 0).astype(d.dtype)
+    span = hi.astype(np.float64) - lo
+    span = np.where(np.isfinite(span) & (span > 0), span, 1e-30)
+    scale = np.minimum((nb - 3) / span, 1e30).astype(d.dtype)
+
+    def bins(v: np.ndarray) -> np.ndarray:
+        x = v - lo[:, None]
+        x *= scale[:, None]
+        x += 1.0
+        np.clip(x, 0, nb - 1, out=x)
+        nan = np.isnan(x)
+        if nan.any():
+            x[nan] = nb - 1
+        return x.astype(np.intp)
+
+    key = bins(d)
+    key += (rows * nb)[:, None]  # one histogram of nb bins per row
+    below_bin = np.cumsum(np.bincount(key.ravel(), minlength=n_p * nb).reshape(n_p, nb), axis=1)
+    tq = bins(np.where(valid, t, lo[:, None]).astype(d.dtype))  # >= 1 where valid
+    t_in_bin = np.zeros((n_p, nb), dtype=np.intp)
+    np.add.at(t_in_bin, (np.broadcast_to(rows[:, None], tq.shape)[valid], tq[valid]), 1)
+    t_upto_bin = np.cumsum(t_in_bin, axis=1)
+    count = np.take_along_axis(below_bin, tq - 1, axis=1).astype(np.float64)  # lower bins
+    # elements sharing a bin with true matches j_hi - len .. j_hi - 1: +1 for each with d <= t_j
+    amb = np.flatnonzero((t_in_bin > 0).ravel()[key.ravel()])  # boolean scan: fast
+    if len(amb):
+        ka = key.ravel()[amb]
+        pa = ka // nb
+        j_hi = t_upto_bin.ravel()[ka]
+        lens = t_in_bin.ravel()[ka]
+        e = np.repeat(np.arange(len(amb)), lens)
+        j = np.repeat(j_hi - lens - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        hit = d.ravel()[amb][e] <= t[pa[e], j]
+        count += np.bincount(pa[e] * n_r + j, weights=hit, minlength=n_p * n_r).reshape(n_p, n_r)
+    count[~valid] = 0
+    return count
 
 
 def _chunk_sums(d: torch.Tensor, pid: torch.Tensor, pgr: torch.Tensor, gid_sorted: torch.Tensor,
@@ -95,11 +147,17 @@ def _chunk_sums(d: torch.Tensor, pid: torch.Tensor, pgr: torch.Tensor, gid_sorte
     d.scatter_(1, idx, float("inf"))
     if check_groups:
         d.masked_fill_(pgr[:, None] == ggr[None, :], inf)
-    # c_j = number of non-matches at distance <= t_j (side='right': a non-match
-    # tied with a true match ranks before it, the conservative convention); the
-    # j-th true match sits at rank j + c_j.
-    _sort_rows_inplace(d.numpy(), pool, workers)  # d is ours: sort it in place
-    before = torch.searchsorted(d, t.contiguous(), side="right").double()
+    # c_j = number of non-matches at distance <= t_j (<=: a non-match tied with a
+    # true match ranks before it, the conservative convention); the j-th true match
+    # sits at rank j + c_j. Rows split over threads (numpy releases the GIL).
+    dn, tn, nn = d.numpy(), t.numpy(), n_true.numpy()
+    if pool is None or len(dn) < 2 * workers:
+        before = torch.from_numpy(_count_at_or_below(dn, tn, nn))
+    else:
+        parts = np.array_split(np.arange(len(dn)), workers)
+        before = torch.from_numpy(np.concatenate(list(pool.map(
+            lambda r: _count_at_or_below(dn[r[0]:r[-1] + 1], tn[r[0]:r[-1] + 1],
+                                         nn[r[0]:r[-1] + 1]), parts))))
     j = torch.arange(1, r_max + 1, dtype=torch.float64)
     has = n_true > 0
     ap = torch.where(j[None, :] <= n_true[:, None], j / (j + before), torch.zeros_like(before))
@@ -142,6 +200,8 @@ def rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray,
     r_max = max(1, int(size[pid].max()))
     if distances is not None:
         dist = torch.as_tensor(np.asarray(distances))
+        if dist.dtype not in (torch.float32, torch.float64):
+            dist = dist.double()  # exact for ints and float16; inf for the masks
         if tuple(dist.shape) != (n_p, n_g):
             raise ValueError(f"distances must be ({n_p}, {n_g}), got {tuple(dist.shape)}")
         dist = dist[:, order]
