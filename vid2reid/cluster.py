@@ -160,7 +160,7 @@ def _expanded_sets(rank: np.ndarray, k1: int) -> sp.csr_matrix:
     return expanded.tocsr()
 
 
-def _encoding(feats: np.ndarray, expanded: sp.csr_matrix, pair_chunk: int = 65536) -> sp.csr_matrix:
+def _encoding(feats: np.ndarray, expanded: sp.csr_matrix, pair_chunk: int = 4096) -> sp.csr_matrix:
     """V (step 4): softmax of -(2 - 2 cos) over each row's expanded set."""
     coo = expanded.tocoo()
     rows, cols = coo.row, coo.col
