@@ -40,7 +40,7 @@ def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
     return feats / np.maximum(norms, 1e-12)
 
 
-def nearest_neighbours(feats: np.ndarray, k: int, tile: int = 2048, margin: int = 8) -> np.ndarray:
+def nearest_neighbours(feats: np.ndarray, k: int, tile: int = 1024, margin: int = 8) -> np.ndarray:
     """(N, k) indices of each row's k most similar rows by dot product, itself first.
 
     Candidates come from float32 scores on centred features: with y = x - m
