@@ -151,13 +151,13 @@ def _chunk_sums(d: torch.Tensor, pid: torch.Tensor, pgr: torch.Tensor, gid_sorte
     # true match ranks before it, the conservative convention); the j-th true match
     # sits at rank j + c_j. Rows split over threads (numpy releases the GIL).
     dn, tn, nn = d.numpy(), t.numpy(), n_true.numpy()
-    if pool is None or len(dn) < 2 * workers:
-        before = torch.from_numpy(_count_at_or_below(dn, tn, nn))
-    else:
-        parts = np.array_split(np.arange(len(dn)), workers)
-        before = torch.from_numpy(np.concatenate(list(pool.map(
-            lambda r: _count_at_or_below(dn[r[0]:r[-1] + 1], tn[r[0]:r[-1] + 1],
-                                         nn[r[0]:r[-1] + 1]), parts))))
+    # row blocks of about 1M distances keep the temporaries small; threads take turns
+    n_parts = max(workers if pool is not None else 1, -(-dn.size // (1 << 20)))
+    bounds = np.linspace(0, len(dn), min(n_parts, len(dn)) + 1).astype(int)
+    parts = [(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    run = (lambda ab: _count_at_or_below(dn[ab[0]:ab[1]], tn[ab[0]:ab[1]], nn[ab[0]:ab[1]]))
+    before = torch.from_numpy(np.concatenate(list(pool.map(run, parts) if pool is not None
+                                                  and len(parts) > 1 else map(run, parts))))
     j = torch.arange(1, r_max + 1, dtype=torch.float64)
     has = n_true > 0
     ap = torch.where(j[None, :] <= n_true[:, None], j / (j + before), torch.zeros_like(before))
