@@ -6,6 +6,9 @@ its own. Features are synthetic 256-d vectors (SimMC's H) around per-identity
 centres, several items per video, so the own-video mask and the true-match
 counts look like CASIA-B's window level. Prints JSON (and writes it with --out).
 Target (issue 5): 10k x 10k under 2 s; memory must not grow as N^2.
+``--faiss 'Flat;IVF256,PQ32'`` also scores each gallery through those FAISS
+indexes (vid2reid.faiss_index: top-k search, mAP truncated at --k) and reports
+build and search time, index size and the difference from the exact metrics.
 """
 
 from __future__ import annotations
@@ -48,7 +51,30 @@ def _reset_peak() -> bool:
         return False
 
 
-def run_one(n_probe: int, n_gallery: int, dim: int, n_ids: int, repeats: int) -> dict:
+def run_faiss(factory: str, pf, pid, pvid, gf, gid, gvid, k: int, nprobe: int,
+              exact: dict) -> dict:
+    """One FAISS index: build and search time, its size, and how far it is from exact."""
+    import faiss
+
+    from vid2reid.faiss_index import build_index, index_rank_metrics
+
+    t0 = time.perf_counter()
+    index = build_index(gf, factory)
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m = index_rank_metrics(pid, gid, pf, index=index, k=k, nprobe=nprobe, probe_groups=pvid,
+                           gallery_groups=gvid).as_dict()
+    searched = time.perf_counter() - t0
+    m["index"] = factory
+    return {"index": factory, "k": k, "nprobe": nprobe, "build_seconds": built,
+            "search_and_score_seconds": searched,
+            "index_mb": faiss.serialize_index(index).nbytes / 2 ** 20, "metrics": m,
+            "top1_minus_exact": m["top1"] - exact["top1"],
+            "mAP_at_k_minus_exact_mAP": m["mAP_at_k"] - exact["mAP"]}
+
+
+def run_one(n_probe: int, n_gallery: int, dim: int, n_ids: int, repeats: int,
+            factories: list[str] = (), k: int = 100, nprobe: int = 16) -> dict:
     import torch
 
     from vid2reid.metrics import rank_metrics
@@ -70,6 +96,8 @@ def run_one(n_probe: int, n_gallery: int, dim: int, n_ids: int, repeats: int) ->
         peak = _status_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         extra.append((peak - rss0) / 1024)
     features_mb = (pf.nbytes + gf.nbytes) / 2 ** 20
+    faiss_runs = [run_faiss(fac, pf, pid, pvid, gf, gid, gvid, k, nprobe, m.as_dict())
+                  for fac in factories]
     return {"probes": n_probe, "gallery": n_gallery, "dim": dim, "identities": n_ids,
             "seconds_best": min(times), "seconds_all": times,
             # CPU seconds summed over threads: less sensitive to other load on the machine
@@ -78,7 +106,8 @@ def run_one(n_probe: int, n_gallery: int, dim: int, n_ids: int, repeats: int) ->
             # peak resident memory while scoring minus resident memory just before it
             "extra_peak_rss_mb_during_scoring": max(extra), "features_mb": features_mb,
             "dense_matrix_mb_if_unchunked": n_probe * n_gallery * 4 / 2 ** 20,
-            "torch_threads": torch.get_num_threads(), "metrics": m.as_dict()}
+            "torch_threads": torch.get_num_threads(), "metrics": m.as_dict(),
+            **({"faiss": faiss_runs} if faiss_runs else {})}
 
 
 def main() -> None:
@@ -89,17 +118,24 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--identities", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--faiss", default="", help="semicolon-separated FAISS index_factory strings "
+                    "to score each gallery with as well (e.g. 'Flat;IVF256,PQ32'); needs faiss")
+    ap.add_argument("--k", type=int, default=100, help="FAISS: neighbours kept per probe")
+    ap.add_argument("--nprobe", type=int, default=16, help="FAISS: IVF lists searched")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(run_one(args.probes, args.one, args.dim, args.identities, args.repeats)))
+        factories = [f for f in args.faiss.split(";") if f]
+        print(json.dumps(run_one(args.probes, args.one, args.dim, args.identities, args.repeats,
+                                 factories, args.k, args.nprobe)))
         return
     results = []
     for g in (int(x) for x in args.galleries.split(",")):
         cmd = [sys.executable, __file__, "--one", str(g), "--probes", str(args.probes),
                "--dim", str(args.dim), "--identities", str(args.identities),
-               "--repeats", str(args.repeats)]
+               "--repeats", str(args.repeats), "--faiss", args.faiss, "--k", str(args.k),
+               "--nprobe", str(args.nprobe)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
         print(f"{args.probes} x {g}: {results[-1]['seconds_best']:.2f} s "

@@ -1,0 +1,158 @@
+"""Probe x gallery scoring through a FAISS index, for galleries too big to rank exactly.
+
+``vid2reid.metrics.rank_metrics`` is exact and chunked, but it still computes
+every probe-gallery distance and holds the gallery's features. With a FAISS
+index the gallery can be compressed (e.g. ``"IVF1024,PQ32"``: 32 bytes an
+item), added in chunks from a ``np.memmap``, and each probe needs only its k
+nearest items. What that gives, and what it does not:
+
+- CMC top-1/5/10 are exact when the index is (``"Flat"``), approximate with
+  IVF / PQ (a true match the search misses counts as a miss).
+- mAP is replaced by ``mAP_at_k``: each probe's average precision over its k
+  nearest items, divided by ALL its true matches in the gallery. It is a lower
+  bound of the exact mAP (equal when every true match is among the k nearest)
+  and must not be reported as mAP.
+
+Same conventions as the exact path: a probe's own video (group) is removed from
+its ranking, probes without a true match in the gallery are counted in
+``no_match`` and left out. Ties are ordered as FAISS returns them (the exact
+path ranks non-matches first), which matters only for duplicate features.
+faiss is an optional dependency: ``pip install faiss-cpu`` (or faiss-gpu).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vid2reid.errors import ConfigError, ProtocolError
+from vid2reid.metrics import TOPK, _codes
+
+
+@dataclass(frozen=True)
+class IndexedMetrics:
+    """CMC top-1/5/10 and mAP truncated at k (fractions in 0..1), from an index search."""
+
+    top1: float
+    top5: float
+    top10: float
+    mAP_at_k: float  # lower bound of mAP; see the module docstring
+    k: int
+    probes: int
+    gallery: int
+    no_match: int
+    index: str
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return dict(self.__dict__)
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ConfigError("FAISS scoring needs the faiss package: pip install faiss-cpu "
+                          "(or 'vid2reid[faiss]'); exact scoring needs nothing extra") from exc
+    return faiss
+
+
+def build_index(gallery_feats: np.ndarray, factory: str = "Flat", *, train_size: int = 100_000,
+                chunk: int = 65_536, seed: int = 0):
+    """A FAISS L2 index over the gallery, built by ``faiss.index_factory`` from ``factory``.
+
+    Indexes that need training (IVF, PQ) are trained on at most ``train_size``
+    gallery rows drawn with ``seed``. Rows are added ``chunk`` at a time, so a
+    ``np.memmap`` gallery is never read into memory whole.
+    """
+    faiss = _faiss()
+    n, dim = gallery_feats.shape
+    try:
+        index = faiss.index_factory(int(dim), factory, faiss.METRIC_L2)
+    except RuntimeError as exc:
+        raise ConfigError(f"FAISS index {factory!r}: {str(exc).strip().splitlines()[-1]}") from exc
+    if not index.is_trained:
+        rows = np.sort(np.random.default_rng(seed).choice(n, min(n, train_size), replace=False))
+        index.train(np.ascontiguousarray(gallery_feats[rows], dtype=np.float32))
+    for s in range(0, n, chunk):
+        index.add(np.ascontiguousarray(gallery_feats[s:s + chunk], dtype=np.float32))
+    return index
+
+
+def _true_match_counts(pid: np.ndarray, pgr: np.ndarray, gid: np.ndarray,
+                       ggr: np.ndarray) -> np.ndarray:
+    """Per probe: gallery items of its identity outside its own group (codes are shared)."""
+    n_groups = int(max(pgr.max(), ggr.max())) + 1
+    per_id = np.bincount(gid, minlength=int(max(pid.max(), gid.max())) + 1)
+    keys, counts = np.unique(gid * n_groups + ggr, return_counts=True)
+    probe_keys = pid * n_groups + pgr
+    pos = np.minimum(np.searchsorted(keys, probe_keys), len(keys) - 1)
+    own = np.where(keys[pos] == probe_keys, counts[pos], 0)
+    return per_id[pid] - own
+
+
+def index_rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray, probe_feats: np.ndarray,
+                       gallery_feats: np.ndarray | None = None, *, index=None,
+                       factory: str = "Flat", k: int = 100, nprobe: int = 16,
+                       probe_groups: np.ndarray | None = None,
+                       gallery_groups: np.ndarray | None = None,
+                       batch: int = 4096) -> IndexedMetrics:
+    """CMC top-1/5/10 and mAP@k of probes searched in a FAISS index of the gallery.
+
+    Pass a built ``index`` (rows in ``gallery_ids`` order) or ``gallery_feats``
+    to build one from ``factory``. ``k`` nearest items are kept per probe after
+    removing its own group; ``nprobe`` is the number of IVF lists searched.
+    """
+    if k < max(TOPK):
+        raise ConfigError(f"k must be at least {max(TOPK)} for top-{max(TOPK)}, got {k}")
+    n_p, n_g = len(probe_ids), len(gallery_ids)
+    if n_p == 0 or n_g == 0:
+        raise ProtocolError(f"nothing to rank: {n_p} probe(s) and {n_g} gallery item(s)")
+    if index is None:
+        if gallery_feats is None:
+            raise ValueError("give gallery_feats or a built index")
+        index = build_index(gallery_feats, factory)
+        name = factory
+    else:
+        name = type(index).__name__
+    if index.ntotal != n_g:
+        raise ValueError(f"index holds {index.ntotal} items but gallery_ids has {n_g}")
+    if hasattr(index, "nprobe"):
+        index.nprobe = nprobe
+    else:
+        try:  # an index_factory IVF index wrapped in a pre-transform
+            _faiss().extract_index_ivf(index).nprobe = nprobe
+        except RuntimeError:
+            pass
+    if probe_groups is None or gallery_groups is None:
+        probe_groups, gallery_groups = np.arange(n_p), np.arange(n_p, n_p + n_g)
+    pid, gid = (c.numpy() for c in _codes(probe_ids, gallery_ids))
+    pgr, ggr = (c.numpy() for c in _codes(probe_groups, gallery_groups))
+    n_true = _true_match_counts(pid, pgr, gid, ggr)
+    # search past the largest own group so that k items remain after removing it
+    shared = np.intersect1d(pgr, ggr)
+    own_max = int(np.bincount(ggr)[shared].max()) if len(shared) else 0
+    k_search = min(n_g, k + own_max)
+    hits = np.zeros(len(TOPK), np.int64)
+    ap_sum = 0.0
+    for s in range(0, n_p, batch):
+        q = np.ascontiguousarray(probe_feats[s:s + batch], dtype=np.float32)
+        _, nn = index.search(q, k_search)
+        valid = nn >= 0  # -1: fewer than k_search items found (IVF with small nprobe)
+        nn_safe = np.where(valid, nn, 0)
+        keep = valid & (ggr[nn_safe] != pgr[s:s + batch, None])
+        rank = np.cumsum(keep, 1)
+        keep &= rank <= k
+        match = keep & (gid[nn_safe] == pid[s:s + batch, None])
+        has = n_true[s:s + batch] > 0
+        first = np.where(match.any(1), np.where(match, rank, k + 1).min(1), k + 1)
+        hits += np.array([((first <= t) & has).sum() for t in TOPK])
+        j = np.cumsum(match, 1)  # true matches up to each position
+        prec = np.where(match, j / np.maximum(rank, 1), 0.0).sum(1)
+        ap_sum += float((prec[has] / n_true[s:s + batch][has]).sum())
+    scored = int((n_true > 0).sum())
+    if scored == 0:
+        return IndexedMetrics(0.0, 0.0, 0.0, 0.0, k, 0, n_g, n_p, name)
+    top = hits / scored
+    return IndexedMetrics(float(top[0]), float(top[1]), float(top[2]), ap_sum / scored, k,
+                          scored, n_g, n_p - scored, name)
