@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from vid2reid.cluster import (cluster_features, dbscan_labels, jaccard_distance,
+from vid2reid.cluster import (cluster_features, cluster_many, dbscan_labels, jaccard_distance,
                               jaccard_distance_loop, nearest_neighbours, prototypes)
 from vid2reid.errors import ConfigError
 
@@ -135,3 +135,19 @@ def test_cluster_features_keeps_only_pairs_within_eps_same_labels(eps, min_sampl
     labels = cluster_features(x, 20, 6, eps, min_samples)
     np.testing.assert_array_equal(labels, dbscan_labels(full, eps, min_samples))
     np.testing.assert_array_equal(labels, dbscan_labels(jaccard_distance_loop(x), eps, min_samples))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cluster_many_equals_one_set_at_a_time(threads):
+    sets = [_blobs(400, 12, spread=0.7, seed=s)[0] for s in (1, 2, 3)]
+    sets[1] = torch.from_numpy(sets[1])  # views arrive as tensors, levels too
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        many = cluster_many(sets, 20, 6, 0.6, 4)
+    finally:
+        torch.set_num_threads(before)
+    assert len(many) == 3
+    for x, lab in zip(sets, many):
+        assert lab.max() >= 5  # real clusters, not all noise
+        np.testing.assert_array_equal(lab, cluster_features(x, 20, 6, 0.6, 4))

@@ -23,6 +23,9 @@ check the fast path in tests and benchmarks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -318,6 +321,26 @@ def cluster_features(feats: np.ndarray | torch.Tensor, k1: int, k2: int, eps: fl
     """
     _check_dbscan(eps, min_samples)
     return dbscan_labels(jaccard_distance(feats, k1, k2, max_dist=eps), eps, min_samples)
+
+
+def cluster_many(feature_sets: Sequence[np.ndarray | torch.Tensor], k1: int, k2: int, eps: float,
+                 min_samples: int) -> list[np.ndarray]:
+    """``cluster_features`` of several feature sets (SimMC's views, Hi-MPC's levels).
+
+    With more than one torch thread the sets are clustered side by side, so one
+    set's single-threaded steps (Jaccard sums, DBSCAN) overlap another's; the
+    labels are the same as one set at a time.
+    """
+    _check_dbscan(eps, min_samples)
+    workers = min(len(feature_sets), torch.get_num_threads())
+
+    def run(feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        return cluster_features(feats, k1, k2, eps, min_samples)
+
+    if workers <= 1:
+        return [run(f) for f in feature_sets]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(run, feature_sets))
 
 
 def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:

@@ -163,9 +163,10 @@ def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: Any, rng: np.random.G
     feats = sequence_features(model, x)
     labels, protos, stats = {}, {}, {}
     inlier = np.ones(len(x), dtype=bool)
-    for lv in model.levels:
-        lab = np.asarray(cluster.cluster_features(feats[lv], cfg.k1, cfg.k2, cfg.eps,
-                                                  cfg.min_samples))
+    level_labels = cluster.cluster_many([feats[lv] for lv in model.levels], cfg.k1, cfg.k2,
+                                        cfg.eps, cfg.min_samples)
+    for lv, lab in zip(model.levels, level_labels):
+        lab = np.asarray(lab)
         n_clusters = int(lab.max()) + 1 if lab.size and lab.max() >= 0 else 0
         if n_clusters == 0:
             raise ClusteringError(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vid2reid.cluster import cluster_features, prototypes
+from vid2reid.cluster import cluster_many, prototypes
 from vid2reid.errors import ClusteringError
 from vid2reid.model import SimMCModel
 
@@ -82,8 +82,8 @@ def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
     feats = encode_views(model, x, masks)
     model.train()
     labels, protos, counts = [], [], []
-    for i in range(cfg.q):
-        lab = cluster_features(feats[i], cfg.k1, cfg.k2, cfg.eps, cfg.min_samples)
+    view_labels = cluster_many(list(feats), cfg.k1, cfg.k2, cfg.eps, cfg.min_samples)
+    for i, lab in enumerate(view_labels):
         c = int(lab.max()) + 1
         if c == 0:
             raise ClusteringError(
