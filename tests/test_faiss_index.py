@@ -29,6 +29,7 @@ def test_flat_index_matches_exact_cmc_and_full_k_mAP():
                                                                 exact.top10))
     assert full.mAP_at_k == pytest.approx(exact.mAP, abs=1e-6)
     assert (full.probes, full.no_match, full.gallery) == (exact.probes, exact.no_match, 900)
+    assert full.exact
     short = index_rank_metrics(pid, gid, pf, gf, k=20, probe_groups=pv, gallery_groups=gv)
     assert short.top1 == pytest.approx(exact.top1)
     assert 0 < short.mAP_at_k < exact.mAP  # a lower bound: true matches beyond rank 20 are lost
@@ -47,7 +48,7 @@ def test_own_video_is_removed_and_probes_without_match_counted():
     assert m.mAP_at_k == pytest.approx(0.5)  # one true match left, at rank 2
 
 
-def test_memmap_gallery_and_ivf_with_every_list_searched(tmp_path):
+def test_memmap_gallery_and_ivf_with_every_list_searched(tmp_path, caplog):
     (pf, pid, pv), (gf, gid, gv) = _walkers(300, 4000, seed=1)
     path = tmp_path / "gallery.f32"
     gf.tofile(path)
@@ -57,6 +58,7 @@ def test_memmap_gallery_and_ivf_with_every_list_searched(tmp_path):
     ivf = index_rank_metrics(pid, gid, pf, index=index, nprobe=8, k=50, probe_groups=pv,
                              gallery_groups=gv + 10_000)
     flat = index_rank_metrics(pid, gid, pf, gf, k=50, probe_groups=pv, gallery_groups=gv + 10_000)
+    assert not ivf.exact and "approximate" in caplog.text  # said even when nprobe covers all
     # searching all 8 lists is exhaustive: the same neighbours as the flat index
     assert (ivf.top1, ivf.top5, ivf.top10, ivf.mAP_at_k) == pytest.approx(
         (flat.top1, flat.top5, flat.top10, flat.mAP_at_k))
