@@ -14,7 +14,9 @@ which clusters twice per epoch): ``*_s`` are the best of them, ``first_*_s``
 the first (cold) call. ``jaccard_s``/``dbscan_s`` time the full distance
 matrix then DBSCAN; ``cluster_s`` times ``cluster_features`` (what training
 calls: only pairs within eps are kept, same labels). Speed-ups are against the
-best full-matrix time.
+best full-matrix time. ``--two-views`` also times two feature sets (SimMC's two
+masked views) clustered one after the other against ``cluster_many`` (side by
+side in threads when torch has more than one).
 
 Features (``--features``): ``blobs`` = Gaussian blobs of about 30 members
 each in `dim` dimensions; ``walkers`` = what SimMC clusters in its first
@@ -63,13 +65,13 @@ def _rss_mb() -> float:
 
 
 def one(n: int, dim: int, reference: bool, eps: float, min_samples: int,
-        features: str = "blobs", repeats: int = 3) -> dict:
+        features: str = "blobs", repeats: int = 3, two_views: bool = False) -> dict:
     """Run one size in this process; returns timings and peak memory."""
     import numpy as np
     import torch
 
-    from vid2reid.cluster import (cluster_features, dbscan_labels, jaccard_distance,
-                                  jaccard_distance_loop)
+    from vid2reid.cluster import (cluster_features, cluster_many, dbscan_labels,
+                                  jaccard_distance, jaccard_distance_loop)
 
     x = _features(n, dim) if features == "blobs" else _walker_features(n)
     base = _rss_mb()
@@ -99,6 +101,20 @@ def one(n: int, dim: int, reference: bool, eps: float, min_samples: int,
            "clusters": int(labels.max() + 1), "noise": int((labels < 0).sum()),
            "peak_rss_mb": round(peak_full, 1), "rss_before_mb": round(base, 1),
            "peak_increase_mb": round(peak_full - base, 1)}
+    if two_views:
+        x2 = _features(n, dim, seed=1) if features == "blobs" else _walker_features(n, seed=1)
+        seq, side = [], []
+        for _ in range(max(1, repeats)):
+            t3 = time.perf_counter()
+            one_by_one = [cluster_features(v, 20, 6, eps, min_samples) for v in (x, x2)]
+            seq.append(time.perf_counter() - t3)
+            t3 = time.perf_counter()
+            together = cluster_many([x, x2], 20, 6, eps, min_samples)
+            side.append(time.perf_counter() - t3)
+        row.update({"two_views_one_after_other_s": round(min(seq), 3),
+                    "two_views_cluster_many_s": round(min(side), 3),
+                    "two_views_same_labels": all(np.array_equal(a, b)
+                                                 for a, b in zip(one_by_one, together))})
     if reference:
         t3 = time.perf_counter()
         ref = jaccard_distance_loop(x, 20, 6)
@@ -127,6 +143,8 @@ def main() -> None:
     ap.add_argument("--features", choices=("blobs", "walkers"), default="blobs")
     ap.add_argument("--repeats", type=int, default=3, help="fast-path runs per size (best reported)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--two-views", action="store_true",
+                    help="also time two views one after the other vs cluster_many")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
@@ -137,7 +155,7 @@ def main() -> None:
 
             torch.set_num_threads(args.threads)
         print(json.dumps(one(args.one, args.dim, args.reference, args.eps, args.min_samples,
-                             args.features, args.repeats)))
+                             args.features, args.repeats, args.two_views)))
         return
     ref_sizes = {int(s) for s in args.reference_sizes.split(",") if s}
     rows = []
@@ -147,6 +165,8 @@ def main() -> None:
                "--repeats", str(args.repeats)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.two_views:
+            cmd.append("--two-views")
         if n in ref_sizes:
             cmd.append("--reference")
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
