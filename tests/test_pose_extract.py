@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from vid2reid.pose.boxes import make_box_finder
-from vid2reid.pose.extract import MARKER_DIR, ExtractSettings, run_extract
+from vid2reid.pose.extract import MARKER_DIR, ExtractSettings, default_workers, run_extract
 from vid2reid.pose.postprocess import mean_bone_length_cv
 from vid2reid.pose.video import read_frames
 from vid2reid.store import read_manifest, load_joints
@@ -176,3 +176,12 @@ def test_resume_after_interrupted_run(tmp_path):
     assert summary.failed == 0
     assert {r.sequence for r in read_manifest(out)} == {"01"} and len(read_manifest(out)) == 2
     assert not list(out.rglob("*.tmp"))
+
+
+def test_default_workers_one_per_core_for_mediapipe_only(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert default_workers("mediapipe", {}) == 8  # capped
+    assert default_workers("mediapipe", {"LOCAL_WORLD_SIZE": "4"}) == 4  # ranks share the cores
+    assert default_workers("mmpose", {}) == 1  # torch already uses every core
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_workers("mediapipe", {"LOCAL_WORLD_SIZE": "2"}) == 1

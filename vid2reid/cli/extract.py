@@ -18,7 +18,10 @@ def extract_cli(
                                      "on first use, or --checkpoint-2d/-3d) or mediapipe (BlazePose, "
                                      "weights ship in the wheel: use it offline without checkpoints)."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda or cuda:N (mmpose backend)."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes (each loads the models)."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1,
+                                help="Parallel worker processes, each loading the models "
+                                     "(default: one per CPU core, up to 8, for mediapipe; 1 for "
+                                     "mmpose, whose torch already uses every core or the GPU)."),
     shard: str = typer.Option(None, "--shard", help="Process only shard i of n ('i/n'); default: "
                               "RANK/WORLD_SIZE under torchrun, else everything."),
     checkpoint_2d: Path = typer.Option(None, "--checkpoint-2d", help="Local RTMPose-m checkpoint (.pth)."),
