@@ -7,10 +7,10 @@ item), added in chunks from a ``np.memmap``, and each probe needs only its k
 nearest items. What that gives, and what it does not:
 
 - CMC top-1/5/10 are exact when the index is (``"Flat"``). With IVF / PQ
-  they are approximate and can be far off in EITHER direction: an IVF search
-  visits only the cells near the probe, which on a gallery clustered by
-  identity skips exactly the confusable other identities (bench_eval: top-1
-  +12 to +34 points over exact). ``exact`` says which; report exact numbers.
+  they are approximate and can be far off: in bench_eval they were 12 to 34
+  points ABOVE the exact top-1, most likely because an IVF search visits only
+  the cells near the probe and so skips confusable other identities on a
+  gallery clustered by identity. ``exact`` says which; report exact numbers.
 - mAP is replaced by ``mAP_at_k``: each probe's average precision over its k
   nearest items, divided by ALL its true matches in the gallery. It is a lower
   bound of the exact mAP (equal when every true match is among the k nearest)
