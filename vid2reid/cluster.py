@@ -297,11 +297,15 @@ def dbscan_labels(dist: sp.spmatrix | np.ndarray, eps: float, min_samples: int) 
     if sp.issparse(dist):
         # Pairs farther than eps are never neighbours: dropping them first gives the same
         # labels and makes DBSCAN's neighbour search cheap. Explicit zeros are kept.
+        # Each row is also sorted by distance (stable: ties keep column order), as
+        # scikit-learn would otherwise do itself, row by row in Python.
         dist = sp.csr_matrix(dist)
         keep = dist.data <= eps
-        rows = np.repeat(np.arange(dist.shape[0]), np.diff(dist.indptr))
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=dist.shape[0]))])
-        dist = sp.csr_matrix((dist.data[keep], dist.indices[keep], indptr), shape=dist.shape)
+        rows = np.repeat(np.arange(dist.shape[0]), np.diff(dist.indptr))[keep]
+        data, indices = dist.data[keep], dist.indices[keep]
+        order = np.lexsort((data, rows))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dist.shape[0]))])
+        dist = sp.csr_matrix((data[order], indices[order], indptr), shape=dist.shape)
     return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dist)
 
 
