@@ -151,3 +151,20 @@ def test_cluster_many_equals_one_set_at_a_time(threads):
     for x, lab in zip(sets, many):
         assert lab.max() >= 5  # real clusters, not all noise
         np.testing.assert_array_equal(lab, cluster_features(x, 20, 6, 0.6, 4))
+
+
+def test_dbscan_gets_rows_sorted_by_distance_same_labels():
+    import warnings
+
+    from sklearn.cluster import DBSCAN
+
+    x, _ = _blobs(500, 15, spread=0.8, seed=4)
+    d = jaccard_distance(x, max_dist=0.6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns when it has to sort rows itself
+        labels = dbscan_labels(d, 0.6, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = DBSCAN(eps=0.6, min_samples=4, metric="precomputed").fit_predict(d)
+    np.testing.assert_array_equal(labels, expected)
+    assert labels.max() >= 5
