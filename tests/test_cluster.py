@@ -154,17 +154,18 @@ def test_cluster_many_equals_one_set_at_a_time(threads):
 
 
 def test_dbscan_gets_rows_sorted_by_distance_same_labels():
-    import warnings
-
     from sklearn.cluster import DBSCAN
 
+    from vid2reid.cluster import _neighbour_graph
+
     x, _ = _blobs(500, 15, spread=0.8, seed=4)
-    d = jaccard_distance(x, max_dist=0.6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # scikit-learn warns when it has to sort rows itself
-        labels = dbscan_labels(d, 0.6, 4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        expected = DBSCAN(eps=0.6, min_samples=4, metric="precomputed").fit_predict(d)
-    np.testing.assert_array_equal(labels, expected)
+    d = jaccard_distance(x)
+    g = _neighbour_graph(d, 0.6)
+    rows = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
+    assert np.all(g.data <= 0.6) and g.nnz == (d.data <= 0.6).sum()
+    assert np.all((np.diff(g.data) >= 0) | (np.diff(rows) != 0))  # ascending within each row
+    np.testing.assert_array_equal(_dense(g)[_dense(d) <= 0.6], _dense(d)[_dense(d) <= 0.6])
+    labels = dbscan_labels(d, 0.6, 4)
+    np.testing.assert_array_equal(labels, DBSCAN(eps=0.6, min_samples=4,
+                                                 metric="precomputed").fit_predict(d))
     assert labels.max() >= 5

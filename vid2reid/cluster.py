@@ -295,18 +295,24 @@ def dbscan_labels(dist: sp.spmatrix | np.ndarray, eps: float, min_samples: int) 
     """
     _check_dbscan(eps, min_samples)
     if sp.issparse(dist):
-        # Pairs farther than eps are never neighbours: dropping them first gives the same
-        # labels and makes DBSCAN's neighbour search cheap. Explicit zeros are kept.
-        # Each row is also sorted by distance (stable: ties keep column order), as
-        # scikit-learn would otherwise do itself, row by row in Python.
-        dist = sp.csr_matrix(dist)
-        keep = dist.data <= eps
-        rows = np.repeat(np.arange(dist.shape[0]), np.diff(dist.indptr))[keep]
-        data, indices = dist.data[keep], dist.indices[keep]
-        order = np.lexsort((data, rows))
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dist.shape[0]))])
-        dist = sp.csr_matrix((data[order], indices[order], indptr), shape=dist.shape)
+        dist = _neighbour_graph(dist, eps)
     return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dist)
+
+
+def _neighbour_graph(dist: sp.spmatrix, eps: float) -> sp.csr_matrix:
+    """The pairs within eps, each row sorted by distance (ties in column order).
+
+    Pairs farther than eps are never DBSCAN neighbours: dropping them gives the
+    same labels and a cheap neighbour search. Explicit zeros are kept. Sorted
+    rows spare scikit-learn its own row-by-row sort in Python.
+    """
+    dist = sp.csr_matrix(dist)
+    keep = dist.data <= eps
+    rows = np.repeat(np.arange(dist.shape[0]), np.diff(dist.indptr))[keep]
+    data, indices = dist.data[keep], dist.indices[keep]
+    order = np.lexsort((data, rows))  # stable
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dist.shape[0]))])
+    return sp.csr_matrix((data[order], indices[order], indptr), shape=dist.shape)
 
 
 def _check_dbscan(eps: float, min_samples: int) -> None:
