@@ -74,7 +74,7 @@ def run_faiss(factory: str, pf, pid, pvid, gf, gid, gvid, k: int, nprobe: int,
 
 
 def run_one(n_probe: int, n_gallery: int, dim: int, n_ids: int, repeats: int,
-            factories: list[str] = (), k: int = 100, nprobe: int = 16) -> dict:
+            factories: tuple[str, ...] | list[str] = (), k: int = 100, nprobe: int = 16) -> dict:
     import torch
 
     from vid2reid.metrics import rank_metrics

@@ -341,7 +341,6 @@ def cluster_many(feature_sets: Sequence[np.ndarray | torch.Tensor], k1: int, k2:
     set's single-threaded steps (Jaccard sums, DBSCAN) overlap another's; the
     labels are the same as one set at a time.
     """
-    _check_dbscan(eps, min_samples)
     workers = min(len(feature_sets), torch.get_num_threads())
 
     def run(feats: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -123,19 +123,17 @@ def index_rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray, probe_fea
         name = factory
     else:
         name = type(index).__name__
-    exact = isinstance(index, _faiss().IndexFlat)
+    faiss = _faiss()
+    exact = isinstance(index, faiss.IndexFlat)
     if not exact:
         log.warning("FAISS index %s is approximate: CMC and mAP@k can differ from the exact "
                     "metrics in either direction; use a Flat index for reported numbers", name)
     if index.ntotal != n_g:
         raise ValueError(f"index holds {index.ntotal} items but gallery_ids has {n_g}")
-    if hasattr(index, "nprobe"):
-        index.nprobe = nprobe
-    else:
-        try:  # an index_factory IVF index wrapped in a pre-transform
-            _faiss().extract_index_ivf(index).nprobe = nprobe
-        except RuntimeError:
-            pass
+    try:  # IVF indexes, also when wrapped in a pre-transform; others have no lists
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    except RuntimeError:
+        pass
     if probe_groups is None or gallery_groups is None:
         probe_groups, gallery_groups = np.arange(n_p), np.arange(n_p, n_p + n_g)
     pid, gid = (c.numpy() for c in _codes(probe_ids, gallery_ids))
