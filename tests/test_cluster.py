@@ -26,12 +26,13 @@ def _dense(d: sp.csr_matrix) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("reading", ["reference", "zhong"])
 @pytest.mark.parametrize("n,centres,k1,k2", [(60, 4, 20, 6), (200, 12, 20, 6), (150, 10, 8, 1),
-                                             (120, 40, 5, 3)])
-def test_fast_jaccard_equals_loop_reference(n, centres, k1, k2):
+                                             (120, 40, 5, 3), (90, 9, 3, 6)])
+def test_fast_jaccard_equals_loop_reference(n, centres, k1, k2, reading):
     x, _ = _blobs(n, centres, seed=n)
-    fast = jaccard_distance(x, k1, k2)
-    ref = jaccard_distance_loop(x, k1, k2)
+    fast = jaccard_distance(x, k1, k2, reading=reading)
+    ref = jaccard_distance_loop(x, k1, k2, reading=reading)
     assert isinstance(fast, sp.csr_matrix)
     np.testing.assert_allclose(_dense(fast), ref, atol=1e-5)
     # pairs that are not stored really are at distance 1 (no shared support)
@@ -169,3 +170,83 @@ def test_dbscan_gets_rows_sorted_by_distance_same_labels():
     np.testing.assert_array_equal(labels, DBSCAN(eps=0.6, min_samples=4,
                                                  metric="precomputed").fit_predict(d))
     assert labels.max() >= 5
+
+
+def _overlapping_groups(n: int = 600, groups: int = 30, seed: int = 11) -> np.ndarray:
+    """Real-feature-like data: many groups of unequal size that overlap (like window features
+    of walks by similar people), where a neighbour more or less changes the clusters."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(groups, 32))
+    size = rng.dirichlet(np.full(groups, 2.0))
+    lab = rng.choice(groups, n, p=size)
+    return (centres[lab] + rng.gamma(2.0, 0.45, (n, 1)) * rng.normal(size=(n, 32))).astype(np.float32)
+
+
+def test_k1_follows_the_authors_code_by_default():
+    # The SimMC authors' search returns k1 neighbour columns (itself included) and
+    # R(i, k1) is cut to them; R(i, round(k1/2)) and the k2 expansion are not.
+    # On overlapping groups the two readings of k1 give different clusters at the
+    # presets' eps, so this pins which one the presets run with.
+    x = _overlapping_groups()
+    ref = jaccard_distance_loop(x, 20, 6, reading="reference")
+    zhong = jaccard_distance_loop(x, 20, 6, reading="zhong")
+    np.testing.assert_allclose(_dense(jaccard_distance(x, 20, 6)), ref, atol=1e-5)
+    for eps, ms in ((0.6, 4), (0.75, 2), (0.5, 4)):
+        default = cluster_features(x, 20, 6, eps, ms)
+        assert default.max() >= 10  # real clusters
+        authors, textbook = dbscan_labels(ref, eps, ms), dbscan_labels(zhong, eps, ms)
+        if eps == 0.5:
+            # hundreds of pairs sit at d = 0.5 (S = 2/3) up to float rounding: float32 vs
+            # float64 sums decide a few border windows, as they do between any two codes
+            assert adjusted_rand_score(default, authors) >= 0.99
+        else:
+            assert adjusted_rand_score(default, authors) == 1.0
+            np.testing.assert_array_equal(default < 0, authors < 0)
+            assert adjusted_rand_score(cluster_features(x, 20, 6, eps, ms, reading="zhong"),
+                                       textbook) == 1.0
+        # the data tells the readings apart
+        assert adjusted_rand_score(default, textbook) < adjusted_rand_score(default, authors)
+    # the textbook reading at k1 = 19 searches as many neighbours as the authors' at k1 = 20
+    # (and round(19/2) == round(20/2) == 10), so it is the same distance
+    np.testing.assert_allclose(_dense(jaccard_distance(x, 19, 6, reading="zhong")), ref, atol=1e-5)
+
+
+def test_unknown_k1_reading_is_a_config_error():
+    x, _ = _blobs(30, 3)
+    with pytest.raises(ConfigError, match="k1 reading"):
+        jaccard_distance(x, reading="paper")
+
+
+def test_jaccard_index_arithmetic_past_46340_rows():
+    # N * N > 2**31: column keys (row * N + column) overflow if any product stays int32
+    # (numpy 1.x keeps int32 array * int64 scalar in int32). A sparse V with a few shared
+    # columns at high indices is cheap and has known distances.
+    from vid2reid.cluster import _jaccard_from_encoding
+
+    n = 50_000
+    rows = np.arange(n)
+    cols = np.arange(n)
+    vals = np.ones(n)
+    # rows 49_990 and 49_999 share column 49_995 (weights 0.5 / 0.25), row 7 shares it too
+    extra_r = np.array([49_990, 49_999, 7])
+    extra_c = np.array([49_995, 49_995, 49_995])
+    extra_v = np.array([0.5, 0.25, 0.4])
+    vals = vals.copy()
+    vals[[49_990, 49_999, 7]] = [0.5, 0.75, 0.6]  # rows still sum to 1
+    v = sp.csr_matrix((np.concatenate([vals, extra_v]),
+                       (np.concatenate([rows, extra_r]), np.concatenate([cols, extra_c]))),
+                      shape=(n, n))
+    d = _jaccard_from_encoding(v)
+    assert d.shape == (n, n) and (d != d.T).nnz == 0
+
+    def expected(s: float) -> float:
+        return 1 - s / (2 - s)
+
+    # S(49990, 49999) = min(0.5, 0.25) = 0.25; S(7, 49990) = 0.4; S(7, 49999) = 0.25
+    # row 49995 holds 1.0 in its own column 49995 and shares it with all three
+    assert d[49_990, 49_999] == pytest.approx(expected(0.25), abs=1e-6)
+    assert d[7, 49_990] == pytest.approx(expected(0.4), abs=1e-6)
+    assert d[7, 49_999] == pytest.approx(expected(0.25), abs=1e-6)
+    assert d[49_995, 49_990] == pytest.approx(expected(0.5), abs=1e-6)
+    assert d[49_995, 7] == pytest.approx(expected(0.4), abs=1e-6)
+    assert d[12_345, 12_345] == 0 and d.nnz == n + 2 * 6

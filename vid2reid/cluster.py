@@ -4,13 +4,24 @@ The distance is the re-ranking distance of Zhong et al., "Re-ranking Person
 Re-identification with k-reciprocal Encoding" (CVPR 2017), as used by SimMC
 and cluster-contrast (k1 = 20, k2 = 6), on L2-normalised features:
 
-1. ``rank[i]``: the k1 + 1 nearest neighbours of i (i itself first);
+1. ``rank[i]``: i's nearest neighbours, i itself first;
 2. ``R(i, k)``: j in i's (k+1)-NN and i in j's (k+1)-NN (k-reciprocal set);
 3. expansion: add ``R(c, round(k1/2))`` for each c in ``R(i, k1)`` sharing
    more than 2/3 of it with ``R(i, k1)``;
 4. ``V[i, j] = softmax_j(-(2 - 2 cos(i, j)))`` over the expanded set;
 5. local query expansion: ``V[i] <- mean of V[r]`` over i's k2 nearest;
 6. ``d(i, j) = 1 - S / (2 - S)`` with ``S = sum_k min(V[i, k], V[j, k])``.
+
+What k1 means (``reading``). SimMC's presets (eps, min_samples per data set)
+were tuned with the authors' code, which searches only k1 neighbours (i itself
+included) and then asks for k1 + 1 of them: its ``R(i, k1)`` is built from
+i's k1-NN, one neighbour fewer than the paper's formula, while ``R(i,
+round(k1/2))`` and the k2 expansion are as written. ``reading="reference"``
+(the default) follows that code, so the presets mean what the paper says;
+``reading="zhong"`` is the textbook definition (k1 neighbours plus i itself).
+On real Kinect window features the two readings give visibly different
+clusters at the same eps (ARI 0.6-0.95); ``zhong`` at k1 equals ``reference``
+at k1 + 1 only when round(k1/2) happens to agree.
 
 The reference code builds dense N x N matrices with per-sample loops. Here
 every step is vectorised on sparse matrices: V has a few dozen non-zeros per
@@ -32,6 +43,9 @@ import torch
 from sklearn.cluster import DBSCAN
 
 from vid2reid.errors import ConfigError
+
+# How k1 is read: "reference" = the SimMC authors' code (default), "zhong" = Zhong et al. 2017.
+K1_READINGS = ("reference", "zhong")
 
 
 def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -137,10 +151,10 @@ def _merge(best_s: torch.Tensor, best_i: torch.Tensor, row0: int, new_s: torch.T
     best_s[rows] = top_s
 
 
-def _reciprocal(rank: np.ndarray, k: int) -> sp.csr_matrix:
-    """Boolean-valued CSR: R[i, j] = 1 iff j in rank[i, :k+1] and i in rank[j, :k+1]."""
+def _reciprocal(rank: np.ndarray, width: int) -> sp.csr_matrix:
+    """Boolean-valued CSR: R[i, j] = 1 iff j in rank[i, :width] and i in rank[j, :width]."""
     n = rank.shape[0]
-    cols = rank[:, : k + 1]
+    cols = rank[:, :width]
     m = cols.shape[1]
     fwd = sp.csr_matrix((np.ones(cols.size, np.float32), cols.ravel(), np.arange(0, n * m + 1, m)),
                         shape=(n, n))
@@ -148,10 +162,22 @@ def _reciprocal(rank: np.ndarray, k: int) -> sp.csr_matrix:
     return fwd.multiply(fwd.T).tocsr()
 
 
-def _expanded_sets(rank: np.ndarray, k1: int) -> sp.csr_matrix:
+def _widths(k1: int, k2: int, reading: str) -> tuple[int, int, int]:
+    """Neighbour-list widths (i itself included) of R(i, k1), R(i, round(k1/2)) and the k2
+    expansion under a k1 reading (see the module docstring)."""
+    if reading not in K1_READINGS:
+        raise ConfigError(f"k1 reading must be one of {', '.join(K1_READINGS)}, got {reading!r}")
+    half = int(np.around(k1 / 2)) + 1
+    if reading == "zhong":
+        return k1 + 1, half, k2
+    # the authors' search returns k1 columns; every later slice is cut to them
+    return k1, min(half, k1), min(k2, k1)
+
+
+def _expanded_sets(rank: np.ndarray, width: int, half_width: int) -> sp.csr_matrix:
     """Boolean-valued CSR of each sample's expanded k-reciprocal set (step 3)."""
-    r1 = _reciprocal(rank, k1)
-    rh = _reciprocal(rank, int(np.around(k1 / 2)))
+    r1 = _reciprocal(rank, width)
+    rh = _reciprocal(rank, half_width)
     size_h = np.asarray(rh.sum(axis=1)).ravel()
     # overlap[i, c] = |R(i, k1) ∩ R(c, k1/2)|, kept only for candidates c in R(i, k1)
     overlap = (r1 @ rh.T).multiply(r1).tocsr()
@@ -197,8 +223,10 @@ def _jaccard_from_encoding(v: sp.csr_matrix, max_dist: float | None = None,
     vc.sort_indices()
     # position of (i, k) itself in column k: the j >= i terms start there
     row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(v.indptr))
-    col_key = np.repeat(np.arange(n, dtype=np.int64), np.diff(vc.indptr)) * n + vc.indices
-    start = np.searchsorted(col_key, v.indices * np.int64(n) + row_of)
+    col_key = np.repeat(np.arange(n, dtype=np.int64), np.diff(vc.indptr)) * n \
+        + vc.indices.astype(np.int64)
+    # int64 before multiplying: numpy 1.x keeps int32 * scalar in int32 (overflow past 46,340 rows)
+    start = np.searchsorted(col_key, v.indices.astype(np.int64) * n + row_of)
     del col_key, row_of
     lens_all = vc.indptr[v.indices + 1] - start
     # d <= max_dist  <=>  S >= 2 (1 - max_dist) / (2 - max_dist); prefilter S a little below
@@ -265,22 +293,24 @@ def _mirror_upper(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n: 
 
 
 def jaccard_distance(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6, *,
-                     max_dist: float | None = None) -> sp.csr_matrix:
+                     max_dist: float | None = None, reading: str = "reference") -> sp.csr_matrix:
     """k-reciprocal Jaccard distance as a sparse CSR matrix (float32, symmetric, sorted indices).
 
     Features are L2-normalised first. Only pairs sharing support are stored
     (the diagonal always is, at distance 0); missing pairs mean distance 1.
     With ``max_dist``, pairs farther than that are not stored either (what
     DBSCAN with eps = max_dist needs; typically well under 1 % of the pairs).
+    ``reading`` says what k1 means: the SimMC authors' code (default) or Zhong et al.
     """
     if k1 < 1 or k2 < 1:
         raise ConfigError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
+    width, half_width, qe_width = _widths(k1, k2, reading)
     x = l2_normalise(feats)
-    rank = nearest_neighbours(x, max(k1 + 1, k2))
-    v = _encoding(x, _expanded_sets(rank, k1))
-    if k2 != 1:
+    rank = nearest_neighbours(x, max(width, half_width, qe_width))
+    v = _encoding(x, _expanded_sets(rank, width, half_width))
+    if qe_width != 1:
         n = x.shape[0]
-        qe = rank[:, :k2]
+        qe = rank[:, :qe_width]
         q = sp.csr_matrix((np.full(qe.size, 1.0 / qe.shape[1]), qe.ravel(),
                            np.arange(0, qe.size + 1, qe.shape[1])), shape=(n, n))
         v = (q @ v).tocsr()
@@ -323,18 +353,19 @@ def _check_dbscan(eps: float, min_samples: int) -> None:
 
 
 def cluster_features(feats: np.ndarray | torch.Tensor, k1: int, k2: int, eps: float,
-                     min_samples: int) -> np.ndarray:
+                     min_samples: int, reading: str = "reference") -> np.ndarray:
     """Pseudo-labels (N,) for a feature set: Jaccard distance then DBSCAN.
 
     Only pairs within eps are kept from the start (the same labels as DBSCAN on
     the full distance matrix, which never uses the others).
     """
     _check_dbscan(eps, min_samples)
-    return dbscan_labels(jaccard_distance(feats, k1, k2, max_dist=eps), eps, min_samples)
+    return dbscan_labels(jaccard_distance(feats, k1, k2, max_dist=eps, reading=reading), eps,
+                         min_samples)
 
 
 def cluster_many(feature_sets: Sequence[np.ndarray | torch.Tensor], k1: int, k2: int, eps: float,
-                 min_samples: int) -> list[np.ndarray]:
+                 min_samples: int, reading: str = "reference") -> list[np.ndarray]:
     """``cluster_features`` of several feature sets (SimMC's views, Hi-MPC's levels).
 
     With more than one torch thread the sets are clustered side by side, so one
@@ -344,7 +375,7 @@ def cluster_many(feature_sets: Sequence[np.ndarray | torch.Tensor], k1: int, k2:
     workers = min(len(feature_sets), torch.get_num_threads())
 
     def run(feats: np.ndarray | torch.Tensor) -> np.ndarray:
-        return cluster_features(feats, k1, k2, eps, min_samples)
+        return cluster_features(feats, k1, k2, eps, min_samples, reading)
 
     if workers <= 1:
         return [run(f) for f in feature_sets]
@@ -363,12 +394,17 @@ def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
     return sums / counts[:, None]
 
 
-def jaccard_distance_loop(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6) -> np.ndarray:
+def jaccard_distance_loop(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: int = 6,
+                          reading: str = "reference") -> np.ndarray:
     """Dense N x N reference: the per-sample loops of the original re-ranking code.
 
     Only for tests and benchmarks (O(N^2) memory, slow); same definition as
-    ``jaccard_distance``.
+    ``jaccard_distance``. As in the SimMC authors' code, the neighbour search
+    returns ``k1`` columns (``reading="reference"``) or, as Zhong et al. define
+    it, ``k1 + 1`` (``"zhong"``), and every later slice is cut to them.
     """
+    if reading not in K1_READINGS:
+        raise ConfigError(f"k1 reading must be one of {', '.join(K1_READINGS)}, got {reading!r}")
     x = l2_normalise(feats).astype(np.float64)
     n = x.shape[0]
     rank = np.empty((n, n), dtype=np.int64)
@@ -376,6 +412,7 @@ def jaccard_distance_loop(feats: np.ndarray | torch.Tensor, k1: int = 20, k2: in
         d = 2.0 - 2.0 * (x @ x[i])
         d[i] = -np.inf  # itself first
         rank[i] = np.argsort(d, kind="stable")
+    rank = rank[:, :k1] if reading == "reference" else rank[:, :max(k1 + 1, k2)]
 
     def k_reciprocal(i: int, k: int) -> np.ndarray:
         forward = rank[i, : k + 1]

@@ -164,7 +164,7 @@ def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: Any, rng: np.random.G
     labels, protos, stats = {}, {}, {}
     inlier = np.ones(len(x), dtype=bool)
     level_labels = cluster.cluster_many([feats[lv] for lv in model.levels], cfg.k1, cfg.k2,
-                                        cfg.eps, cfg.min_samples)
+                                        cfg.eps, cfg.min_samples, cfg.k1_reading)
     for lv, lab in zip(model.levels, level_labels):
         lab = np.asarray(lab)
         n_clusters = int(lab.max()) + 1 if lab.size and lab.max() >= 0 else 0

@@ -82,7 +82,8 @@ def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
     feats = encode_views(model, x, masks)
     model.train()
     labels, protos, counts = [], [], []
-    view_labels = cluster_many(list(feats), cfg.k1, cfg.k2, cfg.eps, cfg.min_samples)
+    view_labels = cluster_many(list(feats), cfg.k1, cfg.k2, cfg.eps, cfg.min_samples,
+                               cfg.k1_reading)
     for i, lab in enumerate(view_labels):
         c = int(lab.max()) + 1
         if c == 0:

@@ -29,6 +29,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from vid2reid.cluster import K1_READINGS
 from vid2reid.data import make_windows
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.presets import get_preset
@@ -45,6 +46,8 @@ ABLATIONS = {  # simmc.md: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
 }
 # Settings that may change when a run is resumed (the rest must match the checkpoint).
 _RESUMABLE_CHANGES = {"epochs", "device", "stop_ari", "stop_patience"}
+# What runs written before a setting existed did instead (their config.json lacks it).
+_LEGACY_DEFAULTS = {"k1_reading": "zhong"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class TrainConfig:
     lam: float = 0.25  # weight of MIC
     k1: int = 20
     k2: int = 6
+    k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
     lr: float = 3.5e-4
     batch_size: int = 256
     epochs: int = 30
@@ -126,6 +130,8 @@ def validate(cfg: TrainConfig) -> None:
         (0 < cfg.eps < 1, f"eps must be in (0, 1) (Jaccard distance), got {cfg.eps}"),
         (cfg.min_samples >= 1, f"min-samples must be >= 1, got {cfg.min_samples}"),
         (cfg.k1 >= 1 and cfg.k2 >= 1, f"k1 and k2 must be >= 1, got {cfg.k1}, {cfg.k2}"),
+        (cfg.k1_reading in K1_READINGS, f"k1-reading must be one of {', '.join(K1_READINGS)}, "
+                                        f"got {cfg.k1_reading!r}"),
         (cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
         (cfg.batch_size >= 1, f"batch-size must be >= 1, got {cfg.batch_size}"),
         (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
@@ -203,8 +209,9 @@ def _config_dict(cfg: TrainConfig) -> dict:
 def _check_resumable(saved: dict, cfg: TrainConfig, out: Path) -> None:
     now = _config_dict(cfg)
     for key, value in now.items():
-        if key not in _RESUMABLE_CHANGES and saved.get(key) != value:
-            raise ConfigError(f"{out / 'checkpoint.pt'}: was trained with {key}={saved.get(key)!r}, "
+        was = saved.get(key, _LEGACY_DEFAULTS.get(key))
+        if key not in _RESUMABLE_CHANGES and was != value:
+            raise ConfigError(f"{out / 'checkpoint.pt'}: was trained with {key}={was!r}, "
                               f"not {value!r}; use another --out or --no-resume to start over")
 
 
