@@ -109,3 +109,61 @@ def test_windows_are_root_relative_and_cover_the_sequence():
     assert np.allclose(ws.x[:, :, 0], 0)
     assert np.allclose(ws.x[1, 0], normalise(j, "h36m-17")[20])
     assert make_windows([rec], [j[:30]], f=40).x.shape[0] == 0
+
+
+def _manifest_without_layout(store: Path) -> None:
+    lines = (store / "manifest.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    col = header.index("layout")
+    rows = [",".join(v for k, v in enumerate(line.split(",")) if k != col) for line in lines]
+    (store / "manifest.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_layout_comes_from_the_files_when_the_manifest_has_none(tmp_path: Path):
+    recs = [save_sequence(tmp_path, f"{i}.npz", _seq(j=20, seed=i), "kinect-v1-20", subject=str(i))
+            for i in range(3)]
+    write_manifest(tmp_path, recs)
+    _manifest_without_layout(tmp_path)
+    assert "layout" not in (tmp_path / "manifest.csv").read_text().splitlines()[0]
+    loaded = load_store(tmp_path)
+    assert [r.layout for r in loaded.records] == ["kinect-v1-20"] * 3
+    assert [r.layout for r in read_manifest(tmp_path)] == ["kinect-v1-20"] * 3
+
+
+def test_empty_layout_values_are_filled_from_the_files(tmp_path: Path):
+    a = save_sequence(tmp_path, "a.npz", _seq(j=20), "kinect-v1-20", subject="1")
+    b = save_sequence(tmp_path, "b.npz", _seq(j=20), "kinect-v1-20", subject="2")
+    write_manifest(tmp_path, [a, Record(**{**b.__dict__, "layout": ""})])
+    assert [r.layout for r in load_store(tmp_path).records] == ["kinect-v1-20"] * 2
+
+
+def test_mixed_layouts_name_two_files(tmp_path: Path):
+    a = save_sequence(tmp_path, "a.npz", _seq(j=20), "kinect-v1-20", subject="1")
+    b = save_sequence(tmp_path, "b.npz", _seq(j=20), "my-20", subject="2")
+    write_manifest(tmp_path, [a, b])
+    _manifest_without_layout(tmp_path)
+    with pytest.raises(StoreError) as err:
+        load_store(tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / "a.npz") in msg and str(tmp_path / "b.npz") in msg
+    assert "'kinect-v1-20'" in msg and "'my-20'" in msg and "one joint layout" in msg
+    write_manifest(tmp_path, [a, b])  # declared in the manifest: the same rule
+    with pytest.raises(StoreError, match="one joint layout"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("frames, message", [
+    ([17], "frame 17 contains NaN or infinite"),
+    ([17, 20, 30], r"frame 17 \(and 2 more\) contain NaN or infinite"),
+])
+def test_non_finite_message_names_file_and_first_frame(tmp_path: Path, frames, message):
+    bad = _seq()
+    for k, t in enumerate(frames):
+        bad[t, k, 0] = np.nan if k % 2 == 0 else np.inf
+    with pytest.raises(StoreError, match=message) as err:
+        save_sequence(tmp_path, "x.npz", bad, "h36m-17")
+    assert str(err.value).startswith(str(tmp_path / "x.npz") + ": frame 17")
+    np.savez(tmp_path / "x.npz", joints=bad, layout=np.array("h36m-17"))
+    write_manifest(tmp_path, [Record("1", "nm", "01", "0", "x.npz", 50)])
+    with pytest.raises(StoreError, match=message):
+        load_store(tmp_path)

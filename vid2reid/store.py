@@ -6,7 +6,8 @@ other pose estimators). See README.md, "Skeleton store format".
 
 - ``manifest.csv``: one row per sequence with at least the columns
   ``subject, condition, sequence, view, path, frames`` (``layout`` and
-  ``split`` optional; extra columns are kept).
+  ``split`` optional; extra columns are kept). Without a ``layout`` value the
+  layout comes from the sequence file; one store uses one layout.
 - each ``.npz``: ``joints`` float32 (T, J, 3), a ``layout`` name, and optional
   metadata (subject, condition, ...) so that the manifest can be rebuilt from
   the files alone (``index_store``), which is what parallel extraction does.
@@ -97,8 +98,10 @@ def _check_joints(joints: np.ndarray, where: str) -> np.ndarray:
     if joints.shape[0] == 0:
         raise StoreError(f"{where}: sequence has no frames")
     if not np.isfinite(joints).all():
-        bad = int((~np.isfinite(joints)).any(axis=(1, 2)).sum())
-        raise StoreError(f"{where}: {bad} frame(s) contain NaN or infinite coordinates")
+        bad = np.flatnonzero(~np.isfinite(joints).all(axis=(1, 2)))
+        which = (f"frame {bad[0]} (and {len(bad) - 1} more) contain" if len(bad) > 1
+                 else f"frame {bad[0]} contains")
+        raise StoreError(f"{where}: {which} NaN or infinite coordinates")
     return joints.astype(np.float32, copy=False)
 
 
@@ -160,7 +163,39 @@ def read_manifest(store_dir: Path | str) -> list[Record]:
         records = [_parse_row(row, path, i + 2) for i, row in enumerate(reader)]
     if not records:
         raise StoreError(f"{path}: manifest has no sequences (empty store)")
-    return records
+    return _resolve_layouts(store_dir, records)
+
+
+def file_layout(path: Path | str) -> str:
+    """The ``layout`` name stored inside one sequence file ('' when it has none)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["layout"]) if "layout" in data.files else ""
+    except Exception as exc:  # zip/npz corruption surfaces as many exception types
+        raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
+
+
+def _resolve_layouts(store_dir: Path, records: list[Record]) -> list[Record]:
+    """Fill empty manifest layouts from the files; one store must use one layout.
+
+    A manifest without a ``layout`` column (or with empty values) takes each
+    sequence's layout from its ``.npz`` file. A listed file that is missing is
+    left for ``load_joints`` to report. Sequences whose layout is unknown
+    everywhere ('') do not count as disagreeing.
+    """
+    out, first = [], None
+    for rec in records:
+        if not rec.layout and (store_dir / rec.path).is_file():
+            rec = replace(rec, layout=file_layout(store_dir / rec.path))
+        if rec.layout:
+            if first is None:
+                first = rec
+            elif rec.layout != first.layout:
+                raise StoreError(f"{store_dir / rec.path}: layout {rec.layout!r} but "
+                                 f"{store_dir / first.path} has layout {first.layout!r}; "
+                                 f"one store must use one joint layout")
+        out.append(rec)
+    return out
 
 
 def _parse_row(row: dict[str, str], path: Path, line: int) -> Record:
