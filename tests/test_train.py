@@ -12,7 +12,7 @@ from vid2reid.cli import app
 from vid2reid.errors import ProtocolError
 from vid2reid.store import read_manifest, write_manifest
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.train import load_embedder, make_config, train, training_windows
+from vid2reid.train import epoch_windows, load_embedder, make_config, train, training_sequences
 
 runner = CliRunner()
 SMALL = dict(f=20, x=5, eps=0.5, batch_size=64)  # a small store needs a small window and batch
@@ -58,10 +58,13 @@ def test_run_directory_layout_and_embedder(store: Path, tmp_path: Path):
 
 def test_only_train_split_is_used(store: Path):
     cfg = make_config("casia-b", **SMALL)
-    windows, layout = training_windows(store, cfg)
+    bank, records, layout = training_sequences(store, cfg)
     train_recs = [r for r in read_manifest(store) if r.split == "train"]
-    assert {r.subject for r in windows.records} == {r.subject for r in train_recs}
-    assert layout == "h36m-17" and windows.x.shape[1:] == (20, 17, 3)
+    assert {r.path for r in records} == {r.path for r in train_recs}
+    assert layout == "h36m-17" and bank.frames.shape[1:] == (17, 3)
+    assert len(bank.length) == len(records)
+    x, _ = epoch_windows(bank, cfg, np.random.default_rng(0))
+    assert x.shape[1:] == (20, 17, 3)
 
 
 def test_no_training_set_raises_protocol_error(store: Path, tmp_path: Path):

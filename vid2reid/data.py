@@ -67,3 +67,63 @@ def make_windows(records: list[Record], joints: list[np.ndarray], f: int,
     x = np.concatenate(xs) if xs else np.empty((0, f, num_joints, 3), np.float32)
     seq = np.concatenate(seqs) if seqs else np.empty(0, np.int64)
     return WindowSet(x.astype(np.float32, copy=False), seq, list(records))
+
+
+# How training windows are cut (every mode steps by f // 2 within a walk):
+# "shifted": each epoch every walk starts at a fresh random offset in 0..f//2 - 1, so the
+#   number of windows stays ~T / (f/2) per walk while every start frame is seen over the epochs;
+# "all": windows from every start offset 0..f-1, as the SimMC authors cut KS20/IAS/BIWI
+#   (a window starts at every frame, most of them twice: ~2 (T - f + 1) per walk);
+# "fixed": offset 0 only, the same windows every epoch (vid2reid before 2026-11-30).
+TRAIN_WINDOWS = ("shifted", "all", "fixed")
+
+
+@dataclass
+class SequenceBank:
+    """Normalised training sequences laid end to end, for cutting windows cheaply.
+
+    ``frames`` (sum T, J, 3) float32; sequence ``i`` occupies
+    ``frames[begin[i] : begin[i] + length[i]]``.
+    """
+
+    frames: np.ndarray
+    begin: np.ndarray
+    length: np.ndarray
+
+    @classmethod
+    def from_sequences(cls, records: list[Record], joints: list[np.ndarray]) -> "SequenceBank":
+        """Normalise each (T, J, 3) sequence (root-relative) and concatenate them."""
+        length = np.array([len(j) for j in joints], dtype=np.int64)
+        begin = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+        frames = np.concatenate([normalise(j, r.layout) for r, j in zip(records, joints)])
+        return cls(frames.astype(np.float32, copy=False), begin, length)
+
+    def window_starts(self, f: int, mode: str, rng: np.random.Generator | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """``(seq, start)`` of this epoch's training windows, in sequence order.
+
+        ``mode`` is one of TRAIN_WINDOWS; only "shifted" draws from ``rng`` (one
+        offset per sequence). Sequences must have at least f frames.
+        """
+        stride = max(1, f // 2)
+        if mode == "shifted":
+            # a walk with fewer than stride start positions keeps at least one window
+            high = np.clip(self.length - f + 1, 1, stride)
+            offsets = [rng.integers(0, high)]
+        elif mode == "all":
+            offsets = [np.full(len(self.length), s) for s in range(f)]
+        elif mode == "fixed":
+            offsets = [np.zeros(len(self.length), dtype=np.int64)]
+        else:
+            raise ValueError(f"unknown window mode {mode!r}; choose one of {TRAIN_WINDOWS}")
+        seqs, starts = [], []
+        for i, t in enumerate(self.length):
+            s = np.concatenate([np.arange(o[i], t - f + 1, stride) for o in offsets])
+            seqs.append(np.full(len(s), i, dtype=np.int64))
+            starts.append(s)
+        return np.concatenate(seqs), np.concatenate(starts).astype(np.int64)
+
+    def windows(self, seq: np.ndarray, start: np.ndarray, f: int) -> np.ndarray:
+        """(N, f, J, 3) windows starting at ``start`` in sequences ``seq``."""
+        first = self.begin[seq] + start
+        return self.frames[first[:, None] + np.arange(f)[None, :]]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import io
 import json
 import logging
 import os
@@ -30,11 +29,11 @@ import numpy as np
 import torch
 
 from vid2reid.cluster import K1_READINGS
-from vid2reid.data import make_windows
+from vid2reid.data import TRAIN_WINDOWS, SequenceBank
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.presets import get_preset
 from vid2reid.protocols import PROTOCOLS, train_records
-from vid2reid.store import atomic_write_bytes, load_store
+from vid2reid.store import Record, atomic_write_bytes, load_store
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ ABLATIONS = {  # simmc.md: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
 # Settings that may change when a run is resumed (the rest must match the checkpoint).
 _RESUMABLE_CHANGES = {"epochs", "device", "stop_ari", "stop_patience"}
 # What runs written before a setting existed did instead (their config.json lacks it).
-_LEGACY_DEFAULTS = {"k1_reading": "zhong"}
+_LEGACY_DEFAULTS = {"k1_reading": "zhong", "windows": "fixed"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class TrainConfig:
     k1: int = 20
     k2: int = 6
     k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
+    windows: str = "shifted"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
     lr: float = 3.5e-4
     batch_size: int = 256
     epochs: int = 30
@@ -132,6 +132,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.k1 >= 1 and cfg.k2 >= 1, f"k1 and k2 must be >= 1, got {cfg.k1}, {cfg.k2}"),
         (cfg.k1_reading in K1_READINGS, f"k1-reading must be one of {', '.join(K1_READINGS)}, "
                                         f"got {cfg.k1_reading!r}"),
+        (cfg.windows in TRAIN_WINDOWS, f"windows must be one of {', '.join(TRAIN_WINDOWS)}, "
+                                       f"got {cfg.windows!r}"),
         (cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
         (cfg.batch_size >= 1, f"batch-size must be >= 1, got {cfg.batch_size}"),
         (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
@@ -168,10 +170,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def training_windows(data: Path | str, cfg: TrainConfig):
-    """Windows (stride f/2) of the TRAIN split's sequences, plus their layout.
+def training_sequences(data: Path | str, cfg: TrainConfig
+                       ) -> tuple[SequenceBank, list[Record], str]:
+    """The TRAIN split's sequences (normalised, at least f frames), their records and layout.
 
-    Only coordinates go on; subject/condition stay behind in the records.
+    Only coordinates go on to the method; subject/condition stay behind in the records.
     """
     store = load_store(data, min_frames=1)
     idx = train_records(store.records, cfg.protocol)
@@ -184,16 +187,39 @@ def training_windows(data: Path | str, cfg: TrainConfig):
     if not keep:
         raise StoreError(f"{data}: no training sequence has at least f={cfg.f} frames; "
                          f"lower --f or add longer sequences")
-    windows = make_windows([recs[k] for k in keep], [joints[k] for k in keep], cfg.f,
-                           stride=max(1, cfg.f // 2))
+    recs = [recs[k] for k in keep]
+    bank = SequenceBank.from_sequences(recs, [joints[k] for k in keep])
     layouts = sorted({r.layout for r in recs})
-    return windows, (layouts[0] if len(layouts) == 1 else "")
+    return bank, recs, (layouts[0] if len(layouts) == 1 else "")
 
 
-def _save(path: Path, obj: object) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+def epoch_windows(bank: SequenceBank, cfg: TrainConfig, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """This epoch's training windows (N, f, J, 3) and a key per window.
+
+    The key (sequence index, window number within it) matches a window with
+    its counterpart of another epoch when the start offsets were re-drawn.
+    """
+    seq, start = bank.window_starts(cfg.f, cfg.windows, rng)
+    first = np.concatenate([[0], np.flatnonzero(np.diff(seq)) + 1])
+    number = np.arange(len(seq)) - np.repeat(first, np.diff(np.append(first, len(seq))))
+    return bank.windows(seq, start, cfg.f), (seq << 32) | number
+
+
+def _label_agreement(prev_keys: np.ndarray, prev: np.ndarray, keys: np.ndarray,
+                     labels: np.ndarray) -> float:
+    """ARI between two epochs' pseudo-labels over the windows both epochs have."""
+    from sklearn.metrics import adjusted_rand_score
+
+    _, a, b = np.intersect1d(prev_keys, keys, assume_unique=True, return_indices=True)
+    return float(adjusted_rand_score(prev[a], labels[b]))
+
+
+def _save(path: Path, obj: dict) -> None:
+    """Atomically write a run file that loads without unpickling code (vid2reid.runfile)."""
+    from vid2reid.runfile import save_run_file
+
+    save_run_file(path, obj)
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -247,13 +273,15 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
         device = resolve_device(cfg.device)
         if cfg.protocol == "all":
             log.warning("protocol 'all' is NON-STANDARD: the test sequences are also trained on")
-        windows, layout = training_windows(data, cfg)
-        n, num_joints = len(windows), windows.x.shape[2]
-        log.info("%s on %d training windows (f=%d, %d joints, %d sequences), device %s",
-                 cfg.method, n, cfg.f, num_joints, len(windows.records), device)
+        bank, records, layout = training_sequences(data, cfg)
+        num_joints = bank.frames.shape[1]
+        n = len(bank.window_starts(cfg.f, cfg.windows, np.random.default_rng(0))[0])
+        log.info("%s on ~%d training windows per epoch (f=%d, windows %s, %d joints, "
+                 "%d sequences), device %s", cfg.method, n, cfg.f, cfg.windows, num_joints,
+                 len(records), device)
         run_info = {**_config_dict(cfg), "data": str(Path(data).resolve()), "layout": layout,
                     "num_joints": num_joints, "train_windows": n,
-                    "train_sequences": len(windows.records), "stride": max(1, cfg.f // 2),
+                    "train_sequences": len(records), "stride": max(1, cfg.f // 2),
                     "device_used": str(device), "torch": torch.__version__}
         _write_json(out / "config.json", run_info)
 
@@ -263,21 +291,25 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
         rng = np.random.default_rng(cfg.seed)
         model = method.build_model(cfg, num_joints, layout).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        x = torch.from_numpy(windows.x).to(device)
-        del windows
+        x = keys = None  # the same windows every epoch unless they are "shifted"
 
-        start, history, prev, stable, stopped = 0, [], None, 0, False
+        start, history, prev, prev_keys, stable, stopped = 0, [], None, None, 0, False
         warned_one_cluster = False
         ckpt_path = out / "checkpoint.pt"
         if resume and ckpt_path.is_file():
-            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+            from vid2reid.runfile import load_run_file
+
+            ck = load_run_file(ckpt_path, map_location=device,
+                               required=("epoch", "model", "optim", "rng", "torch_rng", "config",
+                                         "history", "stable", "stopped", "prev_labels"))
             _check_resumable(ck["config"], cfg, out)
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optim"])
             rng.bit_generator.state = ck["rng"]
-            torch.set_rng_state(ck["torch_rng"])
+            torch.set_rng_state(ck["torch_rng"].cpu())
             start, history, stable, stopped = ck["epoch"], ck["history"], ck["stable"], ck["stopped"]
             prev = ck["prev_labels"]
+            prev_keys = ck.get("prev_keys")
             log.info("resuming %s after epoch %d", out, start)
         elif ckpt_path.is_file():
             log.warning("%s: existing checkpoint ignored (--no-resume); starting over", ckpt_path)
@@ -290,6 +322,10 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
             for epoch in bar:
                 if stopped:
                     break
+                if x is None or cfg.windows == "shifted":
+                    xs, keys = epoch_windows(bank, cfg, rng)
+                    x = torch.from_numpy(xs).to(device)
+                    del xs
                 row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch)
                 if plan.stats.get("clusters") == 1 and not warned_one_cluster:
                     warned_one_cluster = True
@@ -298,10 +334,13 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                                 "or raise --min-samples", epoch + 1, cfg.eps)
                 labels = getattr(plan, "labels", None)
                 if labels is not None and prev is not None:
-                    row["label_ari"] = float(adjusted_rand_score(prev, labels))
+                    row["label_ari"] = (_label_agreement(np.asarray(prev_keys), np.asarray(prev),
+                                                         keys, labels)
+                                        if prev_keys is not None
+                                        else float(adjusted_rand_score(prev, labels)))
                     ok = cfg.stop_ari is not None and row["label_ari"] >= cfg.stop_ari
                     stable = stable + 1 if ok else 0
-                prev = labels
+                prev, prev_keys = labels, (keys if labels is not None else None)
                 history.append(row)
                 if cfg.stop_ari is not None and stable >= cfg.stop_patience:
                     stopped = True
@@ -311,7 +350,7 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                                   "optim": opt.state_dict(), "rng": rng.bit_generator.state,
                                   "torch_rng": torch.get_rng_state(), "config": _config_dict(cfg),
                                   "history": history, "stable": stable, "stopped": stopped,
-                                  "prev_labels": prev})
+                                  "prev_labels": prev, "prev_keys": prev_keys})
                 with open(out / "log.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
                 log.info("epoch %d/%d loss %.4f clusters %s outliers %d (%.1fs)", epoch + 1,
@@ -397,7 +436,9 @@ def load_embedder(run_dir: Path | str, device: str = "cpu"
     dev = resolve_device(device)
     num_joints, layout = int(info["num_joints"]), str(info.get("layout", ""))
     model = method.build_model(cfg, num_joints, layout).to(dev)
-    state = torch.load(weights, map_location=dev, weights_only=False)
+    from vid2reid.runfile import load_run_file
+
+    state = load_run_file(weights, map_location=dev, required=("model",))
     model.load_state_dict(state["model"])
     model.eval()
 

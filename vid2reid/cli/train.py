@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,6 +13,27 @@ import typer
 
 from vid2reid.cli._app import app, setup_logging, user_errors
 
+
+
+def _warn_if_nothing_to_test(data: Path, protocol: str) -> None:
+    """Warn before training when the protocol puts no sequence of the store on the test side."""
+    from vid2reid.errors import Vid2ReidError
+    from vid2reid.protocols import get_protocol, train_test_records
+    from vid2reid.store import read_manifest
+
+    try:
+        proto = get_protocol(protocol)
+        if proto.last_train_subject is None:
+            return
+        _, test = train_test_records(read_manifest(data), proto.name)
+    except Vid2ReidError:
+        return  # train() reports a bad store or protocol itself
+    if len(test) == 0:
+        logging.getLogger("vid2reid").warning(
+            "warning: protocol %r leaves nothing to test in %s (no 'split' column, and no subject "
+            "numbered above %03d): 'vid2reid eval' will have no test sequences; number test people "
+            "%03d-124, add a split column, or use --protocol all (non-standard)",
+            proto.name, data, proto.last_train_subject, proto.last_train_subject + 1)
 
 
 # fmt: off
@@ -31,6 +55,7 @@ def train_cli(
     eps: Optional[float] = typer.Option(None, "--eps", help="Clustering radius (0-1); raise it if training finds no cluster."),
     min_samples: Optional[int] = typer.Option(None, "--min-samples", help="Windows needed to start a cluster."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Weight of the intra-sequence (MIC) loss, 0-1."),
+    windows: Optional[str] = typer.Option(None, "--windows", help="How training windows are cut, every f/2 frames within a walk: shifted (a fresh random start offset per walk each epoch, so every start frame is seen over the epochs; default), all (windows from every start offset at once, as the SimMC authors cut KS20/IAS/BIWI: about 2 windows per frame, f/2 times more work per epoch), fixed (offset 0 only; vid2reid before 2026-11-30)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: 3.5e-4."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Windows per training step. Default: 256."),
     k1: Optional[int] = typer.Option(None, "--k1", help="Neighbours of the k-reciprocal distance (see --k1-reading). Default: 20."),
@@ -46,7 +71,7 @@ def train_cli(
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC: JSON/YAML part map for a joint layout without a built-in one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only on a terminal: in a log file the per-epoch lines say the same)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
@@ -70,6 +95,7 @@ def train_cli(
                           x=x, q=q, tau=tau, eps=eps, min_samples=min_samples, lam=lam, lr=lr,
                           batch_size=batch_size, k1=k1, k2=k2,
                           k1_reading=k1_reading.strip().lower() if k1_reading else None,
+                          windows=windows.strip().lower() if windows else None,
                           hidden=hidden, stop_ari=stop_ari,
                           himpc_heads=heads, himpc_hsm=hsm,
                           himpc_levels=tuple(v.strip().lower() for v in levels.split(",") if v.strip())
@@ -78,7 +104,15 @@ def train_cli(
                           himpc_logits=head_logits.strip().lower() if head_logits else None,
                           himpc_part_map=str(part_map.resolve()) if part_map else None)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        result = train(cfg, data, run_dir, resume=resume, progress=progress)
+        _warn_if_nothing_to_test(data, cfg.protocol)
+        existed = run_dir.exists()
+        try:
+            result = train(cfg, data, run_dir, resume=resume,
+                           progress=progress and sys.stderr.isatty())
+        except BaseException:
+            if not existed and not (run_dir / "checkpoint.pt").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves no empty folder
+            raise
         last = result.history[-1] if result.history else {}
         typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
                    + (f" (final loss {last['loss']:.4f}, {last.get('clusters')} clusters)"

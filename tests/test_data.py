@@ -1,0 +1,75 @@
+"""Training windows: the three ways of cutting them, checked against plain loops."""
+
+import numpy as np
+import pytest
+
+from vid2reid.data import SequenceBank, cut_windows, normalise
+from vid2reid.store import Record
+from vid2reid.train import epoch_windows, make_config
+
+
+def _bank(lengths=(23, 6, 40, 7), joints: int = 4) -> tuple[SequenceBank, list[np.ndarray]]:
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(t, joints, 3)).astype(np.float32) for t in lengths]
+    recs = [Record(str(i), "nm", "01", "000", f"{i}.npz", len(s), "")
+            for i, s in enumerate(seqs)]
+    return SequenceBank.from_sequences(recs, seqs), [normalise(s, "") for s in seqs]
+
+
+def _as_rows(w: np.ndarray) -> list[bytes]:
+    return sorted(x.tobytes() for x in w)
+
+
+def test_all_mode_cuts_windows_as_the_reference_does():
+    # the SimMC authors' preprocessing: for every offset s in 0..f-1, windows of length f
+    # at stride f // 2 from seq[s:]; a window starts at every frame, most of them twice
+    bank, seqs = _bank()
+    f = 6
+    seq, start = bank.window_starts(f, "all")
+    got = bank.windows(seq, start, f)
+    expected = [w for s_ in seqs for s in range(f) for w in cut_windows(s_[s:], f, f // 2)]
+    assert _as_rows(got) == _as_rows(np.array(expected))
+    t = bank.length[0]
+    assert (seq == 0).sum() == sum(len(range(s, t - f + 1, 3)) for s in range(f))  # ~2 (T - f + 1)
+    assert set(start[seq == 0]) == set(range(t - f + 1))
+
+
+def test_fixed_mode_is_stride_half_f_from_zero():
+    bank, seqs = _bank()
+    seq, start = bank.window_starts(6, "fixed")
+    expected = np.concatenate([cut_windows(s, 6, 3) for s in seqs])
+    np.testing.assert_array_equal(bank.windows(seq, start, 6), expected)
+
+
+def test_shifted_mode_draws_one_offset_per_walk_and_covers_every_start():
+    bank, _ = _bank(lengths=(23, 40, 6))
+    f, stride = 6, 3
+    rng = np.random.default_rng(1)
+    seen: dict[int, set] = {0: set(), 1: set(), 2: set()}
+    for _ in range(30):
+        seq, start = bank.window_starts(f, "shifted", rng)
+        for i, t in enumerate(bank.length):
+            s = start[seq == i]
+            assert len(set(s % stride)) <= 1  # one offset per walk and epoch
+            assert len(s) >= 1 and np.all(np.diff(s) == stride) and s.min() < stride
+            assert s.max() <= t - f
+            seen[i] |= set(s.tolist())
+    for i, t in enumerate(bank.length):
+        assert seen[i] == set(range(t - f + 1))  # every start frame over the epochs
+
+
+def test_epoch_windows_keys_number_windows_within_each_walk():
+    bank, _ = _bank()
+    cfg = make_config("kgbd", windows="shifted")
+    x, keys = epoch_windows(bank, cfg, np.random.default_rng(3))
+    seq, number = keys >> 32, keys & 0xFFFFFFFF
+    assert len(np.unique(keys)) == len(keys) == len(x) and x.shape[1:] == (6, 4, 3)
+    for i in np.unique(seq):
+        np.testing.assert_array_equal(number[seq == i], np.arange((seq == i).sum()))
+
+
+def test_unknown_window_mode_is_a_config_error():
+    from vid2reid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="windows"):
+        make_config("kgbd", windows="overlapping")
