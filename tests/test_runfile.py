@@ -428,7 +428,13 @@ def test_extract_refuses_booby_trapped_checkpoint_2d(tmp_path: Path):
     for option in ("checkpoint_2d", "checkpoint_3d"):
         with pytest.raises(PoseError, match="written by an unsafe tool"):
             MMPoseBackend(replace(fast, **{option: str(evil)}))
-    video = sorted((REPO / "sample_videos").glob("*.avi"))[0]
+    import cv2
+
+    video = tmp_path / "001-nm-01-090.avi"  # a CASIA-B name; never read: loading fails first
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), 128, np.uint8))
+    writer.release()
     r = CliRunner().invoke(app, ["extract", str(video), "--out", str(tmp_path / "store"),
                                  "--backend", "mmpose", "--lifter", "videopose3d-27",
                                  "--checkpoint-2d", str(evil), "--allow-random-weights"])
