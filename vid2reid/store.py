@@ -76,12 +76,20 @@ class LoadedStore:
     skipped_short: int = 0
 
 
+def umask_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process's umask (0644 under umask 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, umask_file_mode())  # mkstemp makes 0600; others may need to read a store
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
