@@ -13,10 +13,14 @@ from vid2reid.cli._app import app, setup_logging, user_errors
 def extract_cli(
     videos: list[Path] = typer.Argument(..., help="Video files and/or folders (searched recursively)."),
     out: Path = typer.Option(Path("skeletons"), "--out", "-o", help="Skeleton store to write."),
-    backend: str = typer.Option("mmpose", "--backend", "-b",
-                                help="mmpose (RTMPose + 3D lifter; needs checkpoints: downloaded "
-                                     "on first use, or --checkpoint-2d/-3d) or mediapipe (BlazePose, "
-                                     "weights ship in the wheel: use it offline without checkpoints)."),
+    backend: str = typer.Option("auto", "--backend", "-b",
+                                help="auto (default): mmpose when its weights can be had (given "
+                                     "with --checkpoint-2d/-3d, cached from an earlier download, "
+                                     "or downloadable now), otherwise mediapipe, with a one-line "
+                                     "notice; a store keeps the backend it was started with. "
+                                     "mmpose: RTMPose-m + 3D lifter (H36M-17 joints). mediapipe: "
+                                     "BlazePose (33 joints), weights inside the wheel, fully "
+                                     "offline."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, cuda or cuda:N (mmpose backend)."),
     workers: int = typer.Option(None, "--workers", "-w", min=1,
                                 help="Parallel worker processes, each loading the models "
@@ -55,8 +59,8 @@ def extract_cli(
 
     CASIA-B names (SSS-CC-NN-VVV.avi, or SSS/CC-NN/VVV/) give subject,
     condition, sequence and view. Re-running skips finished videos; a summary
-    lists what failed and why (exit code 1 if anything failed). See README,
-    "Extracting skeletons".
+    lists what failed and why (exit code 1 if anything failed). Backends,
+    weights and scaling out: README.md, "Extract skeletons".
     """
     setup_logging(verbose)
     with user_errors():

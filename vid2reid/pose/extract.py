@@ -7,6 +7,12 @@ person was found), so a re-run skips it. Failed videos get no marker and are
 retried next time. Work is split deterministically by ``--shard i/n`` or, under
 ``torchrun``, by ``RANK``/``WORLD_SIZE``; ``--workers`` runs videos in
 parallel processes. At the end the manifest is rebuilt from the files.
+
+Backend ``auto`` (the default) is MMPose when its weights can be had (local
+checkpoints, torch's hub cache, or a reachable download URL) and otherwise
+MediaPipe BlazePose, whose weights ship in its wheel, with a one-line notice;
+a store that already holds extractions keeps the backend it was made with, so
+one store never mixes joint layouts.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,7 +41,8 @@ from vid2reid.store import Record, atomic_write_bytes, index_store, save_sequenc
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("mmpose", "mediapipe")
+BACKENDS = ("auto", "mmpose", "mediapipe")
+DOWNLOAD_CHECK_TIMEOUT_S = 10.0
 MARKER_DIR = ".extract"
 VISUALIZE_DIR = "_visualize"
 
@@ -43,7 +52,7 @@ class ExtractSettings:
     """Every option of one extraction run."""
 
     out: Path = Path("skeletons")
-    backend: str = "mmpose"
+    backend: str = "auto"  # resolve_backend() picks mmpose or mediapipe
     boxes: str = "bgsub"
     pattern: str | None = None
     min_frames: int = 40
@@ -77,6 +86,7 @@ class ExtractSummary:
     records: list[Record]
     shard: tuple[int, int]
     seconds: float
+    backend: str = ""
 
     def count(self, *statuses: str) -> int:
         return sum(o.status in statuses for o in self.outcomes)
@@ -92,7 +102,8 @@ class ExtractSummary:
     def lines(self) -> list[str]:
         """Human-readable summary: counts, then one line per failure or empty result."""
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
-        out = [f"shard {self.shard[0]}/{self.shard[1]}: {len(self.outcomes)} videos: "
+        out = [f"shard {self.shard[0]}/{self.shard[1]}"
+               f"{f' ({self.backend})' if self.backend else ''}: {len(self.outcomes)} videos: "
                f"{self.count('done')} done, {self.count('skipped')} skipped (already finished), "
                f"{self.count('no-person', 'too-short')} without a usable person, "
                f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({fps:.1f} frames/s); "
@@ -141,6 +152,105 @@ def _read_marker(path: Path) -> dict | None:
         return None
 
 
+def _store_backend(out: Path) -> str | None:
+    """The backend an existing store was extracted with (from its first video marker)."""
+    folder = Path(out) / MARKER_DIR
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("summary-"):
+            continue
+        marker = _read_marker(path)
+        if marker and marker.get("backend") in ("mmpose", "mediapipe"):
+            return str(marker["backend"])
+    return None
+
+
+def _weights_problem(config: str, checkpoint: str | None) -> str | None:
+    """Why the MMPose model ``config`` cannot get its weights here (None: it can).
+
+    A local checkpoint, a file in torch's hub cache (where the first download
+    goes) or a download URL that answers within a few seconds all count.
+    """
+    import urllib.parse
+    import urllib.request
+
+    from vid2reid.pose.mmpose_backend import resolve_config
+
+    if checkpoint:
+        return None if Path(checkpoint).is_file() else f"{checkpoint} does not exist"
+    path = resolve_config(config)
+    try:
+        import warnings
+
+        with warnings.catch_warnings():  # mmengine imports the deprecated pkg_resources
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            from mmengine.config import Config
+
+        url = Config.fromfile(str(path)).get("load_from")
+    except Exception as exc:  # a broken config: let the real backend report it
+        log.debug("%s: cannot read load_from (%s)", path, exc)
+        return None
+    if not url:
+        return f"{path.stem} has no checkpoint URL"
+    if "://" not in str(url):
+        return None if Path(url).is_file() else f"{url} does not exist"
+    import torch.hub
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urllib.parse.urlparse(url).path).name
+    if cached.is_file():
+        return None
+    try:
+        req = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(req, timeout=DOWNLOAD_CHECK_TIMEOUT_S):
+            return None
+    except Exception as exc:
+        host = urllib.parse.urlparse(url).netloc
+        reason = getattr(exc, "reason", exc)
+        return f"cannot download the {path.stem} checkpoint from {host} ({reason})"
+
+
+def _mmpose_problem(settings: ExtractSettings) -> str | None:
+    """Why ``auto`` cannot use MMPose here (None: it can)."""
+    import importlib.util
+
+    missing = [m for m in ("mmpose", "mmengine", "mmcv") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"the MMPose stack is not installed (no {', '.join(missing)})"
+    m = settings.mmpose
+    if m.allow_random_weights:
+        return None
+    checks = [(m.pose2d, m.checkpoint_2d), (m.lifter, m.checkpoint_3d)]
+    if settings.boxes == "rtmdet":
+        checks.append(("rtmdet-m-person", settings.checkpoint_det))
+    for config, checkpoint in checks:
+        problem = _weights_problem(config, checkpoint)
+        if problem:
+            return problem
+    return None
+
+
+def resolve_backend(settings: ExtractSettings) -> ExtractSettings:
+    """Settings with ``backend="auto"`` made concrete; other backends are returned as they are.
+
+    ``auto``: the backend the store at ``settings.out`` was extracted with, if
+    any; else MMPose when its weights can be had; else MediaPipe, with a
+    one-line warning saying why and how to get MMPose.
+    """
+    if settings.backend != "auto":
+        return settings
+    previous = _store_backend(settings.out)
+    if previous:
+        log.info("%s was extracted with --backend %s: continuing with it", settings.out, previous)
+        return replace(settings, backend=previous)
+    problem = _mmpose_problem(settings)
+    if problem is None:
+        return replace(settings, backend="mmpose")
+    log.warning("notice: MMPose cannot be used (%s); using the offline MediaPipe backend instead "
+                "(to use MMPose: --checkpoint-2d/--checkpoint-3d FILE, or run once online)", problem)
+    return replace(settings, backend="mediapipe")
+
+
 def make_backend(settings: ExtractSettings):
     """Build the pose backend named in the settings (loads models once per process)."""
     if settings.backend == "mmpose":
@@ -155,6 +265,8 @@ def make_backend(settings: ExtractSettings):
         from vid2reid.pose.mediapipe_backend import MediaPipeBackend
 
         return MediaPipeBackend(settings.mediapipe)
+    if settings.backend == "auto":
+        return make_backend(resolve_backend(settings))
     raise ConfigError(f"unknown --backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -275,10 +387,8 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
 
     Bad videos are reported in the summary and do not stop the batch. Raises
     PoseError only when there is nothing at all to process, or the backend
-    cannot be built.
+    cannot be built (then a store folder this call created is removed again).
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     if settings.backend not in BACKENDS:
         raise ConfigError(f"unknown --backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -293,8 +403,23 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
     if not videos:
         raise PoseError("; ".join(problems) if problems else "no videos given")
     mine = shard_items(videos, *shard)
+    settings = resolve_backend(settings)
     out = Path(settings.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _extract_shard(mine, problems, shard, settings, t0)
+    except BaseException:
+        if created and not any(p.is_file() for p in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)  # a run that wrote nothing leaves nothing
+        raise
+
+
+def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
+                   settings: ExtractSettings, t0: float) -> ExtractSummary:
+    from tqdm import tqdm
+
+    out = Path(settings.out)
     outcomes: list[VideoOutcome] = []
     todo = []
     for video, root in mine:
@@ -307,23 +432,32 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
             outcomes.append(VideoOutcome(str(video), "skipped", message=f"{video}: already finished"))
         else:
             todo.append((video, root))
+    skipped = len(outcomes)  # already finished, or names that do not parse
     log.info("%d videos in shard %d/%d: %d to do, %d already finished", len(mine), shard[0], shard[1],
              len(todo), sum(o.status == "skipped" for o in outcomes))
     n_workers = min(settings.workers or default_workers(settings.backend), max(1, len(todo)))
     backend = make_backend(settings) if todo and n_workers <= 1 else None
     detector = make_detector(settings) if backend is not None else None
     frames = 0
-    bar = tqdm(total=len(todo), unit="video", desc="extract", dynamic_ncols=True, disable=not todo)
+    # A progress bar on a terminal; in a log file (not a TTY) one line per tenth of the work.
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=len(todo), unit="video", desc="extract", dynamic_ncols=True,
+               disable=not todo or not interactive)
     t_run = time.perf_counter()
+    every = max(1, len(todo) // 10)
 
     def record(outcome: VideoOutcome) -> None:
         nonlocal frames
         outcomes.append(outcome)
         frames += outcome.frames
         if outcome.status == "failed":
-            tqdm.write(f"failed: {outcome.message}")
-        bar.set_postfix_str(f"{frames / max(time.perf_counter() - t_run, 1e-9):.1f} frames/s")
+            tqdm.write(f"failed: {outcome.message}", file=sys.stderr)
+        fps = frames / max(time.perf_counter() - t_run, 1e-9)
+        bar.set_postfix_str(f"{fps:.1f} frames/s")
         bar.update(1)
+        done = len(outcomes) - skipped
+        if not interactive and (done % every == 0 or done == len(todo)):
+            log.info("extract: %d/%d videos, %.1f frames/s", done, len(todo), fps)
 
     try:
         if backend is not None:
@@ -354,7 +488,7 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
         bar.close()
     records = index_store(out) if any(out.rglob("*.npz")) else []
     summary = ExtractSummary(sorted(outcomes, key=lambda o: o.video), problems, records, shard,
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, settings.backend)
     _write_summary(out, summary)
     return summary
 

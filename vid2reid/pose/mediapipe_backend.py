@@ -10,8 +10,13 @@ down, z away from the camera roughly); the store keeps them as they are.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,6 +30,43 @@ from vid2reid.pose.result import Sequence3D, VideoPoses
 
 log = logging.getLogger(__name__)
 NUM_JOINTS = 33
+# What MediaPipe's C++ side prints on every graph start whatever GLOG_minloglevel says
+# (it logs through absl, which reads no environment variable): glog-style I/W lines,
+# TensorFlow Lite's delegate notice and absl's pre-initialisation warning.
+_NATIVE_NOISE = re.compile(r"^([IW]\d{4} |INFO: Created TensorFlow Lite|WARNING: All log messages "
+                           r"before absl::InitializeLog)")
+
+
+@contextlib.contextmanager
+def native_log_filter() -> Iterator[None]:
+    """Hold back MediaPipe's native info/warning lines written to file descriptor 2.
+
+    Everything else written there meanwhile (errors, Python output) is passed on
+    to stderr afterwards, in order. Used around one video's estimation, which
+    is where the noise comes from (some of it from the graph's own threads at
+    any frame); progress bars update between videos, so none is held back.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. captured by a test runner)
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(True)
+                    if not _NATIVE_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 @dataclass(frozen=True)
@@ -37,6 +79,10 @@ class MediaPipeSettings:
     smooth_landmarks: bool = True
 
 
+# import name -> pip package, where they differ
+_PIP_NAMES = {"absl": "absl-py", "google": "protobuf", "cv2": "opencv-python", "attr": "attrs"}
+
+
 def _import_pose():
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging is noisy on stderr
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,9 +93,14 @@ def _import_pose():
             warnings.simplefilter("ignore")
             from mediapipe.python.solutions import pose as mp_pose
     except ImportError as exc:
-        raise PoseError(f"--backend mediapipe needs mediapipe 0.10.21 ({exc}); install it with "
-                        f"'pip install --no-deps mediapipe==0.10.21' plus the [mediapipe] extra "
-                        f"(scripts/setup.sh does both)") from None
+        missing = (exc.name or "").split(".")[0]
+        if missing and missing != "mediapipe":
+            raise PoseError(f"--backend mediapipe: mediapipe is installed but the module it needs, "
+                            f"{missing!r}, is not: pip install {_PIP_NAMES.get(missing, missing)} "
+                            f"(or pip install 'vid2reid[mediapipe]')") from None
+        raise PoseError(f"--backend mediapipe needs mediapipe 0.10.21 ({exc}): pip install "
+                        f"'vid2reid[mediapipe]' (or 'pip install --no-deps mediapipe==0.10.21' "
+                        f"with the [mediapipe-lean] extra, as scripts/setup.sh does)") from None
     return mp_pose
 
 
@@ -77,16 +128,22 @@ class MediaPipeBackend:
     def estimate_video(self, frames: Iterable[np.ndarray], box_finder: BoxFinder | None = None,
                        max_gap: int = 5, min_frames: int = 1) -> VideoPoses:
         """Run BlazePose over the frames; boxes are not used (BlazePose has its own detector)."""
+        with native_log_filter():
+            return self._estimate_video(frames, max_gap, min_frames)
+
+    def _estimate_video(self, frames: Iterable[np.ndarray], max_gap: int,
+                        min_frames: int) -> VideoPoses:
         s = self.settings
         world, kp2d, vis, valid = [], [], [], []
         try:
-            tracker = self._mp_pose.Pose(static_image_mode=False, model_complexity=s.model_complexity,
-                                         smooth_landmarks=s.smooth_landmarks, enable_segmentation=False,
-                                         min_detection_confidence=s.min_detection_confidence,
-                                         min_tracking_confidence=s.min_tracking_confidence)
+            tracker = self._mp_pose.Pose(
+                static_image_mode=False, model_complexity=s.model_complexity,
+                smooth_landmarks=s.smooth_landmarks, enable_segmentation=False,
+                min_detection_confidence=s.min_detection_confidence,
+                min_tracking_confidence=s.min_tracking_confidence)
         except Exception as exc:  # model files missing from the wheel, etc.
             raise PoseError(f"MediaPipe BlazePose could not start ({exc})") from None
-        with tracker:
+        try:
             for frame in frames:
                 h, w = frame.shape[:2]
                 res = tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
@@ -102,6 +159,8 @@ class MediaPipeBackend:
                 kp2d.append(np.array([[p.x * w, p.y * h] for p in il], np.float32))
                 vis.append(np.array([p.visibility for p in il], np.float32))
                 valid.append(True)
+        finally:
+            tracker.close()
         T = len(valid)
         world_a = np.stack(world) if T else np.zeros((0, NUM_JOINTS, 3), np.float32)
         kp_a = np.stack(kp2d) if T else np.zeros((0, NUM_JOINTS, 2), np.float32)
