@@ -14,11 +14,13 @@ from vid2reid.errors import Vid2ReidError
 app = typer.Typer(
     name="vid2reid",
     help="RGB walking videos -> 3D skeletons -> unsupervised skeleton person re-ID.\n\n"
-    "Typical use: 'vid2reid extract videos/', then 'vid2reid train', then "
-    "'vid2reid eval --probe Bags --gallery Normal'.",
+    "Typical use: 'vid2reid extract sample_videos/', then 'vid2reid train', then "
+    "'vid2reid eval --probe Bags --gallery Normal'. See README.md and docs/.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: wrapped at the terminal's width, never cut off with '...' in a table cell
+    rich_markup_mode=None,
 )
 
 
