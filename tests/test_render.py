@@ -171,11 +171,42 @@ def test_import_ground_truth_skips_a_bad_sidecar_and_fails_on_none(tmp_path: Pat
 def test_cli_renders_and_reports_bad_views(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["render-samples", str(tmp_path / "s"), "--subjects", "1",
-                              "--views", "090", "--frames", "2", "--ground-truth",
+                              "--test-subjects", "1", "--views", "090", "--frames", "2",
+                              "--ground-truth",
                               str(tmp_path / "gt")])
     assert res.exit_code == 0, res.output
-    assert len(read_manifest(tmp_path / "gt")) == 8  # nm-01..04, bg-01..02, cl-01..02
+    assert len(read_manifest(tmp_path / "gt")) == 2 * 10  # nm-01..06, bg-01..02, cl-01..02
+    assert {r.subject for r in read_manifest(tmp_path / "gt")} == {"001", "075"}
     res = runner.invoke(app, ["render-samples", str(tmp_path / "s2"), "--views", "090,270"])
     assert res.exit_code == 1 and "view '270'" in res.output
     with pytest.raises(RenderError):
         make_samples(tmp_path / "s3", n_subjects=0)
+
+
+def test_training_and_test_identities_are_numbered_like_casia_b(tmp_path: Path) -> None:
+    from vid2reid.protocols import train_test_records
+    from vid2reid.render.samples import subject_numbers, synthesize_ground_truth
+
+    assert subject_numbers(3, 2) == [1, 2, 3, 75, 76]
+    with pytest.raises(RenderError, match="numbered 001..074"):
+        subject_numbers(75, 1)
+    records = synthesize_ground_truth(tmp_path / "gt", 2, 1, frames=4,
+                                      conditions=(("nm", 1), ("bg", 1)))
+    for protocol in ("simmc", "opengait"):  # new people under both standard protocols
+        train, test = train_test_records(records, protocol)
+        assert {records[i].subject for i in train} == {"001", "002"}
+        assert {records[i].subject for i in test} == {"075"}
+
+
+def test_synthesized_ground_truth_equals_the_rendered_sidecars(tmp_path: Path) -> None:
+    from vid2reid.render.samples import synthesize_ground_truth
+
+    make_samples(tmp_path / "s", seed=4, n_subjects=1, n_test_subjects=1, views=("090",), frames=5,
+                 conditions=(("nm", 1), ("cl", 1)))
+    records = synthesize_ground_truth(tmp_path / "gt", 1, 1, views=("090",), frames=5, seed=4,
+                                      conditions=(("nm", 1), ("cl", 1)))
+    assert len(records) == 4
+    for rec in records:
+        stem = f"{rec.subject}-{rec.condition}-{rec.sequence}-{rec.view}"
+        side = np.load(tmp_path / "s" / f"{stem}.gt.npz")["joints"]
+        assert np.array_equal(load_joints(tmp_path / "gt", rec), side)

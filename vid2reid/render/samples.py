@@ -31,12 +31,14 @@ import numpy as np
 from vid2reid.errors import StoreError, Vid2ReidError
 from vid2reid.render import draw as D
 from vid2reid.render import walker as W
-from vid2reid.store import Record, atomic_write_bytes, save_sequence, write_manifest
+from vid2reid.store import (Record, atomic_write_bytes, save_sequence, umask_file_mode,
+                            write_manifest)
 
 log = logging.getLogger(__name__)
 
 FPS = 25.0
-CONDITIONS = (("nm", 4), ("bg", 2), ("cl", 2))
+CONDITIONS = (("nm", 6), ("bg", 2), ("cl", 2))  # as CASIA-B: nm-01..06, bg-01..02, cl-01..02
+FIRST_TEST_SUBJECT = 75  # a test subject under both CASIA-B protocols (simmc 063-, opengait 075-)
 BACKGROUND_FRAMES = 25
 _COND_CODE = {"nm": 1, "bg": 2, "cl": 3}
 
@@ -107,7 +109,7 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = FPS) -> N
             for frame in frames:
                 writer.write(frame)
             writer.release()
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; videos are ordinary shared files
+        os.chmod(tmp, umask_file_mode())  # mkstemp makes 0600; videos are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -165,15 +167,64 @@ def render_walk(walk: W.Walk, view: str, frames: int, start_x: float, brightness
     return images, sidecar
 
 
-def make_samples(out_dir: Path | str, n_subjects: int = 6, views: Sequence[str] = ("090", "054"),
-                 frames: int = 64, seed: int = 0,
-                 conditions: Sequence[tuple[str, int]] = CONDITIONS) -> list[Path]:
-    """Render ``n_subjects`` identities x conditions x views as CASIA-B clips with sidecars.
+def subject_numbers(n_subjects: int, n_test_subjects: int = 0,
+                    first_test_subject: int = FIRST_TEST_SUBJECT) -> list[int]:
+    """Training identities ``1..n_subjects``, then test identities from ``first_test_subject``.
 
-    Returns the written video paths (clips and background clips).
+    Numbered like CASIA-B so that the standard protocols split them without a
+    split column: 001-062 train / 063-124 test under ``simmc``, 001-074 /
+    075-124 under ``opengait``. Test identities start at 075, a test subject
+    under both.
     """
     if n_subjects < 1 or n_subjects > 999:
         raise RenderError(f"--subjects {n_subjects}: expected 1..999")
+    if n_test_subjects < 0:
+        raise RenderError(f"--test-subjects {n_test_subjects}: expected 0 or more")
+    if n_test_subjects and n_subjects >= first_test_subject:
+        raise RenderError(f"--subjects {n_subjects}: training identities are numbered 001.."
+                          f"{first_test_subject - 1:03d} when there are test identities "
+                          f"(numbered from {first_test_subject:03d})")
+    if first_test_subject + n_test_subjects - 1 > 999:
+        raise RenderError(f"--test-subjects {n_test_subjects}: numbers would pass 999")
+    return list(range(1, n_subjects + 1)) + list(
+        range(first_test_subject, first_test_subject + n_test_subjects))
+
+
+def plan_walks(seed: int, subject: int, frames: int,
+               conditions: Sequence[tuple[str, int]] = CONDITIONS
+               ) -> tuple[W.Identity, float, list[tuple[str, int, W.Walk, float]]]:
+    """One identity's person, room brightness and walks ``(condition, number, walk, start_x)``.
+
+    A function of (seed, subject number) only, so a subject looks the same in
+    every sample set rendered with that seed.
+    """
+    ident = W.make_identity(np.random.default_rng([seed, subject]))
+    brightness = float(np.random.default_rng([seed, subject, 0]).uniform(0.92, 1.06))
+    walks = []
+    for cond, count in conditions:
+        for n in range(1, count + 1):
+            rng = np.random.default_rng([seed, subject, _COND_CODE.get(cond, 9), n])
+            walk = W.make_walk(ident, cond, rng)
+            duration = frames / FPS
+            speed = W.walk_frames(walk, 2, FPS).speed
+            start_x = -0.5 * speed * duration + float(rng.normal(0, 0.1))
+            walks.append((cond, n, walk, start_x))
+    return ident, brightness, walks
+
+
+def make_samples(out_dir: Path | str, n_subjects: int = 6, views: Sequence[str] = ("090", "054"),
+                 frames: int = 64, seed: int = 0,
+                 conditions: Sequence[tuple[str, int]] = CONDITIONS,
+                 n_test_subjects: int = 0,
+                 first_test_subject: int = FIRST_TEST_SUBJECT) -> list[Path]:
+    """Render identities x conditions x views as CASIA-B clips with ground-truth sidecars.
+
+    Identities ``001..n_subjects`` and, when ``n_test_subjects`` > 0, test
+    identities numbered from ``first_test_subject`` (see
+    :func:`subject_numbers`). Returns the written video paths (clips and
+    background clips).
+    """
+    subjects = subject_numbers(n_subjects, n_test_subjects, first_test_subject)
     if frames < 2:
         raise RenderError(f"--frames {frames}: expected at least 2")
     views = _check_views(views)
@@ -181,18 +232,8 @@ def make_samples(out_dir: Path | str, n_subjects: int = 6, views: Sequence[str] 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     encoder = encoder_name()
-    for s in range(1, n_subjects + 1):
-        ident = W.make_identity(np.random.default_rng([seed, s]))
-        brightness = float(np.random.default_rng([seed, s, 0]).uniform(0.92, 1.06))
-        walks = []
-        for cond, count in conditions:
-            for n in range(1, count + 1):
-                rng = np.random.default_rng([seed, s, _COND_CODE.get(cond, 9), n])
-                walk = W.make_walk(ident, cond, rng)
-                duration = frames / FPS
-                speed = W.walk_frames(walk, 2, FPS).speed
-                start_x = -0.5 * speed * duration + float(rng.normal(0, 0.1))
-                walks.append((cond, n, walk, start_x))
+    for s in subjects:
+        _, brightness, walks = plan_walks(seed, s, frames, conditions)
         for view in views:
             bg = D.background(D.view_camera(view), brightness)
             bg_path = out_dir / f"{s:03d}-bkgrd-{view}.avi"
@@ -209,6 +250,32 @@ def make_samples(out_dir: Path | str, n_subjects: int = 6, views: Sequence[str] 
                 written.append(out_dir / f"{stem}.avi")
             log.info("subject %03d view %s: %d clips", s, view, len(walks))
     return written
+
+
+def synthesize_ground_truth(store_dir: Path | str, n_subjects: int, n_test_subjects: int = 0,
+                            views: Sequence[str] = ("090",), frames: int = 64, seed: int = 0,
+                            conditions: Sequence[tuple[str, int]] = CONDITIONS,
+                            first_test_subject: int = FIRST_TEST_SUBJECT) -> list[Record]:
+    """The skeleton store that :func:`import_ground_truth` would write for these samples,
+    without drawing a pixel: the walkers' camera-frame joints, bit-identical to the
+    sidecars' ``joints``. For experiments with many more identities than the
+    bundled clips (how results depend on the number of people, clip length)."""
+    subjects = subject_numbers(n_subjects, n_test_subjects, first_test_subject)
+    views = _check_views(views)
+    records = []
+    for s in subjects:
+        _, _, walks = plan_walks(seed, s, frames, conditions)
+        for view in views:
+            cam = D.view_camera(view)
+            for cond, n, walk, start_x in walks:
+                geo = W.walk_frames(walk, frames, FPS, start_x)
+                joints = cam.to_camera(geo.joints).astype(np.float32)
+                stem = clip_name(s, cond, n, view)
+                records.append(save_sequence(store_dir, f"{s:03d}/{stem}.npz", joints, W.LAYOUT,
+                                             source="ground-truth", subject=f"{s:03d}",
+                                             condition=cond, sequence=f"{n:02d}", view=view))
+    write_manifest(store_dir, records)
+    return records
 
 
 def import_ground_truth(sample_dir: Path | str, store_dir: Path | str) -> list[Record]:
