@@ -132,5 +132,5 @@ def test_mixed_joint_counts_name_the_file(tmp_path: Path):
                         subject="B", condition="nm", sequence="03", view="090", split="test")
     from vid2reid.store import read_manifest
     write_manifest(store, read_manifest(store) + [odd])
-    with pytest.raises(StoreError, match="B-nm-03.npz: has 14 joints"):
+    with pytest.raises(StoreError, match="B-nm-03.npz: layout 'casia-14' but .*one joint layout"):
         evaluate(store, baseline="raw", probe="bg", gallery="nm", f=10)

@@ -130,12 +130,15 @@ def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
 def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = None,
              baseline: str | None = None, probe: str = "Normal", gallery: str = "Normal",
              protocol: str = "simmc", f: int | None = None, preset: str | None = None,
-             runs_dir: Path | str = "runs") -> dict:
+             runs_dir: Path | str = "runs", keep_features: bool = False) -> dict:
     """CMC top-1/5/10 and mAP at window and sequence level, as a JSON-ready dict.
 
     Scores ``run_dir`` (default: the latest run in ``runs_dir``) or, with
     ``baseline="raw"``, raw root-relative coordinates. ``f`` comes from the
     run's config; for the baseline from ``f``, else ``preset``, else 40.
+    ``keep_features`` adds ``result["features"]``: per level and side the
+    features ``x`` and the ``id``/``video``/``view`` arrays that were ranked
+    (numpy, not JSON: for plots such as ``vid2reid.report``).
     """
     data_dir = Path(data_dir)
     proto = get_protocol(protocol)
@@ -218,7 +221,69 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
                    "representation": "raw" if run_name is None else "run", "run": run_name,
                    "description": rep, "f": f, "data": str(data_dir),
                    "setting_notes": notes})
+    if keep_features:
+        result["features"] = items
     return result
+
+
+def evaluate_with_raw(data_dir: Path | str = "skeletons", run_dir: Path | str | None = None,
+                      probe: str = "Normal", gallery: str = "Normal", protocol: str = "simmc",
+                      runs_dir: Path | str = "runs", keep_features: bool = False,
+                      f: int | None = None) -> dict:
+    """A run's result (as :func:`evaluate`) with ``result["raw"]``: the raw-coordinate baseline
+    on the same store, protocol, setting and window length f, for the side-by-side table.
+    ``f``, when given, must be the run's (ConfigError otherwise)."""
+    result = evaluate(data_dir, run_dir=run_dir, probe=probe, gallery=gallery, protocol=protocol,
+                      runs_dir=runs_dir, keep_features=keep_features, f=f)
+    result["raw"] = evaluate(data_dir, baseline="raw", probe=probe, gallery=gallery,
+                             protocol=protocol, f=result["f"], keep_features=keep_features)
+    return result
+
+
+def without_features(result: dict) -> dict:
+    """``result`` without the numpy ``features`` entries (JSON-ready)."""
+    out = {k: v for k, v in result.items() if k != "features"}
+    if isinstance(out.get("raw"), dict):
+        out["raw"] = without_features(out["raw"])
+    return out
+
+
+def _verdict(result: dict) -> str:
+    """One line saying what the side-by-side numbers mean."""
+    run, raw = result["window"], result["raw"]["window"]
+    d1, dm = 100 * (run["top1"] - raw["top1"]), 100 * (run["mAP"] - raw["mAP"])
+    probe = 100.0 / max(1, run["probes"])
+    if abs(d1) < probe and abs(dm) < probe:
+        head = "the trained model and raw joint coordinates are level"
+    elif d1 >= 0 and dm >= 0:
+        head = "the trained model beats raw joint coordinates"
+    elif d1 <= 0 and dm <= 0:
+        head = "raw joint coordinates beat the trained model"
+    else:
+        head = "the trained model and raw joint coordinates split the metrics"
+    small = (f"; with {run['probes']} probes one probe moves top-1 by {probe:.1f} points, so "
+             f"read gaps under ~{2 * probe:.0f} points as noise" if run["probes"] < 100 else "")
+    clusters = _last_clusters(result.get("run"))
+    why = (f" Training ended with {clusters} cluster(s): the prototype loss had (almost) nothing to "
+           f"contrast, as on stores with few windows per person (docs/methods.md)."
+           if clusters is not None and clusters <= 3 else "")
+    return (f"meaning: {head} (window top-1 {d1:+.1f}, mAP {dm:+.1f} points){small}. Raw "
+            f"coordinates need no training: a learned model is worth keeping only above them."
+            f"{why}")
+
+
+def _last_clusters(run: str | None) -> int | None:
+    """Clusters in the last logged epoch of a run (None when unknown)."""
+    import json
+
+    if not run:
+        return None
+    try:
+        lines = (Path(run) / "log.jsonl").read_text().strip().splitlines()
+        value = json.loads(lines[-1]).get("clusters") if lines else None
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, (int, float)) else None
 
 
 def format_table(result: dict) -> str:
@@ -238,5 +303,28 @@ def format_table(result: dict) -> str:
         if views:
             lines.append(f"{lvl} top-1 per probe view: "
                          + ", ".join(f"{v} {100 * t:.1f}%" for v, t in views.items()))
+    lines += [f"note: {n}" for n in result["setting_notes"]]
+    return "\n".join(lines)
+
+
+
+def format_comparison(result: dict) -> str:
+    """The trained run and the raw baseline side by side (``result`` from
+    :func:`evaluate_with_raw`), item counts, one line of meaning, and the notes."""
+    raw = result["raw"]
+    keys = ("top1", "top5", "top10", "mAP")
+    lines = [f"{result['description']} vs raw joint coordinates, f={result['f']}, protocol "
+             f"{result['protocol']}{'' if result['standard'] else ' (NON-STANDARD)'}: probe "
+             f"{result['probe']} vs gallery {result['gallery']} (%)",
+             f"{'':<10}{'trained model':^32}|{'raw coordinates':^32}",
+             f"{'level':<10}" + "".join(f"{k.replace('top', 'top-'):>8}" for k in keys) + "|"
+             + "".join(f"{k.replace('top', 'top-'):>8}" for k in keys) + f"{'probes':>8}"
+             f"{'gallery':>9}"]
+    for lvl in LEVELS:
+        m, r = result[lvl], raw[lvl]
+        lines.append(f"{lvl:<10}" + "".join(f"{100 * m[k]:>8.1f}" for k in keys) + "|"
+                     + "".join(f"{100 * r[k]:>8.1f}" for k in keys)
+                     + f"{m['probes']:>8}{m['gallery']:>9}")
+    lines.append(_verdict(result))
     lines += [f"note: {n}" for n in result["setting_notes"]]
     return "\n".join(lines)

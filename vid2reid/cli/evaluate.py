@@ -23,6 +23,8 @@ def eval_cli(
     f: int = typer.Option(None, "--f", help="Frames per window for --baseline raw (default: the preset's f, 40 for CASIA-B). A run always uses the f it was trained with.", min=1),
     preset: str = typer.Option(None, "--preset", help="Data-set preset that gives f for --baseline raw (e.g. casia-b, kgbd)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    raw: bool = typer.Option(True, "--raw/--no-raw", help="When scoring a run, also score raw root-relative joint coordinates through the same windows and protocol, and print both side by side with one line on what the difference means."),
+    report: Path = typer.Option(None, "--report", help="Also write an HTML report to this folder: index.html (opens from disk) with the result table, the CMC curve (rank 1-20, trained vs raw), a 2-D map of the test features coloured by identity and the run's training curves, each also as a PNG. Needs matplotlib.", file_okay=False),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
@@ -33,13 +35,33 @@ def eval_cli(
     matched against its own video.
     """
     setup_logging(verbose)
-    from vid2reid.evaluate import evaluate, format_table
+    from vid2reid.evaluate import (evaluate, evaluate_with_raw, format_comparison, format_table,
+                                   without_features)
     from vid2reid.store import atomic_write_bytes
 
     with user_errors():
-        result = evaluate(data, run_dir=run, baseline=baseline, probe=probe, gallery=gallery,
-                          protocol=protocol, f=f, preset=preset, runs_dir=runs_dir)
-        typer.echo(format_table(result))
+        side_by_side = baseline is None and (raw or report is not None)
+        if report is not None:
+            from vid2reid.report import check_report_deps
+
+            check_report_deps()  # before any work: a missing plotting library is a one-line error
+        if side_by_side:
+            result = evaluate_with_raw(data, run_dir=run, probe=probe, gallery=gallery,
+                                       protocol=protocol, runs_dir=runs_dir,
+                                       keep_features=report is not None, f=f)
+            table = format_comparison(result)
+        else:
+            result = evaluate(data, run_dir=run, baseline=baseline, probe=probe, gallery=gallery,
+                              protocol=protocol, f=f, preset=preset, runs_dir=runs_dir,
+                              keep_features=report is not None)
+            table = format_table(result)
         if json_path is not None:
-            atomic_write_bytes(json_path, (json.dumps(result, indent=2) + "\n").encode())
+            atomic_write_bytes(json_path, (json.dumps(without_features(result), indent=2)
+                                           + "\n").encode())
             typer.echo(f"metrics written to {json_path}")
+        if report is not None:
+            from vid2reid.report import write_report
+
+            index = write_report(result, report)
+            typer.echo(f"report written to {index} (open it in a browser)")
+        typer.echo(table)  # last, so that a script's output ends with the result

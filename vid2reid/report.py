@@ -1,0 +1,295 @@
+"""``vid2reid eval --report DIR``: a self-contained HTML page of one evaluation, with its pictures.
+
+Writes into DIR (each file atomically):
+
+- ``cmc.png``: CMC curve, rank 1..20, of the trained run and the raw-coordinate
+  baseline (window level, the same probes and gallery, the own video removed,
+  ties counted against the probe as in ``vid2reid.metrics``);
+- ``feature_map.png``: a 2-D t-SNE map of the test items' features (probe and
+  gallery windows), one colour per identity, probes as crosses; at most
+  ``MAP_MAX_ITEMS`` items, drawn at random with a fixed seed when there are more;
+- ``training.png``: the run's training curves from its ``log.jsonl``: loss,
+  clusters, outliers and pseudo-label agreement between epochs (ARI);
+- ``index.html``: the result table, the notes and the three pictures embedded as
+  data URIs, so the page opens from disk, offline, even when copied alone.
+
+Identity labels are used here only to colour the map and to score, after
+training, exactly as in evaluation.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from vid2reid.errors import ConfigError
+from vid2reid.store import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+MAX_RANK = 20
+MAP_MAX_ITEMS = 3000
+_KEYS = ("top1", "top5", "top10", "mAP")
+
+
+def check_report_deps() -> None:
+    """ConfigError (one line) when the plotting library is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError("--report needs matplotlib: pip install matplotlib "
+                          "(or: pip install 'vid2reid[report]')") from None
+
+
+def cmc_curve(probe_ids: np.ndarray, gallery_ids: np.ndarray, probe_x: np.ndarray,
+              gallery_x: np.ndarray, probe_groups: np.ndarray, gallery_groups: np.ndarray,
+              max_rank: int = MAX_RANK, chunk: int = 1024) -> tuple[np.ndarray, int]:
+    """CMC at ranks 1..max_rank (fractions) and the number of probes scored.
+
+    A probe's rank is 1 + the number of gallery items that are not its identity
+    (and not its own video) at a distance <= its nearest true match: ties count
+    against the probe. Probes without a true match are left out.
+    """
+    import torch
+
+    g = torch.from_numpy(np.ascontiguousarray(gallery_x, dtype=np.float32))
+    gid, ggr = np.asarray(gallery_ids).astype(str), np.asarray(gallery_groups).astype(str)
+    pid, pgr = np.asarray(probe_ids).astype(str), np.asarray(probe_groups).astype(str)
+    ranks = []
+    for s in range(0, len(pid), chunk):
+        p = torch.from_numpy(np.ascontiguousarray(probe_x[s:s + chunk], dtype=np.float32))
+        d = torch.cdist(p.double(), g.double()).numpy()
+        same = pid[s:s + chunk, None] == gid[None, :]
+        own = pgr[s:s + chunk, None] == ggr[None, :]
+        true = same & ~own
+        other = ~same & ~own
+        best = np.where(true, d, np.inf).min(axis=1)
+        ok = np.isfinite(best)
+        ahead = (other & (d <= best[:, None])).sum(axis=1)
+        ranks.append(ahead[ok] + 1)
+    r = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+    if len(r) == 0:
+        return np.zeros(max_rank), 0
+    return np.array([(r <= k).mean() for k in range(1, max_rank + 1)]), int(len(r))
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_cmc(result: dict) -> tuple[bytes, dict]:
+    """CMC picture and the curves (percent) of the run and, when present, the raw baseline."""
+    plt = _plt()
+    curves = {}
+    for name, res in (("trained model", result), ("raw coordinates", result.get("raw"))):
+        if res is None or "features" not in res:
+            continue
+        it = res["features"]["window"]
+        p, gal = it["probe"], it["gallery"]
+        cmc, n = cmc_curve(p["id"], gal["id"], p["x"], gal["x"], p["video"], gal["video"])
+        curves[name] = {"cmc": [round(100 * float(v), 2) for v in cmc], "probes": n}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ranks = np.arange(1, MAX_RANK + 1)
+    for (name, c), style in zip(curves.items(), ("o-", "s--")):
+        ax.plot(ranks, c["cmc"], style, ms=4, label=f"{name} (rank-1 {c['cmc'][0]:.1f} %)")
+    ax.set(xlabel="rank", ylabel="probes with a true match within rank (%)", ylim=(0, 101),
+           xlim=(0.5, MAX_RANK + 0.5), xticks=[1, 5, 10, 15, 20],
+           title=f"CMC, window level: probe {result['probe']} vs gallery {result['gallery']}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    data = _png(fig)
+    plt.close(fig)
+    return data, curves
+
+
+def _tsne(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    n = len(x)
+    if n < 3:
+        return np.zeros((n, 2))
+    perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                learning_rate="auto").fit_transform(x.astype(np.float64))
+
+
+def plot_feature_map(result: dict, seed: int = 0) -> tuple[bytes, dict]:
+    """t-SNE map of the test windows' features, coloured by identity; and what it shows."""
+    plt = _plt()
+    it = result["features"]["window"]
+    x = np.concatenate([it["probe"]["x"], it["gallery"]["x"]])
+    ids = np.concatenate([it["probe"]["id"], it["gallery"]["id"]]).astype(str)
+    is_probe = np.r_[np.ones(len(it["probe"]["x"]), bool), np.zeros(len(it["gallery"]["x"]), bool)]
+    keep = np.arange(len(x))  # probes and gallery are different videos under every protocol
+    if len(keep) > MAP_MAX_ITEMS:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, MAP_MAX_ITEMS, replace=False))
+    x, ids, is_probe = x[keep], ids[keep], is_probe[keep]
+    xy = _tsne(x, seed)
+    people = sorted(set(ids))
+    cmap = plt.get_cmap("tab20" if len(people) > 10 else "tab10")
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for k, person in enumerate(people):
+        m = ids == person
+        colour = cmap(k % cmap.N)
+        ax.scatter(xy[m & ~is_probe, 0], xy[m & ~is_probe, 1], s=22, color=colour,
+                   label=person if len(people) <= 20 else None)
+        ax.scatter(xy[m & is_probe, 0], xy[m & is_probe, 1], s=40, color=colour, marker="x")
+    ax.set(xticks=[], yticks=[], title=f"{result['description']}: test windows, t-SNE "
+           f"({len(x)} items; dots gallery, crosses probes)")
+    ax.title.set_fontsize(9)
+    if len(people) <= 20:
+        ax.legend(title="identity", fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    data = _png(fig)
+    plt.close(fig)
+    return data, {"items": int(len(x)), "identities": len(people), "method": "t-SNE"}
+
+
+def read_history(run_dir: Path | str) -> list[dict]:
+    """The per-epoch rows of a run's ``log.jsonl`` (empty when there is none)."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                log.warning("%s: unreadable line skipped", path)
+    return rows
+
+
+def plot_training(history: list[dict]) -> bytes:
+    """Loss, clusters, outliers and pseudo-label agreement per epoch."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(8, 5.5), sharex=True)
+    epochs = [r.get("epoch", i + 1) for i, r in enumerate(history)]
+    panels = (("loss", "loss"), ("clusters", "clusters (DBSCAN)"),
+              ("outliers", "outliers (windows sitting the epoch out)"),
+              ("label_ari", "pseudo-label agreement with the\nprevious epoch (ARI)"))
+    for ax, (key, title) in zip(axes.ravel(), panels):
+        ys = [r.get(key) for r in history]
+        pts = [(e, float(y)) for e, y in zip(epochs, ys) if isinstance(y, (int, float))]
+        if pts:
+            ax.plot(*zip(*pts), "o-", ms=3)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    fig.suptitle("training curves (from the run's log.jsonl)", fontsize=10)
+    fig.tight_layout()
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def _table_html(result: dict) -> str:
+    raw = result.get("raw")
+    head = "".join(f"<th>{k.replace('top', 'top-')}</th>" for k in _KEYS)
+    cols = f"<th rowspan=2>level</th><th colspan=4>{html.escape(_name(result))}</th>"
+    if raw:
+        cols += "<th colspan=4>raw coordinates</th>"
+    rows = [f"<tr>{cols}<th rowspan=2>probes</th><th rowspan=2>gallery</th></tr>",
+            f"<tr>{head}{head if raw else ''}</tr>"]
+    for lvl in ("window", "sequence"):
+        m = result[lvl]
+        cells = "".join(f"<td>{100 * m[k]:.1f}</td>" for k in _KEYS)
+        if raw:
+            cells += "".join(f"<td>{100 * raw[lvl][k]:.1f}</td>" for k in _KEYS)
+        rows.append(f"<tr><td>{lvl}</td>{cells}<td>{m['probes']}</td><td>{m['gallery']}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _name(result: dict) -> str:
+    return "trained model" if result.get("representation") == "run" else "raw coordinates"
+
+
+def _img(title: str, data: bytes, file: str, caption: str) -> str:
+    b64 = base64.b64encode(data).decode()
+    return (f"<figure><h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+            f"src='data:image/png;base64,{b64}'><figcaption>{caption} "
+            f"(also <a href='{file}'>{file}</a>)</figcaption></figure>")
+
+
+def write_report(result: dict, out_dir: Path | str) -> Path:
+    """Write the report of ``result`` (from ``evaluate(..., keep_features=True)``, with or
+    without ``raw``) into ``out_dir``; returns the path of ``index.html``."""
+    from vid2reid.evaluate import _verdict, without_features
+
+    check_report_deps()
+    if "features" not in result:
+        raise ConfigError("the report needs the evaluation's features (keep_features=True)")
+    out = Path(out_dir)
+    figures = []
+    cmc_png, curves = plot_cmc(result)
+    atomic_write_bytes(out / "cmc.png", cmc_png)
+    figures.append(_img("CMC curve", cmc_png, "cmc.png",
+                        "Share of probes whose first true match is within rank k; "
+                        "window level, own video excluded, ties against the probe."))
+    map_png, map_info = plot_feature_map(result)
+    atomic_write_bytes(out / "feature_map.png", map_png)
+    figures.append(_img("Feature map", map_png, "feature_map.png",
+                        f"t-SNE of {map_info['items']} test windows' features, one colour per "
+                        f"identity ({map_info['identities']} people); close points look alike "
+                        f"to the model. Distances between far-apart groups mean little in t-SNE."))
+    history = read_history(result["run"]) if result.get("run") else []
+    if history:
+        train_png = plot_training(history)
+        atomic_write_bytes(out / "training.png", train_png)
+        figures.append(_img("Training curves", train_png, "training.png",
+                            f"{len(history)} epoch(s) from {html.escape(str(result['run']))}"
+                            f"/log.jsonl. No identity label is used in training; these curves "
+                            f"are what a user can watch without labels."))
+    verdict = _verdict(result) if result.get("raw") else ""
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result["setting_notes"])
+    summary = without_features(result)
+    summary["cmc_percent"] = curves
+    title = (f"vid2reid: probe {result['probe']} vs gallery {result['gallery']}, protocol "
+             f"{result['protocol']}{'' if result['standard'] else ' (NON-STANDARD)'}")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #bbb; padding: 0.25rem 0.6rem; text-align: right; }}
+th {{ background: #f0f0f0; }}
+img {{ max-width: 100%; border: 1px solid #ddd; }}
+figure {{ margin: 2rem 0; }}
+figcaption {{ color: #555; font-size: 0.9rem; }}
+code {{ background: #f4f4f4; padding: 0 0.2rem; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(result['description'])}, window length f = {result['f']} frames, store
+<code>{html.escape(str(result['data']))}</code>. CMC top-k and mAP in %.</p>
+{_table_html(result)}
+<p><strong>{html.escape(verdict)}</strong></p>
+<ul>{notes}</ul>
+{''.join(figures)}
+<details><summary>metrics as JSON</summary><pre>{html.escape(json.dumps(summary, indent=2))}</pre>
+</details>
+</body></html>
+"""
+    index = out / "index.html"
+    atomic_write_bytes(index, page.encode())
+    return index
