@@ -19,13 +19,13 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   pip install "${TORCH_SPEC:-torch==2.13.0}" || pip install 'torch>=2.1' --index-url https://download.pytorch.org/whl/cpu
 fi
 echo "[setup] installing vid2reid with the pose stack"
-pip install -e '.[pose,mediapipe,test]'
+pip install -e '.[pose,mediapipe-lean,report,test]'
 # mmpose's declared requirements include chumpy, which does not build and which
 # mmpose 1.3.2 never imports: install it without deps (its real needs come
 # from vid2reid's [pose] extra).
 pip install --no-deps 'mmpose==1.3.2'
 # MediaPipe 0.10.21 ships BlazePose weights in its wheel; its declared deps pull
-# jax (about 2 GB) that pose estimation does not use.
+# jax and more that pose estimation does not use ([mediapipe-lean] is what it imports).
 pip install --no-deps 'mediapipe==0.10.21'
 "$VENV/bin/python" -m vid2reid.pose.check_install || true
 echo "[setup] done: activate with 'source $VENV/bin/activate'"

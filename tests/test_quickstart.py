@@ -1,5 +1,6 @@
-"""The quickstart path (extract with MediaPipe -> train -> eval Bags vs Normal) on a
-reduced copy of the bundled sample videos: one view, three people, real files, real models."""
+"""The quickstart path (extract with MediaPipe -> train -> eval Bags vs Normal -> report) on a
+reduced copy of the bundled sample videos under the standard protocol: training people 001-002,
+new test people 075-076, real files, real models, the real CLI with its defaults."""
 
 import json
 import shutil
@@ -14,26 +15,29 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_videos"
 pytest.importorskip("mediapipe")
 
 
-def test_quickstart_path_on_reduced_samples(tmp_path: Path):
+def test_quickstart_path_on_reduced_samples(tmp_path: Path, monkeypatch):
     videos = tmp_path / "videos"
     videos.mkdir()
-    for subject in ("001", "002", "003"):
-        for walk in ("nm-01", "nm-02", "bg-01"):
+    walks = {"001": ("nm-01", "bg-01"), "002": ("nm-01", "bg-01"),
+             "075": ("nm-01", "nm-02", "bg-01"), "076": ("nm-01", "nm-02", "bg-01")}
+    for subject, names in walks.items():
+        for walk in names:
             shutil.copy(SAMPLES / f"{subject}-{walk}-090.avi", videos)
         shutil.copy(SAMPLES / f"{subject}-bkgrd-090.avi", videos)
-    store, run, out = tmp_path / "skeletons", tmp_path / "run", tmp_path / "eval.json"
+    monkeypatch.chdir(tmp_path)  # the commands' default paths: skeletons/, runs/
     runner = CliRunner()
-    r = runner.invoke(app, ["extract", str(videos), "--out", str(store), "--backend", "mediapipe"])
+    r = runner.invoke(app, ["extract", "videos", "--backend", "mediapipe"])
     assert r.exit_code == 0, r.output
-    assert len((store / "manifest.csv").read_text().strip().splitlines()) == 1 + 9
-    r = runner.invoke(app, ["train", "--data", str(store), "--out", str(run), "--preset", "casia-b",
-                            "--protocol", "all", "--epochs", "2", "--seed", "0", "--no-progress"])
+    assert len(Path("skeletons/manifest.csv").read_text().strip().splitlines()) == 1 + 10
+    r = runner.invoke(app, ["train", "--epochs", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["eval", "--run", str(run), "--data", str(store), "--protocol", "all",
-                            "--probe", "Bags", "--gallery", "Normal", "--json", str(out)])
+    r = runner.invoke(app, ["eval", "--probe", "Bags", "--gallery", "Normal", "--json", "m.json",
+                            "--report", "out"])
     assert r.exit_code == 0, r.output
-    assert "NON-STANDARD" in r.output
-    result = json.loads(out.read_text())
-    assert result["probe"] in ("bg", "Bags") and result["sequence"]["probes"] == 3
-    assert result["sequence"]["gallery"] == 6
+    assert "NON-STANDARD" not in r.output and "meaning:" in r.output
+    result = json.loads(Path("m.json").read_text())
+    assert result["protocol"] == "simmc" and result["standard"]
+    assert result["sequence"]["probes"] == 2 and result["sequence"]["gallery"] == 4  # new people
+    assert result["raw"]["sequence"]["probes"] == 2
     assert 0.0 <= result["sequence"]["top1"] <= 1.0
+    assert Path("out/index.html").is_file() and Path("out/training.png").is_file()
