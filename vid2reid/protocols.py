@@ -2,7 +2,7 @@
 
 A store's ``split`` column decides train/test when any record has one, under
 every protocol. Otherwise the protocol does, using CASIA-B subject numbers
-(``001``..``124``); see ../shared/docs/casia-b.md:
+(``001``..``124``); docs/protocols.md says the same for users:
 
 - ``simmc`` (default): subjects 001-062 train, 063-124 test. Single-condition
   settings split by sequence number (Normal: gallery nm-01..04, probe
