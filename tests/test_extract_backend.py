@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vid2reid.pose.extract import MARKER_DIR, ExtractSettings, resolve_backend
@@ -109,3 +110,33 @@ def test_missing_dependency_of_mediapipe_is_named(tmp_path: Path):
 
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "'matplotlib'" in r.stdout and "pip install matplotlib" in r.stdout, r.stdout + r.stderr
+
+
+def test_visualize_draws_2d_and_3d_side_by_side_and_says_where(tmp_path: Path):
+    pytest.importorskip("mediapipe")
+    import cv2
+
+    from vid2reid.pose.extract import VISUALIZE_DIR, run_extract
+
+    store = tmp_path / "skeletons"
+    summary = run_extract([_one_clip(tmp_path)], ExtractSettings(out=store, backend="mediapipe",
+                                                                  visualize=True))
+    (video,) = (store / VISUALIZE_DIR).rglob("*.mp4")
+    assert any(str(store / VISUALIZE_DIR) in line for line in summary.lines())
+    cap = cv2.VideoCapture(str(video))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (320 + 240, 240)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 64
+    panel = frames[30][:, 320:].astype(int)
+    assert (np.abs(panel - 32).sum(axis=2) > 60).mean() > 0.005  # a skeleton is drawn there
+    try:
+        import av
+    except ImportError:
+        return
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"

@@ -51,8 +51,9 @@ def extract_cli(
     allow_random_weights: bool = typer.Option(False, "--allow-random-weights",
                                               help="mmpose without checkpoints: random weights "
                                                    "(testing only; poses are meaningless)."),
-    visualize: bool = typer.Option(False, "--visualize", help="Also write OUT/_visualize/<video>.mp4 "
-                                   "with the skeleton drawn."),
+    visualize: bool = typer.Option(False, "--visualize", help="Also write OUT/_visualize/<video>.mp4: "
+                                   "each frame with the 2D skeleton drawn, and the 3D skeleton "
+                                   "beside it (H.264 where PyAV is installed, else mp4v)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Estimate 3D skeletons for every video and write the skeleton store.

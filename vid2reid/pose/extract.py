@@ -87,6 +87,7 @@ class ExtractSummary:
     shard: tuple[int, int]
     seconds: float
     backend: str = ""
+    visualized: str = ""  # folder of the --visualize videos written by this run ("" = none)
 
     def count(self, *statuses: str) -> int:
         return sum(o.status in statuses for o in self.outcomes)
@@ -108,6 +109,8 @@ class ExtractSummary:
                f"{self.count('no-person', 'too-short')} without a usable person, "
                f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({fps:.1f} frames/s); "
                f"store has {len(self.records)} sequences"]
+        if self.visualized:
+            out.append(f"videos with the 2D and 3D skeletons drawn: {self.visualized}/")
         out += [f"failed: {p}" for p in self.problems]
         out += [f"{o.status}: {o.message}" for o in self.outcomes
                 if o.status in ("failed", "no-person", "too-short")]
@@ -488,7 +491,9 @@ def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
         bar.close()
     records = index_store(out) if any(out.rglob("*.npz")) else []
     summary = ExtractSummary(sorted(outcomes, key=lambda o: o.video), problems, records, shard,
-                             time.perf_counter() - t0, settings.backend)
+                             time.perf_counter() - t0, settings.backend,
+                             str(out / VISUALIZE_DIR) if settings.visualize
+                             and any((out / VISUALIZE_DIR).rglob("*.mp4")) else "")
     _write_summary(out, summary)
     return summary
 
