@@ -333,7 +333,10 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                                 "prototype loss has nothing to contrast; lower --eps (now %s) "
                                 "or raise --min-samples", epoch + 1, cfg.eps)
                 labels = getattr(plan, "labels", None)
-                if labels is not None and prev is not None:
+                # a checkpoint of 0.1.0 has labels but no window keys: compare only like with like
+                comparable = prev is not None and (prev_keys is not None
+                                                   or (labels is not None and len(prev) == len(labels)))
+                if labels is not None and comparable:
                     row["label_ari"] = (_label_agreement(np.asarray(prev_keys), np.asarray(prev),
                                                          keys, labels)
                                         if prev_keys is not None
