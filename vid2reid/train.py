@@ -283,7 +283,6 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                     "num_joints": num_joints, "train_windows": n,
                     "train_sequences": len(records), "stride": max(1, cfg.f // 2),
                     "device_used": str(device), "torch": torch.__version__}
-        _write_json(out / "config.json", run_info)
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -313,6 +312,8 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
             log.info("resuming %s after epoch %d", out, start)
         elif ckpt_path.is_file():
             log.warning("%s: existing checkpoint ignored (--no-resume); starting over", ckpt_path)
+        # after the resume check: a refused resume leaves the run's config.json as it was
+        _write_json(out / "config.json", run_info)
         _rewrite_log(out / "log.jsonl", history)
 
         # Log lines go through tqdm.write so that they do not break the progress bar.
