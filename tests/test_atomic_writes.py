@@ -93,6 +93,7 @@ def test_sequence_file_and_manifests(tmp_path: Path, monkeypatch, how):
     store = tmp_path / "s"
     a = save_sequence(store, "a/x.npz", _seq(), "h36m-17", subject="001")
     write_manifest(store, [a])
+    index_store(store)  # the same manifest again (and the lock file index_store keeps)
     before = _listing(store)
     with monkeypatch.context() as m:
         _fail_replace(m, "x.npz") if how == "replace" else _fail_fsync(m)

@@ -15,6 +15,7 @@ other pose estimators). See README.md, "Skeleton store format".
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -268,6 +269,29 @@ def load_store(store_dir: Path | str, min_frames: int = 1) -> LoadedStore:
     return LoadedStore(kept, arrays, short)
 
 
+@contextlib.contextmanager
+def _manifest_lock(store_dir: Path):
+    """Hold an exclusive lock on ``store_dir/.manifest.lock`` (POSIX advisory lock).
+
+    Two extraction shards that finish at the same moment both rebuild the manifest; without
+    the lock one could scan the files before the other's last sequence is written and then
+    write its (shorter) manifest last. With it, each rebuild scans after the previous one
+    wrote. Where ``fcntl`` does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    store_dir.mkdir(parents=True, exist_ok=True)
+    with open(store_dir / ".manifest.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def index_store(store_dir: Path | str) -> list[Record]:
     """Rebuild ``manifest.csv`` from the self-describing ``.npz`` files in a store.
 
@@ -275,26 +299,27 @@ def index_store(store_dir: Path | str) -> list[Record]:
     by hand in an existing manifest is kept.
     """
     store_dir = Path(store_dir)
-    old_split: dict[str, str] = {}
-    if (store_dir / MANIFEST).is_file():
-        try:
-            old_split = {r.path: r.split for r in read_manifest(store_dir)}
-        except StoreError:
-            old_split = {}
-    records = []
-    for path in sorted(store_dir.rglob("*.npz")):
-        rel = path.relative_to(store_dir).as_posix()
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = {k: data[k].item() for k in data.files
-                        if k not in ("joints", "layout") and data[k].ndim == 0}
-                frames = int(data["joints"].shape[0])
-                layout = str(data["layout"]) if "layout" in data.files else ""
-        except Exception as exc:
-            raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
-        if rel in old_split and old_split[rel]:
-            meta["split"] = old_split[rel]
-        records.append(_record_from_meta(rel, frames, layout, meta))
-    if records:
-        write_manifest(store_dir, records)
-    return records
+    with _manifest_lock(store_dir):  # shards that finish together rebuild one after another
+        old_split: dict[str, str] = {}
+        if (store_dir / MANIFEST).is_file():
+            try:
+                old_split = {r.path: r.split for r in read_manifest(store_dir)}
+            except StoreError:
+                old_split = {}
+        records = []
+        for path in sorted(store_dir.rglob("*.npz")):
+            rel = path.relative_to(store_dir).as_posix()
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    meta = {k: data[k].item() for k in data.files
+                            if k not in ("joints", "layout") and data[k].ndim == 0}
+                    frames = int(data["joints"].shape[0])
+                    layout = str(data["layout"]) if "layout" in data.files else ""
+            except Exception as exc:
+                raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
+            if rel in old_split and old_split[rel]:
+                meta["split"] = old_split[rel]
+            records.append(_record_from_meta(rel, frames, layout, meta))
+        if records:
+            write_manifest(store_dir, records)
+        return records
