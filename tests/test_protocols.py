@@ -122,3 +122,211 @@ def test_opengait_gallery_and_probes():
     assert seqs(r, sel.probe) == [("nm", "05"), ("nm", "06")]
     with pytest.raises(ProtocolError, match="gallery as nm only"):
         select_probe_gallery(r, test, "opengait", "bg", "bg")
+
+
+# --- Protocols end to end, against an oracle built here from the files and rank_metrics ------
+
+import csv  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from vid2reid.evaluate import evaluate  # noqa: E402
+from vid2reid.metrics import rank_metrics  # noqa: E402
+from vid2reid.store import save_sequence, write_manifest  # noqa: E402
+from vid2reid.synthetic import random_body, walk  # noqa: E402
+
+F = 20  # window length of these tests; the walks have 45-47 frames: 2 windows + leftovers
+
+
+def casia_store(root: Path, subjects, views=("090",), walks=CASIA_WALKS, seed=0) -> Path:
+    """A store named like CASIA-B, with NO split column (subject numbers decide)."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for s in subjects:
+        body = random_body(rng)
+        for cond, n in walks.items():
+            for k in range(1, n + 1):
+                for v in views:
+                    t = int(rng.integers(45, 48))
+                    j = walk(body, t, rng, cond, float(v))
+                    recs.append(save_sequence(root, f"{s:03d}-{cond}-{k:02d}-{v}.npz", j,
+                                              "h36m-17", subject=f"{s:03d}", condition=cond,
+                                              sequence=f"{k:02d}", view=v))
+    write_manifest(root, recs)
+    return root
+
+
+def oracle_items(store: Path, keep) -> dict:
+    """Raw-baseline items of the manifest rows for which ``keep(row)`` holds, by hand: joints
+    from the .npz, minus joint 0 (h36m root), non-overlapping f-frame slices from frame 0
+    (leftover frames dropped), mean over frames, flattened; sequence level = mean per video."""
+    with open(store / "manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if keep(r)]
+    assert rows
+    win = {"x": [], "id": [], "video": [], "view": []}
+    for r in rows:
+        j = np.load(store / r["path"])["joints"].astype(np.float64)
+        rel = j - j[:, :1]
+        for s in range(0, len(rel) - F + 1, F):
+            win["x"].append(rel[s:s + F].mean(axis=0).ravel())
+            win["id"].append(r["subject"])
+            win["video"].append("|".join((r["subject"], r["condition"], r["sequence"], r["view"])))
+            win["view"].append(r["view"])
+    win = {k: np.array(v) for k, v in win.items()}
+    videos = sorted(set(win["video"]))
+    seq = {"x": np.array([win["x"][win["video"] == v].mean(axis=0) for v in videos]),
+           "video": np.array(videos)}
+    first = [int(np.flatnonzero(win["video"] == v)[0]) for v in videos]
+    seq.update(id=win["id"][first], view=win["view"][first])
+    return {"window": win, "sequence": seq}
+
+
+def _metrics(p: dict, g: dict, pm=slice(None), gm=slice(None)):
+    return rank_metrics(p["id"][pm], g["id"][gm], p["x"][pm], g["x"][gm],
+                        probe_groups=p["video"][pm], gallery_groups=g["video"][gm])
+
+
+def _close(result: dict, expected: dict):
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-9), key
+
+
+def _test_subject(last):
+    return lambda r: int(r["subject"]) > last
+
+
+@pytest.fixture(scope="module")
+def three_views(tmp_path_factory) -> Path:
+    return casia_store(tmp_path_factory.mktemp("og") / "s", [1, 2, 75, 76, 77, 78],
+                       views=("000", "090", "180"), walks={"nm": 6, "bg": 2}, seed=4)
+
+
+def test_opengait_is_rank_metrics_per_view_pair_averaged(three_views: Path):
+    store = three_views
+    res = evaluate(store, baseline="raw", probe="Bags", gallery="Normal", f=F,
+                   protocol="opengait")
+    test = _test_subject(74)
+    probe = oracle_items(store, lambda r: test(r) and r["condition"] == "bg")
+    gallery = oracle_items(store, lambda r: test(r) and r["condition"] == "nm"
+                           and int(r["sequence"]) <= 4)
+    for level in ("window", "sequence"):
+        p, g = probe[level], gallery[level]
+        per_view = {}
+        for pv in sorted(set(p["view"])):
+            pairs = [_metrics(p, g, p["view"] == pv, g["view"] == gv)
+                     for gv in sorted(set(g["view"]) - {pv})]
+            per_view[pv] = {k: np.mean([getattr(m, k) for m in pairs])
+                            for k in ("top1", "top5", "top10", "mAP")}
+        expected = {k: np.mean([v[k] for v in per_view.values()])
+                    for k in ("top1", "top5", "top10", "mAP")}
+        _close(res[level], expected)
+        assert res[level]["probes"] == len(p["id"]) and res[level]["gallery"] == len(g["id"])
+        assert res[level]["top1_per_probe_view"] == pytest.approx(
+            {v: m["top1"] for v, m in per_view.items()})
+    assert res["window"]["probes"] == 4 * 2 * 3 * 2  # subjects x bg walks x views x windows
+    # the same-view pairs would score differently: the oracle is not trivially equal
+    same_view = np.mean([_metrics(probe["window"], gallery["window"],
+                                  probe["window"]["view"] == v,
+                                  gallery["window"]["view"] == v).top1 for v in ("000", "090")])
+    assert same_view != pytest.approx(res["window"]["top1"])
+
+
+@pytest.fixture(scope="module")
+def casia_like(tmp_path_factory) -> Path:
+    # 001-003 train under both protocols, 070 is training under opengait only, 063.. test
+    return casia_store(tmp_path_factory.mktemp("casia") / "s", [1, 2, 3, 63, 64, 65, 70, 75],
+                       views=("000", "090"), seed=6)
+
+
+@pytest.mark.parametrize("probe, gallery, probe_rows, gallery_rows", [
+    ("Bags", "Normal", lambda r: r["condition"] == "bg", lambda r: r["condition"] == "nm"),
+    ("Normal", "Normal", lambda r: r["condition"] == "nm" and r["sequence"] in ("05", "06"),
+     lambda r: r["condition"] == "nm" and r["sequence"] in ("01", "02", "03", "04")),
+    ("Clothes", "Clothes", lambda r: r["condition"] == "cl" and r["sequence"] == "02",
+     lambda r: r["condition"] == "cl" and r["sequence"] == "01"),
+])
+def test_simmc_settings_equal_the_oracle(casia_like: Path, probe, gallery, probe_rows,
+                                          gallery_rows):
+    res = evaluate(casia_like, baseline="raw", probe=probe, gallery=gallery, f=F)
+    test = _test_subject(62)
+    p = oracle_items(casia_like, lambda r: test(r) and probe_rows(r))
+    g = oracle_items(casia_like, lambda r: test(r) and gallery_rows(r))
+    for level in ("window", "sequence"):
+        m = _metrics(p[level], g[level])
+        _close(res[level], {k: getattr(m, k) for k in ("top1", "top5", "top10", "mAP")})
+        assert (res[level]["probes"], res[level]["gallery"]) == (m.probes, m.gallery)
+    assert res["standard"] is True and res["window"]["gallery"] == 2 * res["sequence"]["gallery"]
+
+
+def test_test_idx_that_leaves_records_out(casia_like: Path):
+    from vid2reid.store import read_manifest
+
+    records = read_manifest(casia_like)
+    test = eval_records(records, "simmc")
+    subset = np.array([i for i in test if records[i].subject != "064"])
+    for probe, gallery in (("nm", "nm"), ("bg", "nm"), ("cl", "cl")):
+        sel = select_probe_gallery(records, subset, "simmc", probe, gallery)
+        chosen = set(sel.probe) | set(sel.gallery)
+        assert chosen <= set(subset.tolist())
+        assert "064" not in {records[i].subject for i in chosen}
+        full = select_probe_gallery(records, test, "simmc", probe, gallery)
+        assert sorted(sel.probe) == sorted(i for i in full.probe if i in set(subset.tolist()))
+
+
+def test_casia_subject_numbers_split_train_and_eval_end_to_end(casia_like: Path,
+                                                                 tmp_path: Path, one_thread):
+    import json
+
+    from vid2reid.train import make_config, train, training_sequences
+
+    for proto, last in (("simmc", 62), ("opengait", 74)):
+        cfg = make_config("casia-b", protocol=proto, f=F, x=5, eps=0.5, batch_size=64,
+                          hidden=32, epochs=1)
+        _, records, _ = training_sequences(casia_like, cfg)
+        with open(casia_like / "manifest.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert all(r["split"] == "" for r in rows)  # no split column values: numbers decide
+        assert [r.path for r in records] == [r["path"] for r in rows if int(r["subject"]) <= last]
+        run = tmp_path / proto
+        train(cfg, casia_like, run, progress=False)
+        assert json.loads((run / "config.json").read_text())["train_sequences"] == len(records)
+        res = evaluate(casia_like, run_dir=run, probe="Bags", gallery="Normal", protocol=proto)
+        subjects = {r["subject"] for r in rows if int(r["subject"]) > last}
+        assert subjects == ({"063", "064", "065", "070", "075"} if proto == "simmc" else {"075"})
+        gallery_walks = 6 if proto == "simmc" else 4  # opengait: nm-01..04
+        seq = res["sequence"]
+        assert seq["probes"] + seq["no_match"] == 2 * 2 * len(subjects)  # bg walks x views
+        assert seq["gallery"] == gallery_walks * 2 * len(subjects)
+        assert res["window"]["gallery"] == 2 * seq["gallery"]  # two windows per walk
+
+
+@pytest.mark.parametrize("protocol", ["simmc", "opengait", "all"])
+def test_probe_and_gallery_videos_are_disjoint_in_every_setting(three_views: Path, protocol):
+    from vid2reid.errors import ProtocolError
+    from vid2reid.store import read_manifest
+
+    records = read_manifest(three_views) + [
+        Record("077", "AR", f"{k:02d}", "090", f"x{k}.npz", 50) for k in (1, 2, 3)]
+    conditions = ("nm", "Normal", "bg", "AR")
+    if protocol == "all":
+        test = np.arange(len(records))
+    else:
+        test = eval_records(records, protocol)
+    tried = 0
+    for probe in conditions:
+        for gallery in conditions:
+            try:
+                sel = select_probe_gallery(records, test, protocol, probe, gallery)
+            except ProtocolError:
+                continue
+            tried += 1
+            p = {records[i].video_key for i in sel.probe}
+            g = {records[i].video_key for i in sel.gallery}
+            assert p and g and not p & g, (protocol, probe, gallery)
+    assert tried >= (4 if protocol == "opengait" else 12)
+    # and the items evaluate() ranks: no probe video among the gallery videos
+    for probe, gallery in (("Normal", "Normal"), ("Bags", "Normal")):
+        res = evaluate(three_views, baseline="raw", probe=probe, gallery=gallery, f=F,
+                       protocol=protocol, keep_features=True)
+        for level in ("window", "sequence"):
+            items = res["features"][level]
+            assert not set(items["probe"]["video"]) & set(items["gallery"]["video"])
