@@ -73,3 +73,65 @@ def test_unknown_window_mode_is_a_config_error():
 
     with pytest.raises(ConfigError, match="windows"):
         make_config("kgbd", windows="overlapping")
+
+
+# --- windows against slices by hand (no vid2reid window code in the oracle) ------------------
+
+def _slices(seq: np.ndarray, f: int, step: int, first: int = 0) -> list[np.ndarray]:
+    """seq[s : s + f] for s = first, first + step, ... while a whole window fits."""
+    out, s = [], first
+    while s + f <= len(seq):
+        out.append(seq[s:s + f])
+        s += step
+    return out
+
+
+@pytest.mark.parametrize("f", [6, 7])
+def test_fixed_and_all_modes_equal_slices_by_hand_with_leftover_frames(f):
+    lengths = (23, 21, f, 40)  # 23 and 40 leave frames after the last window; f gives one window
+    bank, seqs = _bank(lengths)
+    step = f // 2
+    seq, start = bank.window_starts(f, "fixed")
+    expected = [w for s in seqs for w in _slices(s, f, step)]
+    np.testing.assert_array_equal(bank.windows(seq, start, f), np.array(expected))
+    # walk 0: 23 frames, f=6: starts 0,3,..,15, frames 21 and 22 in no window of this epoch
+    if f == 6:
+        assert start[seq == 0].tolist() == [0, 3, 6, 9, 12, 15]
+        assert start[seq == 1].tolist() == [0, 3, 6, 9, 12, 15]  # 21 frames: 15..20 is whole
+    assert start[seq == 2].tolist() == [0]
+    seq, start = bank.window_starts(f, "all")
+    expected = [w for s in seqs for o in range(f) for w in _slices(s, f, step, o)]
+    np.testing.assert_array_equal(bank.windows(seq, start, f), np.array(expected))
+
+
+def test_shifted_windows_equal_slices_from_the_drawn_offset():
+    f, step = 6, 3
+    bank, seqs = _bank((23, 21, 6, 7))
+    rng = np.random.default_rng(5)
+    offsets = set()
+    for _ in range(10):
+        seq, start = bank.window_starts(f, "shifted", rng)
+        got = bank.windows(seq, start, f)
+        for i, s in enumerate(seqs):
+            first = int(start[seq == i][0])
+            assert 0 <= first < min(step, len(s) - f + 1)
+            offsets.add((i, first))
+            np.testing.assert_array_equal(got[seq == i], np.array(_slices(s, f, step, first)))
+    assert {o for i, o in offsets if i == 0} == {0, 1, 2}  # each offset drawn at some epoch
+
+
+@pytest.mark.parametrize("layout, root", [("h36m-17", 0), ("coco-17", 11)])
+def test_test_windows_are_non_overlapping_slices_of_root_relative_joints(layout, root):
+    """evaluate()'s windows (make_windows at its default stride f): frame 0, f, 2f, ...;
+    the frames after the last whole window are left out; the layout's root joint is 0."""
+    from vid2reid.data import make_windows
+
+    rng = np.random.default_rng(2)
+    seqs = [rng.normal(size=(t, 17, 3)).astype(np.float32) for t in (23, 18, 5)]
+    recs = [Record(str(i), "nm", "01", "000", f"{i}.npz", len(s), layout)
+            for i, s in enumerate(seqs)]
+    ws = make_windows(recs, seqs, 6)
+    rel = [s - s[:, root:root + 1] for s in seqs]
+    expected = [w for r in rel for w in _slices(r, 6, 6)]
+    np.testing.assert_array_equal(ws.x, np.array(expected))
+    assert ws.seq.tolist() == [0, 0, 0, 1, 1, 1]  # 23 frames: 3 windows (5 left over); 5: none
