@@ -61,6 +61,8 @@ def test_default_backend_falls_back_to_mediapipe_with_one_line_notice(tmp_path: 
     # MediaPipe's native start-up lines (I0000/W0000 ..., TF Lite's notice) are held back
     assert not any(line[:1] in "IW" and line[1:5].isdigit() for line in r.stderr.splitlines())
     assert "Created TensorFlow Lite" not in r.stderr
+    # not a terminal: progress as whole lines, no progress bar redrawn with carriage returns
+    assert "\r" not in r.stderr and "extract: 1/1 videos" in r.stderr
 
 
 def test_explicit_mmpose_does_not_fall_back_and_leaves_no_store(tmp_path: Path):
