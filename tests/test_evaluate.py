@@ -67,7 +67,6 @@ def test_window_level_on_synthetic_store(tmp_path: Path):
     # 3 test subjects; 60 frames -> 3 windows; bg: 2 walks, nm: 4 walks.
     assert (res["window"]["probes"], res["window"]["gallery"]) == (3 * 2 * 3, 3 * 4 * 3)
     assert (res["sequence"]["probes"], res["sequence"]["gallery"]) == (6, 12)
-    assert 0.0 <= res["window"]["mAP"] <= 1.0
     assert any("split column" in n for n in res["setting_notes"])
 
 

@@ -39,5 +39,4 @@ def test_quickstart_path_on_reduced_samples(tmp_path: Path, monkeypatch):
     assert result["protocol"] == "simmc" and result["standard"]
     assert result["sequence"]["probes"] == 2 and result["sequence"]["gallery"] == 4  # new people
     assert result["raw"]["sequence"]["probes"] == 2
-    assert 0.0 <= result["sequence"]["top1"] <= 1.0
     assert Path("out/index.html").is_file() and Path("out/training.png").is_file()

@@ -16,16 +16,25 @@ def _seq(t=50, j=17, seed=0):
 
 
 def test_round_trip_any_joint_count(tmp_path: Path):
-    recs = []
     for j in (14, 17, 18, 20, 25, 33):
         store = tmp_path / f"s{j}"
-        rec = save_sequence(store, "a/001-nm-01-090.npz", _seq(j=j), f"layout{j}",
-                            subject="001", condition="nm", sequence="01", view="090")
+        joints = _seq(j=j, seed=j) * 1e3  # values, not only shapes, must come back exactly
+        rec = save_sequence(store, "a/001-nm-01-090.npz", joints, f"layout{j}",
+                            subject="001", condition="nm", sequence="01", view="090",
+                            split="test", quality=0.25)
         write_manifest(store, [rec])
         loaded = load_store(store)
-        assert loaded.joints[0].shape == (50, j, 3)
-        assert loaded.records[0].subject == "001" and loaded.records[0].layout == f"layout{j}"
-        recs.append(rec)
+        np.testing.assert_array_equal(loaded.joints[0], joints)
+        assert loaded.joints[0].dtype == np.float32
+        (back,) = loaded.records
+        assert (back.subject, back.condition, back.sequence, back.view, back.path, back.frames,
+                back.layout, back.split) == ("001", "nm", "01", "090", "a/001-nm-01-090.npz", 50,
+                                             f"layout{j}", "test")
+        assert dict(back.extra) == {"quality": "0.25"}
+        # and as stored: a plain numpy file with the joints and labels inside
+        with np.load(store / "a/001-nm-01-090.npz") as data:
+            np.testing.assert_array_equal(data["joints"], joints)
+            assert str(data["subject"]) == "001" and str(data["layout"]) == f"layout{j}"
 
 
 def test_conditions_aliases():
