@@ -249,8 +249,10 @@ def resolve_backend(settings: ExtractSettings) -> ExtractSettings:
     problem = _mmpose_problem(settings)
     if problem is None:
         return replace(settings, backend="mmpose")
+    how = ("install the [pose] extra, see README.md" if "not installed" in problem
+           else "--checkpoint-2d/--checkpoint-3d FILE, or run once online")
     log.warning("notice: MMPose cannot be used (%s); using the offline MediaPipe backend instead "
-                "(to use MMPose: --checkpoint-2d/--checkpoint-3d FILE, or run once online)", problem)
+                "(to use MMPose: %s)", problem, how)
     return replace(settings, backend="mediapipe")
 
 
