@@ -54,6 +54,28 @@ def test_head_logits_reference_and_cosine():
     assert float(cos.abs().max()) <= 10.0 + 1e-4
 
 
+def test_hsm_gradient_flows_through_the_weights():
+    """As in the reference code the mining weights are not detached: detaching them
+    changes the gradient (the loss value stays the same)."""
+    torch.manual_seed(0)
+    z0, heads = torch.randn(3, 6, 8), torch.randn(2, 8, 8)
+    protos, targets = torch.randn(4, 8), torch.randint(0, 4, (3,))
+    z = z0.clone().requires_grad_()
+    loss = himpc.level_loss(z, protos, heads, targets, True, 0.1).sum()
+    loss.backward()
+    zd = z0.clone().requires_grad_()
+    logits = himpc.head_logits(zd, protos, heads, 0.1)
+    m, b, f, c = logits.shape
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, c), targets[None, :, None].expand(m, b, f).reshape(-1),
+        reduction="none").view(m, b, f)
+    w = himpc.hsm_weights(logits, targets[None, :].expand(m, b)).detach()
+    detached = (w * ce).sum(-1).mean(-1).sum()
+    detached.backward()
+    assert float(detached.detach()) == pytest.approx(float(loss.detach()), rel=1e-6)
+    assert not torch.allclose(z.grad, zd.grad, rtol=1e-3, atol=1e-6)
+
+
 def test_logits_setting_is_validated_and_reaches_the_loss():
     with pytest.raises(ConfigError, match="logits"):
         himpc.check_config(_cfg(himpc_logits="dot"))
