@@ -98,7 +98,7 @@ def plot_cmc(result: dict) -> tuple[bytes, dict]:
     """CMC picture and the curves (percent) of the run and, when present, the raw baseline."""
     plt = _plt()
     curves = {}
-    for name, res in (("trained model", result), ("raw coordinates", result.get("raw"))):
+    for name, res in ((_name(result), result), ("raw coordinates", result.get("raw"))):
         if res is None or "features" not in res:
             continue
         it = res["features"]["window"]
