@@ -14,7 +14,8 @@ which clusters twice per epoch): ``*_s`` are the best of them, ``first_*_s``
 the first (cold) call. ``jaccard_s``/``dbscan_s`` time the full distance
 matrix then DBSCAN; ``cluster_s`` times ``cluster_features`` (what training
 calls: only pairs within eps are kept, same labels). Speed-ups are against the
-best full-matrix time. ``--two-views`` also times two feature sets (SimMC's two
+best full-matrix time. ``--cluster-only`` times a single ``cluster_features`` call per size
+(for sizes where the full matrix and repeats take too long: 60k, 200k). ``--two-views`` also times two feature sets (SimMC's two
 masked views) clustered one after the other against ``cluster_many`` (side by
 side in threads when torch has more than one).
 
@@ -65,7 +66,8 @@ def _rss_mb() -> float:
 
 
 def one(n: int, dim: int, reference: bool, eps: float, min_samples: int,
-        features: str = "blobs", repeats: int = 3, two_views: bool = False) -> dict:
+        features: str = "blobs", repeats: int = 3, two_views: bool = False,
+        cluster_only: bool = False) -> dict:
     """Run one size in this process; returns timings and peak memory."""
     import numpy as np
     import torch
@@ -75,6 +77,15 @@ def one(n: int, dim: int, reference: bool, eps: float, min_samples: int,
 
     x = _features(n, dim) if features == "blobs" else _walker_features(n)
     base = _rss_mb()
+    if cluster_only:  # what training calls, nothing else (the large sizes)
+        t0 = time.perf_counter()
+        labels = cluster_features(x, 20, 6, eps, min_samples)
+        return {"n": n, "features": features, "dim": int(x.shape[1]),
+                "threads": torch.get_num_threads(), "repeats": 1,
+                "cluster_s": round(time.perf_counter() - t0, 3),
+                "clusters": int(labels.max() + 1), "noise": int((labels < 0).sum()),
+                "peak_rss_mb": round(_rss_mb(), 1), "rss_before_mb": round(base, 1),
+                "peak_increase_mb": round(_rss_mb() - base, 1)}
     runs = []
     for _ in range(max(1, repeats)):
         dist = labels = None  # free the previous run's result first
@@ -146,6 +157,8 @@ def main() -> None:
     ap.add_argument("--two-views", action="store_true",
                     help="also time two views one after the other vs cluster_many")
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--cluster-only", action="store_true",
+                    help="time one cluster_features call per size (no full matrix, no repeats)")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -155,7 +168,7 @@ def main() -> None:
 
             torch.set_num_threads(args.threads)
         print(json.dumps(one(args.one, args.dim, args.reference, args.eps, args.min_samples,
-                             args.features, args.repeats, args.two_views)))
+                             args.features, args.repeats, args.two_views, args.cluster_only)))
         return
     ref_sizes = {int(s) for s in args.reference_sizes.split(",") if s}
     rows = []
@@ -165,6 +178,8 @@ def main() -> None:
                "--repeats", str(args.repeats)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.cluster_only:
+            cmd.append("--cluster-only")
         if args.two_views:
             cmd.append("--two-views")
         if n in ref_sizes:
