@@ -56,6 +56,16 @@ _KGBD_INDEX.update({"hipcenter": _KGBD_INDEX["hipcentro"], "hipcentre": _KGBD_IN
 _PERSON = re.compile(r"person\s*(\d+)$", re.IGNORECASE)
 
 
+def _read_text(path: Path) -> str:
+    """A walk or frame file's text; SourceError naming the file when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise SourceError(f"{path}: not a text file") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def read_kgbd_walk(path: Path) -> tuple[np.ndarray, Counter]:
     """One KGBD walk file -> joints (T, 20, 3) in kinect-v1-20 order, and frames left out.
 
@@ -64,12 +74,7 @@ def read_kgbd_walk(path: Path) -> tuple[np.ndarray, Counter]:
     still maps right); a frame that does not list the 20 KGBD joints is an
     error. An incomplete frame at the end of the file is left out and counted.
     """
-    try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise SourceError(f"{path}: not a text file") from None
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = _read_text(path)
     raw = text.splitlines()
     numbered = [(i + 1, line) for i, line in enumerate(raw) if line.strip()]
     if not numbered:
@@ -200,12 +205,7 @@ _KS20_NAME = re.compile(r"^(gc\d+)_body(\d+)_(\d+)", re.IGNORECASE)
 
 def _read_rows(path: Path, rows: int, exact: bool, min_cols: int) -> list[list[str]] | None:
     """The first ``rows`` comma-separated rows of a per-frame file; None for an empty file."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise SourceError(f"{path}: not a text file") from None
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = _read_text(path)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return None
