@@ -13,10 +13,10 @@ fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install 'pip>=23' 'setuptools<81' wheel
 # torch first: a bare requirement would pull a multi-GB CUDA build. TORCH_SPEC
-# lets GPU users pick their own build (e.g. TORCH_SPEC='torch==2.5.1').
+# lets GPU users pick their own build (e.g. TORCH_SPEC='torch==2.6.0'; 2.6 or newer).
 if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   echo "[setup] installing ${TORCH_SPEC:-torch==2.13.0} (CPU build where it is available)"
-  pip install "${TORCH_SPEC:-torch==2.13.0}" || pip install 'torch>=2.1' --index-url https://download.pytorch.org/whl/cpu
+  pip install "${TORCH_SPEC:-torch==2.13.0}" || pip install 'torch>=2.6' --index-url https://download.pytorch.org/whl/cpu
 fi
 echo "[setup] installing vid2reid with the pose stack"
 pip install -e '.[pose,mediapipe-lean,report,test]'
