@@ -1,6 +1,6 @@
 """Hi-MPC: hierarchical meta-prototype contrastive learning with hard skeleton mining.
 
-The second training method next to SimMC (see ``docs/hi-mpc.md``). Each frame
+The second training method next to SimMC (see ``docs/methods.md``). Each frame
 is seen at three levels -- the J joints, 10 body components and 5 limbs (part
 positions are plain means of joints, ``vid2reid.layouts``) -- each with its own
 per-frame MLP encoder. Once per epoch every level's sequence features are

@@ -1,7 +1,7 @@
 """SimMC (Rao & Miao, IJCAI 2022): masked prototype contrast + masked intra-sequence contrast.
 
 Implements the training-method interface of vid2reid.train (build_model,
-prepare_epoch, batch_loss, embed) exactly as ../shared/docs/simmc.md states it:
+prepare_epoch, batch_loss, embed) as docs/methods.md describes it:
 
 - each epoch draws, per window, q masks that each drop x of the f frames; the
   same masks are used for clustering and for that epoch's training;
