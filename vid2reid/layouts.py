@@ -140,7 +140,7 @@ def _named_map(comps: dict[str, tuple[str, ...]], torso_limb: tuple[str, ...]):
     return comps, _limbs_from(comps, torso_limb)
 
 
-# Kinect v1/v2 and casia-14 follow the authors' maps (hi-mpc.md); Kinect-style layouts with
+# Kinect v1/v2 and casia-14 follow the authors' maps (the Hi-MPC paper and code); Kinect-style layouts with
 # several joints per segment split segments as {proximal, middle} / {distal...}; 3-joint chains
 # (h36m, coco) follow the authors' OpenPose-style casia-14 map: up {hip}, down {knee, ankle}.
 _KINECT1_C = {**_legs_arms(("hip", "knee"), ("ankle", "foot"), ("shoulder", "elbow"),

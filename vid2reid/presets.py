@@ -1,4 +1,4 @@
-"""Per-data-set SimMC settings (the reference code's defaults, simmc.md's table).
+"""Per-data-set SimMC settings (the SimMC authors' defaults per data set).
 
 A preset gives f, x, tau, eps, min_samples and lambda; every value can be
 overridden (``vid2reid train --preset kgbd --eps 0.7``).

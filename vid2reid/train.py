@@ -38,7 +38,7 @@ from vid2reid.store import Record, atomic_write_bytes, load_store
 log = logging.getLogger(__name__)
 
 METHODS = {"simmc": "vid2reid.simmc", "himpc": "vid2reid.himpc"}
-ABLATIONS = {  # simmc.md: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
+ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
     "npc": {"q": 1, "x": 0, "lam": 0.0},
     "mpc": {"lam": 0.0},
     "mpc+mic": {},
