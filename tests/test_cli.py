@@ -74,6 +74,7 @@ def test_no_run_is_one_line_error(store: Path, tmp_path: Path):
 
 @pytest.mark.skipif(not any(c.name == "train" for c in app.registered_commands),
                     reason="the train command is not there yet")
+@pytest.mark.slow
 def test_train_then_eval_latest_run(store: Path, tmp_path: Path):
     runs = tmp_path / "runs"
     r = runner.invoke(app, ["train", "--data", str(store), "--out", str(runs / "tiny"),

@@ -85,6 +85,7 @@ def real_store(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_real_clips_have_skeletons_when_walker_in_view(real_store):
     out, summary = real_store
     assert summary.failed == 0 and summary.count("done") == len(REAL)
@@ -118,6 +119,7 @@ def test_real_clips_have_skeletons_when_walker_in_view(real_store):
         assert (out / "_visualize" / name[:3] / f"{Path(name).stem}.mp4").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_real_manifest_parses_casia_names(real_store):
     out, _ = real_store
     got = {(r.subject, r.condition, r.sequence, r.view) for r in read_manifest(out)}
@@ -224,6 +226,7 @@ def test_sample_clips_visualize(sample_store):
 @pytest.mark.xfail(strict=True, reason="bug: extract._store_backend looks for markers in "
                    ".extract/*.json, but a CASIA-named video's marker is .extract/SSS/<stem>.json, "
                    "so --backend auto never sees which backend made a real store")
+@pytest.mark.slow
 def test_auto_keeps_the_backend_of_a_real_store(sample_store, caplog):
     import logging
 
@@ -236,6 +239,7 @@ def test_auto_keeps_the_backend_of_a_real_store(sample_store, caplog):
     assert "was extracted with --backend mediapipe" in caplog.text  # not the fallback notice
 
 
+@pytest.mark.slow
 @needs_mediapipe
 def test_bad_inputs_are_reported_and_batch_continues(tmp_path):
     vids = tmp_path / "videos"
@@ -282,6 +286,7 @@ def test_no_person_is_recorded_and_not_redone(tmp_path):
     assert not (out / "manifest.csv").exists()
 
 
+@pytest.mark.slow
 @needs_mediapipe
 def test_sharded_runs_cover_every_video_once(tmp_path):
     vids = tmp_path / "videos"
@@ -300,6 +305,7 @@ def test_sharded_runs_cover_every_video_once(tmp_path):
     assert len(markers) == 5
 
 
+@pytest.mark.slow
 @needs_mediapipe
 def test_resume_after_interrupted_run(tmp_path):
     if not all((CLIPS / n).is_file() for n in REAL[:2]):

@@ -15,6 +15,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_videos"
 pytest.importorskip("mediapipe")
 
 
+@pytest.mark.slow
 def test_quickstart_path_on_reduced_samples(tmp_path: Path, monkeypatch):
     videos = tmp_path / "videos"
     videos.mkdir()

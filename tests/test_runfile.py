@@ -211,6 +211,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_booby_trapped_run_refused_by_cli_eval_and_resume(run: Path, store: Path, tmp_path: Path):
     """The real commands in a fresh process: one-line error, exit 1, no MARKER."""
     bad = copy_run(run, tmp_path / "bad")

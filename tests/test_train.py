@@ -134,6 +134,7 @@ def test_stops_early_when_pseudo_labels_are_stable(store: Path, tmp_path: Path):
     assert again.epochs_done == res.epochs_done
 
 
+@pytest.mark.slow
 def test_simmc_beats_raw_baseline(tmp_path: Path):
     """Kinect data-set protocol (KS20/KGBD/IAS/BIWI: the same people, other walks), KGBD preset.
 
