@@ -135,3 +135,20 @@ def test_test_windows_are_non_overlapping_slices_of_root_relative_joints(layout,
     expected = [w for r in rel for w in _slices(r, 6, 6)]
     np.testing.assert_array_equal(ws.x, np.array(expected))
     assert ws.seq.tolist() == [0, 0, 0, 1, 1, 1]  # 23 frames: 3 windows (5 left over); 5: none
+
+
+def test_auto_cuts_all_windows_while_affordable_else_shifted(monkeypatch):
+    import vid2reid.data as data
+
+    bank, _ = _bank()
+    n_all = len(bank.window_starts(6, "all")[0])
+    assert bank.count_all(6) == n_all
+    monkeypatch.setattr(data, "ALL_WINDOWS_MAX", n_all)
+    assert bank.resolve_mode(6, "auto") == "all"
+    np.testing.assert_array_equal(bank.window_starts(6, "auto")[1], bank.window_starts(6, "all")[1])
+    monkeypatch.setattr(data, "ALL_WINDOWS_MAX", n_all - 1)
+    assert bank.resolve_mode(6, "auto") == "shifted"
+    a = bank.window_starts(6, "auto", np.random.default_rng(5))
+    b = bank.window_starts(6, "shifted", np.random.default_rng(5))
+    np.testing.assert_array_equal(a[1], b[1])
+    assert bank.resolve_mode(6, "fixed") == "fixed"

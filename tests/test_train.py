@@ -147,7 +147,11 @@ def test_simmc_beats_raw_baseline(tmp_path: Path):
     walks = {"nm": 6, "bg": 2, "cl": 2}
     data = make_synthetic_store(tmp_path / "s", n_subjects=15, walks=walks, train_walks=walks,
                                 seed=1)
-    cfg = make_config("kgbd", epochs=8, seed=0, batch_size=64)
+    # shifted windows: on these noiseless periodic walkers the every-start cut ("all", what
+    # "auto" picks for a store this small) clusters gait phases across people instead of walks
+    # (measured: window top-1 / mAP 32.0 / 20.8 against shifted 64.5 / 39.2 and raw 55.6 / 15.4);
+    # on real Kinect walks it does not (docs/kgbd.md)
+    cfg = make_config("kgbd", epochs=8, seed=0, batch_size=64, windows="shifted")
     res = train(cfg, data, tmp_path / "run", progress=False)
     assert res.history[-1]["clusters"] > 15  # the prototype loss had something to contrast
     ours = evaluate(data, run_dir=tmp_path / "run", probe="nm", gallery="nm")

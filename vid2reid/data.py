@@ -70,12 +70,16 @@ def make_windows(records: list[Record], joints: list[np.ndarray], f: int,
 
 
 # How training windows are cut (every mode steps by f // 2 within a walk):
-# "shifted": each epoch every walk starts at a fresh random offset in 0..f//2 - 1, so the
-#   number of windows stays ~T / (f/2) per walk while every start frame is seen over the epochs;
 # "all": windows from every start offset 0..f-1, as the SimMC authors cut KS20/IAS/BIWI
 #   (a window starts at every frame, most of them twice: ~2 (T - f + 1) per walk);
-# "fixed": offset 0 only, the same windows every epoch (vid2reid before 2026-11-30).
-TRAIN_WINDOWS = ("shifted", "all", "fixed")
+# "shifted": each epoch every walk starts at a fresh random offset in 0..f//2 - 1, so the
+#   number of windows stays ~T / (f/2) per walk while every start frame is seen over the epochs;
+# "fixed": offset 0 only, the same windows every epoch (vid2reid before 2026-11-30);
+# "auto" (default): "all" while it gives at most ALL_WINDOWS_MAX windows, else "shifted".
+TRAIN_WINDOWS = ("auto", "all", "shifted", "fixed")
+# Clustering is quadratic in the number of windows: 60k windows take about a minute per
+# clustered view on 2 CPU cores; "all" on KGBD would be 375k, on CASIA-B about half a million.
+ALL_WINDOWS_MAX = 60_000
 
 
 @dataclass
@@ -98,6 +102,18 @@ class SequenceBank:
         frames = np.concatenate([normalise(j, r.layout) for r, j in zip(records, joints)])
         return cls(frames.astype(np.float32, copy=False), begin, length)
 
+    def count_all(self, f: int) -> int:
+        """How many windows the "all" cut gives (every start offset 0..f-1, stride f // 2)."""
+        stride = max(1, f // 2)
+        room = np.maximum(self.length[None, :] - f - np.arange(f)[:, None], -1)
+        return int(np.where(room >= 0, room // stride + 1, 0).sum())
+
+    def resolve_mode(self, f: int, mode: str) -> str:
+        """The window mode "auto" stands for on these sequences; other modes unchanged."""
+        if mode != "auto":
+            return mode
+        return "all" if self.count_all(f) <= ALL_WINDOWS_MAX else "shifted"
+
     def window_starts(self, f: int, mode: str, rng: np.random.Generator | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """``(seq, start)`` of this epoch's training windows, in sequence order.
@@ -106,6 +122,7 @@ class SequenceBank:
         offset per sequence). Sequences must have at least f frames.
         """
         stride = max(1, f // 2)
+        mode = self.resolve_mode(f, mode)
         if mode == "shifted":
             # a walk with fewer than stride start positions keeps at least one window
             high = np.clip(self.length - f + 1, 1, stride)

@@ -67,7 +67,7 @@ class TrainConfig:
     k1: int = 20
     k2: int = 6
     k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
-    windows: str = "shifted"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
+    windows: str = "auto"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
     lr: float = 3.5e-4
     batch_size: int = 256
     epochs: int = 30
@@ -275,12 +275,13 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
             log.warning("protocol 'all' is NON-STANDARD: the test sequences are also trained on")
         bank, records, layout = training_sequences(data, cfg)
         num_joints = bank.frames.shape[1]
-        n = len(bank.window_starts(cfg.f, cfg.windows, np.random.default_rng(0))[0])
-        log.info("%s on ~%d training windows per epoch (f=%d, windows %s, %d joints, "
-                 "%d sequences), device %s", cfg.method, n, cfg.f, cfg.windows, num_joints,
-                 len(records), device)
+        mode = bank.resolve_mode(cfg.f, cfg.windows)
+        n = len(bank.window_starts(cfg.f, mode, np.random.default_rng(0))[0])
+        log.info("%s on ~%d training windows per epoch (f=%d, windows %s%s, %d joints, "
+                 "%d sequences), device %s", cfg.method, n, cfg.f, mode,
+                 " (auto)" if cfg.windows == "auto" else "", num_joints, len(records), device)
         run_info = {**_config_dict(cfg), "data": str(Path(data).resolve()), "layout": layout,
-                    "num_joints": num_joints, "train_windows": n,
+                    "num_joints": num_joints, "windows_used": mode, "train_windows": n,
                     "train_sequences": len(records), "stride": max(1, cfg.f // 2),
                     "device_used": str(device), "torch": torch.__version__}
 
@@ -323,7 +324,7 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
             for epoch in bar:
                 if stopped:
                     break
-                if x is None or cfg.windows == "shifted":
+                if x is None or mode == "shifted":
                     xs, keys = epoch_windows(bank, cfg, rng)
                     x = torch.from_numpy(xs).to(device)
                     del xs
