@@ -223,9 +223,6 @@ def test_sample_clips_visualize(sample_store):
 
 
 @needs_mediapipe
-@pytest.mark.xfail(strict=True, reason="bug: extract._store_backend looks for markers in "
-                   ".extract/*.json, but a CASIA-named video's marker is .extract/SSS/<stem>.json, "
-                   "so --backend auto never sees which backend made a real store")
 @pytest.mark.slow
 def test_auto_keeps_the_backend_of_a_real_store(sample_store, caplog):
     import logging

@@ -2,17 +2,12 @@
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from vid2reid.synthetic import make_synthetic_store
 from vid2reid.train import make_config, train
 
 
-@pytest.mark.xfail(strict=True, reason="bug: train() calls torch.use_deterministic_algorithms("
-                   "True) and never restores the setting, so everything run after it in the same "
-                   "process (evaluate, clustering in a notebook, other tests) uses torch's slower "
-                   "deterministic kernels: nearest_neighbours about 4x slower")
 def test_train_leaves_deterministic_algorithms_as_they_were(tmp_path: Path, one_thread):
     store = make_synthetic_store(tmp_path / "s", n_subjects=4, walks={"nm": 2, "bg": 1},
                                  frames=(40, 50), seed=3)

@@ -268,6 +268,8 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
     pkg_log.addHandler(handler)
     if pkg_log.level == logging.NOTSET or pkg_log.level > logging.INFO:
         pkg_log.setLevel(logging.INFO)
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
     try:
         method = method_module(cfg.method)
         device = resolve_device(cfg.device)
@@ -370,6 +372,7 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
         atomic_write_bytes(out.parent / "LATEST", (out.name + "\n").encode())
         return TrainResult(out, len(history), history, stopped)
     finally:
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         pkg_log.removeHandler(handler)
         handler.close()
 

@@ -160,7 +160,7 @@ def _store_backend(out: Path) -> str | None:
     folder = Path(out) / MARKER_DIR
     if not folder.is_dir():
         return None
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.rglob("*.json")):  # CASIA-B names put markers under .extract/SSS/
         if path.name.startswith("summary-"):
             continue
         marker = _read_marker(path)
