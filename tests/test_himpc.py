@@ -202,7 +202,7 @@ def test_bad_himpc_options():
         himpc.build_model(_cfg(himpc_joint_weighting="sum"), 17, "h36m-17")
 
 
-def test_himpc_beats_raw_baseline_on_synthetic_walkers(tmp_path):
+def test_himpc_beats_raw_baseline_on_synthetic_walkers(tmp_path, one_thread):
     """Kinect data-set protocol (the same people, other walks), KGBD preset, 6 epochs.
 
     Measured over store seeds 1-4 (README): above raw on N-N window and sequence
