@@ -322,7 +322,10 @@ def interrupt_second_video(tmp_path: Path, videos: list[Path], sig: int) -> None
     cmd = [sys.executable, "-m", "vid2reid", "extract", *map(str, videos), "--out", str(out),
            "--backend", "mediapipe", "--min-frames", "10", "--workers", "1"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a runner started in the background by a non-interactive shell ignores SIGINT, and the
+    # child would inherit that: give it the default handler, so Ctrl-C means Ctrl-C
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first_marker = out / MARKER_DIR / first.stem[:3] / f"{first.stem}.json"
     second_marker = out / MARKER_DIR / second.stem[:3] / f"{second.stem}.json"
     deadline = time.time() + 180

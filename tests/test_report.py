@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
 def test_eval_prints_trained_and_raw_side_by_side(trained):
     root, _, _, output = trained
     assert "trained model" in output and "raw coordinates" in output
-    assert re.search(r"^meaning: .*(beats|level|split).*points", output, re.M)
+    assert re.search(r"^meaning: .*(beat|level|split).*points", output, re.M)
     assert output.rstrip().splitlines()[-1].startswith(("note:", "meaning:", "sequence"))
     res = json.loads((root / "m.json").read_text())
     assert res["representation"] == "run" and res["raw"]["representation"] == "raw"
