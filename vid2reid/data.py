@@ -78,7 +78,7 @@ def make_windows(records: list[Record], joints: list[np.ndarray], f: int,
 # "auto" (default): "all" while it gives at most ALL_WINDOWS_MAX windows, else "shifted".
 TRAIN_WINDOWS = ("auto", "all", "shifted", "fixed")
 # Clustering is quadratic in the number of windows: 60k windows take about a minute per
-# clustered view on 2 CPU cores; "all" on KGBD would be 375k, on CASIA-B about half a million.
+# clustered view on 2 CPU cores; "all" on KGBD would be 378k, on CASIA-B about half a million.
 ALL_WINDOWS_MAX = 60_000
 
 
