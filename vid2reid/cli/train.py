@@ -55,7 +55,7 @@ def train_cli(
     eps: Optional[float] = typer.Option(None, "--eps", help="Clustering radius (0-1); raise it if training finds no cluster."),
     min_samples: Optional[int] = typer.Option(None, "--min-samples", help="Windows needed to start a cluster."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Weight of the intra-sequence (MIC) loss, 0-1."),
-    windows: Optional[str] = typer.Option(None, "--windows", help="How training windows are cut, every f/2 frames within a walk: all (from every start offset, as the SimMC authors cut KS20/IAS/BIWI: about 2 windows per frame), shifted (a fresh random start offset per walk each epoch: f/2 times fewer windows, every start frame seen over the epochs), fixed (offset 0 only; vid2reid before 2026-11-30), auto (all while that gives at most 60,000 windows, else shifted; default)."),
+    windows: Optional[str] = typer.Option(None, "--windows", help="How training windows are cut, every f/2 frames within a walk: all (from every start offset, as the SimMC authors cut KS20/IAS/BIWI: about 2 windows per frame), shifted (a fresh random start offset per walk each epoch: f times fewer windows, every start frame seen over the epochs), fixed (offset 0 only; vid2reid before 2026-11-30), auto (all while that gives at most 60,000 windows, else shifted; default)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: 3.5e-4."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Windows per training step. Default: 256."),
     k1: Optional[int] = typer.Option(None, "--k1", help="Neighbours of the k-reciprocal distance (see --k1-reading). Default: 20."),
