@@ -7,7 +7,8 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from vid2reid.cluster import (cluster_features, cluster_many, dbscan_labels, jaccard_distance,
-                              jaccard_distance_loop, nearest_neighbours, prototypes)
+                              jaccard_distance_loop, nearest_neighbours, prototypes,
+                              pseudo_labels, walk_groups, walk_means)
 from vid2reid.errors import ConfigError
 
 
@@ -250,3 +251,54 @@ def test_jaccard_index_arithmetic_past_46340_rows():
     assert d[49_995, 49_990] == pytest.approx(expected(0.5), abs=1e-6)
     assert d[49_995, 7] == pytest.approx(expected(0.4), abs=1e-6)
     assert d[12_345, 12_345] == 0 and d.nnz == n + 2 * 6
+
+
+def _unit(v: np.ndarray) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.as_tensor(v, dtype=torch.float32), dim=1)
+
+
+def test_walk_groups_join_mutual_nearest_walks_only():
+    rng = np.random.default_rng(0)
+    people = rng.normal(size=(6, 32))
+    # six people with two walks each (walks 2i, 2i+1), then walk 12: a lone walk whose nearest
+    # walk is walk 0, while walk 0's nearest is its own partner, walk 1
+    walks = np.repeat(people, 2, axis=0) + 0.05 * rng.normal(size=(12, 32))
+    lone = people[0] + 0.6 * rng.normal(size=32)
+    feats = _unit(np.vstack([walks, lone]))
+    groups = walk_groups(feats)
+    assert np.array_equal(groups[0:12:2], groups[1:12:2])  # each person's two walks together
+    assert len(set(groups[:12].tolist())) == 6  # ... and no two people merged
+    assert int((feats[12] @ feats[:12].T).argmax()) in (0, 1)  # lone's nearest is person 0
+    assert groups[12] not in groups[:12]  # not picked back: it stays on its own
+    # k=2: lone walk and person 0 are now within each other's 2 nearest
+    assert walk_groups(feats, k=2)[12] == walk_groups(feats, k=2)[0]
+    assert np.array_equal(walk_groups(feats[:1]), [0])
+
+
+def test_pseudo_labels_never_split_a_walk():
+    rng = np.random.default_rng(1)
+    walk = np.repeat(np.arange(20) * 7, rng.integers(3, 9, 20))  # sparse walk numbers
+    feats = [torch.as_tensor(rng.normal(size=(len(walk), 8)), dtype=torch.float32)
+             for _ in range(2)]
+
+    class Cfg:
+        pseudo_labels, walk_warmup = "walk-groups", 1
+
+    warm = pseudo_labels(feats, walk, Cfg, epoch=0)  # warm-up: every walk its own class
+    assert all(adjusted_rand_score(walk, lab) == 1.0 for lab in warm)
+    assert warm[0].min() == 0 and warm[0].max() == 19
+    grouped = pseudo_labels(feats, walk, Cfg, epoch=1)
+    for lab in grouped:
+        for w in np.unique(walk):
+            assert len(set(lab[walk == w].tolist())) == 1  # one label per walk
+        assert len(set(lab.tolist())) < 20  # mutual nearest walks were joined
+    Cfg.pseudo_labels = "walks"
+    assert adjusted_rand_score(walk, pseudo_labels(feats, walk, Cfg, epoch=5)[0]) == 1.0
+    with pytest.raises(ConfigError, match="walk of every training window"):
+        pseudo_labels(feats, None, Cfg, epoch=0)
+
+
+def test_walk_means_average_each_walk():
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    m = walk_means(feats, np.array([0, 0, 1]))
+    assert torch.allclose(m, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))

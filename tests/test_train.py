@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from vid2reid.cli import app
-from vid2reid.errors import ProtocolError
+from vid2reid.errors import ConfigError, ProtocolError
 from vid2reid.store import read_manifest, write_manifest
 from vid2reid.synthetic import make_synthetic_store
 from vid2reid.train import epoch_windows, load_embedder, make_config, train, training_sequences
@@ -103,7 +103,7 @@ def test_resume_equals_uninterrupted_run(store: Path, tmp_path: Path):
 def test_cli_train_and_errors(store: Path, tmp_path: Path):
     out = tmp_path / "cli_run"
     r = runner.invoke(app, ["train", "--data", str(store), "--out", str(out), "--epochs", "1",
-                            "--f", "20", "--eps", "0.5", "-b", "64", "--ablation",
+                            "--preset", "casia-b", "--f", "20", "--eps", "0.5", "-b", "64", "--ablation",
                             "npc", "--no-progress"])
     assert r.exit_code == 0, r.output
     info = json.loads((out / "config.json").read_text())
@@ -113,8 +113,8 @@ def test_cli_train_and_errors(store: Path, tmp_path: Path):
                               "--eps", "1.5"])
     assert bad.exit_code == 1 and "eps" in bad.output and "Traceback" not in bad.output
     none = runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "y"),
-                               "--f", "20", "--x", "5", "--min-samples", "100000",
-                               "--no-progress"])
+                               "--preset", "casia-b", "--f", "20", "--x", "5",
+                               "--min-samples", "100000", "--no-progress"])
     assert none.exit_code == 1 and "no cluster" in none.output
     assert runner.invoke(app, ["train", "--help"]).exit_code == 0
 
@@ -159,3 +159,40 @@ def test_simmc_beats_raw_baseline(tmp_path: Path):
     assert ours["sequence"]["probes"] == raw["sequence"]["probes"] == 30
     assert ours["sequence"]["top1"] > raw["sequence"]["top1"]
     assert ours["window"]["mAP"] > 1.5 * raw["window"]["mAP"]
+
+
+@pytest.mark.slow
+def test_default_walk_groups_beat_raw_on_same_people(tmp_path: Path):
+    """The label-free default (no preset: walk-group pseudo-labels) against raw coordinates.
+
+    Measured (store seed 1, 8 epochs): window mAP 35.8 vs raw 15.4, sequence mAP 47.6 vs
+    42.9, sequence top-1 tied at 46.7; window top-1 47.7 vs raw 55.6 is below raw on these
+    noiseless synthetic walkers (each synthetic walk has its own fixed quirks, which
+    walk-level classes learn), so it is not asserted; real data: docs/kgbd.md.
+    """
+    from vid2reid.evaluate import evaluate
+
+    walks = {"nm": 6, "bg": 2, "cl": 2}
+    data = make_synthetic_store(tmp_path / "s", n_subjects=15, walks=walks, train_walks=walks,
+                                seed=1)
+    cfg = make_config(f=6, epochs=8, seed=0, batch_size=64)
+    assert (cfg.preset, cfg.pseudo_labels, cfg.x) == ("none", "walk-groups", 2)
+    res = train(cfg, data, tmp_path / "run", progress=False)
+    assert res.history[0]["clusters"] == 15 * 10  # warm-up: one class per training walk
+    assert res.history[-1]["clusters"] < 15 * 10  # then mutual nearest walks are grouped
+    ours = evaluate(data, run_dir=tmp_path / "run", probe="nm", gallery="nm")
+    raw = evaluate(data, baseline="raw", f=cfg.f, probe="nm", gallery="nm")
+    assert ours["window"]["mAP"] > 2 * raw["window"]["mAP"]
+    assert ours["sequence"]["mAP"] > raw["sequence"]["mAP"]
+    assert ours["sequence"]["top1"] >= raw["sequence"]["top1"]
+
+
+def test_label_free_defaults_and_clear_errors():
+    cfg = make_config()
+    assert (cfg.preset, cfg.pseudo_labels, cfg.f, cfg.x) == ("none", "walk-groups", 40, 10)
+    assert make_config("kgbd").pseudo_labels == "clusters"  # a preset reproduces the paper
+    assert make_config("kgbd", pseudo_labels="walks").eps == 0.6
+    with pytest.raises(ConfigError, match="only apply to --pseudo-labels clusters"):
+        make_config(f=6, eps=0.5)
+    with pytest.raises(ConfigError, match="pseudo-labels must be one of"):
+        make_config(pseudo_labels="people")

@@ -46,6 +46,10 @@ from vid2reid.errors import ConfigError
 
 # How k1 is read: "reference" = the SimMC authors' code (default), "zhong" = Zhong et al. 2017.
 K1_READINGS = ("reference", "zhong")
+# Where the pseudo-labels come from (see ``pseudo_labels``): "clusters" = SimMC's DBSCAN over
+# windows; "walks" = every training walk its own class; "walk-groups" = walks grouped with the
+# walks they are mutual nearest neighbours of.
+PSEUDO_LABELS = ("clusters", "walks", "walk-groups")
 
 
 def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -381,6 +385,61 @@ def cluster_many(feature_sets: Sequence[np.ndarray | torch.Tensor], k1: int, k2:
         return [run(f) for f in feature_sets]
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(run, feature_sets))
+
+
+def walk_means(feats: torch.Tensor, walk: np.ndarray) -> torch.Tensor:
+    """(W, D) unit-length mean feature of each walk 0..W-1 (``walk`` (N,) numbers every window)."""
+    return torch.nn.functional.normalize(prototypes(feats, walk), dim=1)
+
+
+def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1) -> np.ndarray:
+    """(W,) group of each walk: connected components of the mutual k-nearest-neighbour graph.
+
+    Two walks join when each is among the other's k most similar walks (cosine);
+    groups are the chains such pairs form. A recording is one person, so its
+    windows share one label and a walk is never split; mutual nearest walks are
+    the likeliest same-person pairs, and requiring it both ways keeps a walk
+    whose person has no other walk from being absorbed by its nearest neighbour
+    (unless that walk picks it back).
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    w = torch.as_tensor(walk_feats, dtype=torch.float32)
+    n = len(w)
+    if n < 2 or k < 1:
+        return np.arange(n, dtype=np.int64)
+    sim = w @ w.T
+    sim.fill_diagonal_(-float("inf"))
+    nn = torch.topk(sim, min(k, n - 1), dim=1).indices.cpu().numpy()
+    rows = np.repeat(np.arange(n), nn.shape[1])
+    a = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, nn.ravel())), shape=(n, n))
+    _, groups = connected_components(a.multiply(a.T), directed=False)
+    return groups.astype(np.int64)
+
+
+def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None, cfg: object,
+                  epoch: int) -> list[np.ndarray]:
+    """One label array (N,) per feature set, from the source ``cfg.pseudo_labels`` names.
+
+    ``walk`` (N,) says which training walk each window comes from (not who is
+    in it: the walk number is part of every recording's file name, no identity
+    label). "walk-groups" treats each walk as its own class for the first
+    ``cfg.walk_warmup`` epochs, while the features are still too raw to match
+    walks, then groups walks by ``walk_groups`` on each feature set's walk means.
+    """
+    source = getattr(cfg, "pseudo_labels", "clusters")
+    if source == "clusters":
+        return cluster_many(list(feature_sets), cfg.k1, cfg.k2, cfg.eps,  # type: ignore[attr-defined]
+                            cfg.min_samples, cfg.k1_reading)  # type: ignore[attr-defined]
+    if source not in PSEUDO_LABELS:
+        raise ConfigError(f"pseudo-labels must be one of {', '.join(PSEUDO_LABELS)}, got {source!r}")
+    if walk is None:
+        raise ConfigError(f"pseudo-labels {source!r} need the walk of every training window")
+    _, w = np.unique(np.asarray(walk), return_inverse=True)
+    w = w.astype(np.int64)
+    if source == "walks" or epoch < getattr(cfg, "walk_warmup", 0):
+        return [w for _ in feature_sets]
+    return [walk_groups(walk_means(fs, w))[w] for fs in feature_sets]
 
 
 def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:

@@ -154,7 +154,7 @@ def sequence_features(model: HiMPCModel, x: torch.Tensor,
 
 
 def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: Any, rng: np.random.Generator,
-                  epoch: int) -> EpochPlan:
+                  epoch: int, walks: np.ndarray | None = None) -> EpochPlan:
     """Cluster every level's window features; keep windows that are no outlier at any level.
 
     ``rng`` is unused (Hi-MPC has no masking or augmentation); it is part of the
@@ -163,8 +163,7 @@ def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: Any, rng: np.random.G
     feats = sequence_features(model, x)
     labels, protos, stats = {}, {}, {}
     inlier = np.ones(len(x), dtype=bool)
-    level_labels = cluster.cluster_many([feats[lv] for lv in model.levels], cfg.k1, cfg.k2,
-                                        cfg.eps, cfg.min_samples, cfg.k1_reading)
+    level_labels = cluster.pseudo_labels([feats[lv] for lv in model.levels], walks, cfg, epoch)
     for lv, lab in zip(model.levels, level_labels):
         lab = np.asarray(lab)
         n_clusters = int(lab.max()) + 1 if lab.size and lab.max() >= 0 else 0

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vid2reid.cluster import cluster_many, prototypes
+from vid2reid.cluster import prototypes, pseudo_labels
 from vid2reid.errors import ClusteringError
 from vid2reid.model import SimMCModel
 
@@ -74,16 +74,20 @@ def encode_views(model: SimMCModel, x: torch.Tensor, masks: torch.Tensor) -> tor
 
 
 def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
-                  rng: np.random.Generator, epoch: int) -> SimMCPlan:
-    """Draw this epoch's masks, cluster every view and fix the prototypes."""
+                  rng: np.random.Generator, epoch: int, walks: np.ndarray | None = None
+                  ) -> SimMCPlan:
+    """Draw this epoch's masks, label every view and fix the prototypes.
+
+    ``walks`` (N,): the training walk of each window, for the walk-based
+    pseudo-labels (``cfg.pseudo_labels``); SimMC's own clustering ignores it.
+    """
     n = x.shape[0]
     masks = torch.from_numpy(draw_masks(rng, n, cfg.f, cfg.x, cfg.q)).to(x.device)
     model.eval()
     feats = encode_views(model, x, masks)
     model.train()
     labels, protos, counts = [], [], []
-    view_labels = cluster_many(list(feats), cfg.k1, cfg.k2, cfg.eps, cfg.min_samples,
-                               cfg.k1_reading)
+    view_labels = pseudo_labels(list(feats), walks, cfg, epoch)
     for i, lab in enumerate(view_labels):
         c = int(lab.max()) + 1
         if c == 0:

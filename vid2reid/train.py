@@ -28,7 +28,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from vid2reid.cluster import K1_READINGS
+from vid2reid.cluster import K1_READINGS, PSEUDO_LABELS
 from vid2reid.data import TRAIN_WINDOWS, SequenceBank
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.presets import get_preset
@@ -46,7 +46,17 @@ ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambd
 # Settings that may change when a run is resumed (the rest must match the checkpoint).
 _RESUMABLE_CHANGES = {"epochs", "device", "stop_ari", "stop_patience"}
 # What runs written before a setting existed did instead (their config.json lacks it).
-_LEGACY_DEFAULTS = {"k1_reading": "zhong", "windows": "fixed"}
+_LEGACY_DEFAULTS = {"k1_reading": "zhong", "windows": "fixed", "pseudo_labels": "clusters",
+                    "walk_warmup": 2, "unit_features": False}
+# Without --preset: label-free settings meant for any data set (see docs/methods.md,
+# "Walk groups"); x follows f as in the paper's presets (10 of 40 frames, 2 of 6).
+DEFAULT_SETTINGS = {"f": 40, "tau": 0.07, "eps": 0.6, "min_samples": 2, "lam": 0.5,
+                    "pseudo_labels": "walk-groups", "unit_features": True}
+
+
+def default_masked(f: int) -> int:
+    """Frames masked per view when no preset gives x: a quarter of the window."""
+    return max(0, min(f - 1, round(f / 4)))
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,7 @@ class TrainConfig:
     """Every setting of a training run (written to config.json)."""
 
     method: str = "simmc"
-    preset: str = "casia-b"
+    preset: str = "none"  # "none": the label-free defaults; else the paper's settings of a data set
     ablation: str = "mpc+mic"
     protocol: str = "simmc"
     f: int = 40  # frames per window
@@ -68,6 +78,9 @@ class TrainConfig:
     k2: int = 6
     k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
     windows: str = "auto"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
+    pseudo_labels: str = "walk-groups"  # vid2reid.cluster.PSEUDO_LABELS; presets use "clusters"
+    walk_warmup: int = 2  # walk-groups: epochs with every walk its own class first
+    unit_features: bool = True  # score unit-length features (cosine), as training compares them
     lr: float = 3.5e-4
     batch_size: int = 256
     epochs: int = 30
@@ -85,13 +98,15 @@ class TrainConfig:
     himpc_part_map: str = ""  # a user part-map file; "" = the layout's built-in map
 
 
-def make_config(preset: str = "casia-b", method: str = "simmc", ablation: str = "mpc+mic",
+def make_config(preset: str | None = None, method: str = "simmc", ablation: str = "mpc+mic",
                 **overrides: object) -> TrainConfig:
     """Preset values, then the ablation's settings, then explicit overrides (None = not given).
 
-    An override that contradicts the ablation (e.g. ``ablation='npc', q=2``) is a ConfigError.
+    ``preset=None`` (or "none"): the label-free defaults, pseudo-labels from
+    walk groups (DEFAULT_SETTINGS). A preset reproduces the SimMC paper's
+    settings for that data set, DBSCAN clusters included. An override that
+    contradicts the ablation (e.g. ``ablation='npc', q=2``) is a ConfigError.
     """
-    p = get_preset(preset)
     ablation = ablation.strip().lower()
     if ablation not in ABLATIONS:
         raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
@@ -99,15 +114,27 @@ def make_config(preset: str = "casia-b", method: str = "simmc", ablation: str = 
     unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    values: dict[str, object] = dict(method=method.strip().lower(), preset=p.name,
-                                     ablation=ablation, f=p.f, x=p.x, tau=p.tau, eps=p.eps,
-                                     min_samples=p.min_samples, lam=p.lam)
+    if preset is None or preset.strip().lower() in ("", "none"):
+        f = int(given.get("f", DEFAULT_SETTINGS["f"]))  # type: ignore[call-overload]
+        values: dict[str, object] = dict(method=method.strip().lower(), preset="none",
+                                         ablation=ablation, x=default_masked(f),
+                                         **DEFAULT_SETTINGS)
+    else:
+        p = get_preset(preset)
+        values = dict(method=method.strip().lower(), preset=p.name, ablation=ablation, f=p.f,
+                      x=p.x, tau=p.tau, eps=p.eps, min_samples=p.min_samples, lam=p.lam,
+                      pseudo_labels="clusters", unit_features=False)
     for key, forced in ABLATIONS[ablation].items():
         if key in given and given[key] != forced:
             raise ConfigError(f"ablation {ablation!r} sets {key}={forced}; it cannot be "
                               f"overridden to {given[key]}")
         values[key] = forced
     values.update(given)
+    unused = [k for k in ("eps", "min_samples", "k1", "k2", "k1_reading") if k in given]
+    if values["pseudo_labels"] != "clusters" and unused:
+        raise ConfigError(f"{', '.join(unused)} only apply to --pseudo-labels clusters (DBSCAN), "
+                          f"not {values['pseudo_labels']!r}; add --pseudo-labels clusters or a "
+                          f"--preset")
     if "himpc_levels" in values:
         values["himpc_levels"] = tuple(values["himpc_levels"])  # type: ignore[arg-type]
     cfg = TrainConfig(**values)  # type: ignore[arg-type]
@@ -132,6 +159,9 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.k1 >= 1 and cfg.k2 >= 1, f"k1 and k2 must be >= 1, got {cfg.k1}, {cfg.k2}"),
         (cfg.k1_reading in K1_READINGS, f"k1-reading must be one of {', '.join(K1_READINGS)}, "
                                         f"got {cfg.k1_reading!r}"),
+        (cfg.pseudo_labels in PSEUDO_LABELS, f"pseudo-labels must be one of "
+                                              f"{', '.join(PSEUDO_LABELS)}, got {cfg.pseudo_labels!r}"),
+        (cfg.walk_warmup >= 0, f"walk-warmup must be >= 0, got {cfg.walk_warmup}"),
         (cfg.windows in TRAIN_WINDOWS, f"windows must be one of {', '.join(TRAIN_WINDOWS)}, "
                                        f"got {cfg.windows!r}"),
         (cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
@@ -330,7 +360,7 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                     xs, keys = epoch_windows(bank, cfg, rng)
                     x = torch.from_numpy(xs).to(device)
                     del xs
-                row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch)
+                row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch, walks=keys >> 32)
                 if plan.stats.get("clusters") == 1 and not warned_one_cluster:
                     warned_one_cluster = True
                     log.warning("epoch %d: DBSCAN put every kept window in ONE cluster, so the "
@@ -378,14 +408,15 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
 
 
 def run_epoch(method: ModuleType, model: torch.nn.Module, opt: torch.optim.Optimizer,
-              x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator, epoch: int
-              ) -> tuple[dict, object]:
-    """One epoch: the method's clustering round, then one pass over the kept windows.
+              x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator, epoch: int,
+              walks: np.ndarray | None = None) -> tuple[dict, object]:
+    """One epoch: the method's labelling round, then one pass over the kept windows.
 
+    ``walks`` (N,) numbers the training walk of each window (no identity).
     Returns the epoch's log row and the method's plan.
     """
     t0 = time.perf_counter()
-    plan = method.prepare_epoch(model, x, cfg, rng, epoch)
+    plan = method.prepare_epoch(model, x, cfg, rng, epoch, walks=walks)
     t_cluster = time.perf_counter() - t0
     order = rng.permutation(plan.keep)
     bs = cfg.batch_size
@@ -437,6 +468,7 @@ def load_embedder(run_dir: Path | str, device: str = "cpu"
         raise StoreError(f"{run_dir}: no model.pt or checkpoint.pt (training never finished an epoch)")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in info.items() if k in fields}
+    values = {**{k: v for k, v in _LEGACY_DEFAULTS.items() if k not in values}, **values}
     if "himpc_levels" in values:
         values["himpc_levels"] = tuple(values["himpc_levels"])
     cfg = TrainConfig(**values)
@@ -456,6 +488,9 @@ def load_embedder(run_dir: Path | str, device: str = "cpu"
             raise StoreError(f"{run_dir}: the model expects windows (N, f, {num_joints}, 3), "
                              f"got {tuple(x.shape)}")
         with torch.no_grad():
-            return method.embed(model, torch.from_numpy(x).to(dev)).cpu().numpy()
+            z = method.embed(model, torch.from_numpy(x).to(dev))
+            if cfg.unit_features:
+                z = torch.nn.functional.normalize(z, dim=1)
+            return z.cpu().numpy()
 
     return embed, info
