@@ -130,7 +130,8 @@ def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
 def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = None,
              baseline: str | None = None, probe: str = "Normal", gallery: str = "Normal",
              protocol: str = "simmc", f: int | None = None, preset: str | None = None,
-             runs_dir: Path | str = "runs", keep_features: bool = False) -> dict:
+             runs_dir: Path | str = "runs", keep_features: bool = False,
+             unit_features: bool | None = None) -> dict:
     """CMC top-1/5/10 and mAP at window and sequence level, as a JSON-ready dict.
 
     Scores ``run_dir`` (default: the latest run in ``runs_dir``) or, with
@@ -138,7 +139,8 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
     run's config; for the baseline from ``f``, else ``preset``, else 40.
     ``keep_features`` adds ``result["features"]``: per level and side the
     features ``x`` and the ``id``/``video``/``view`` arrays that were ranked
-    (numpy, not JSON: for plots such as ``vid2reid.report``).
+    (numpy, not JSON: for plots such as ``vid2reid.report``). ``unit_features``
+    overrides the run's choice of scoring unit-length features (for ablations).
     """
     data_dir = Path(data_dir)
     proto = get_protocol(protocol)
@@ -160,7 +162,7 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
         from vid2reid.train import load_embedder  # torch model code only when a run is scored
 
         run = Path(run_dir) if run_dir is not None else latest_run(runs_dir)
-        embed, config = load_embedder(run)
+        embed, config = load_embedder(run, unit_features=unit_features)
         run_f = int(config["f"])
         if f is not None and int(f) != run_f:
             raise ConfigError(f"--f {f} does not match run {run} (trained with f={run_f}); "

@@ -445,12 +445,13 @@ def _rewrite_log(path: Path, history: list[dict]) -> None:
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in history).encode())
 
 
-def load_embedder(run_dir: Path | str, device: str = "cpu"
+def load_embedder(run_dir: Path | str, device: str = "cpu", unit_features: bool | None = None
                   ) -> tuple[Callable[[np.ndarray], np.ndarray], dict]:
     """``(embed, config)`` for a run directory: ``embed`` maps windows (N, f, J, 3) to (N, D).
 
     Uses model.pt (or the last checkpoint of an unfinished run) and the method
-    recorded in config.json.
+    recorded in config.json; ``unit_features`` (None: the run's setting) says
+    whether features are scaled to unit length.
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
@@ -489,7 +490,7 @@ def load_embedder(run_dir: Path | str, device: str = "cpu"
                              f"got {tuple(x.shape)}")
         with torch.no_grad():
             z = method.embed(model, torch.from_numpy(x).to(dev))
-            if cfg.unit_features:
+            if cfg.unit_features if unit_features is None else unit_features:
                 z = torch.nn.functional.normalize(z, dim=1)
             return z.cpu().numpy()
 
