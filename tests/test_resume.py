@@ -23,7 +23,8 @@ from vid2reid.synthetic import make_synthetic_store
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")  # --threads 1 below sets torch's threads
-ARGS = ["--f", "20", "--x", "5", "--eps", "0.5", "--batch-size", "64", "--hidden", "64",
+ARGS = ["--preset", "casia-b", "--f", "20", "--x", "5", "--eps", "0.5", "--batch-size", "64",
+        "--hidden", "64",
         "--device", "cpu", "--threads", "1", "--no-progress"]
 
 

@@ -223,7 +223,8 @@ def test_booby_trapped_run_refused_by_cli_eval_and_resume(run: Path, store: Path
     line = one_line_error(ev.stderr)
     assert str(bad / "model.pt") in line and "unsafe tool" in line
     tr = _cli("train", "--data", str(store), "--out", str(bad), "--epochs", "3", "--seed", "1",
-              "--f", "20", "--x", "5", "--eps", "0.5", "--batch-size", "64", "--no-progress",
+              "--preset", "casia-b", "--f", "20", "--x", "5", "--eps", "0.5", "--batch-size", "64",
+              "--no-progress",
               cwd=tmp_path)
     assert tr.returncode == 1, tr.stderr
     line = one_line_error(tr.stderr)

@@ -110,8 +110,8 @@ def test_cli_train_and_errors(store: Path, tmp_path: Path):
     assert (info["ablation"], info["q"], info["x"], info["lam"], info["epochs"]) == \
         ("npc", 1, 0, 0.0, 1)
     bad = runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "x"),
-                              "--eps", "1.5"])
-    assert bad.exit_code == 1 and "eps" in bad.output and "Traceback" not in bad.output
+                              "--preset", "casia-b", "--eps", "1.5"])
+    assert bad.exit_code == 1 and "eps must be in (0, 1)" in bad.output and "Traceback" not in bad.output
     none = runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "y"),
                                "--preset", "casia-b", "--f", "20", "--x", "5",
                                "--min-samples", "100000", "--no-progress"])
