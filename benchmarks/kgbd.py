@@ -102,7 +102,7 @@ def _cell(values: list[float]) -> str:
 
 def table(per_seed: dict[int, dict], names: list[str]) -> str:
     """Window top-1 / mAP (mean ± half range over seeds) beside the paper's numbers."""
-    lines = [f"{'variant':<16}{'top-1 %':>14}{'mAP %':>14}{'paper':>14}{'s/epoch':>9}"
+    lines = [f"{'variant':<22}{'top-1 %':>14}{'mAP %':>14}{'paper':>14}{'s/epoch':>9}"
              f"{'epochs':>7}{'sequence top-1':>16}"]
     shown = ["raw"] + names
     for per in per_seed.values():  # the --no-unit-features scoring of label-free variants
@@ -115,7 +115,7 @@ def table(per_seed: dict[int, dict], names: list[str]) -> str:
         rows = [r[name] for r in per_seed.values()]
         paper = PAPER.get(name)
         epoch_s = [s for r in rows for s in r.get("epoch_s", [])]
-        lines.append(f"{name:<16}{_cell([r['window']['top1'] for r in rows]):>14}"
+        lines.append(f"{name:<22}{_cell([r['window']['top1'] for r in rows]):>14}"
                      f"{_cell([r['window']['mAP'] for r in rows]):>14}"
                      f"{(f'{paper[0]} / {paper[1]}' if paper else '-'):>14}"
                      f"{(f'{statistics.median(epoch_s):.1f}' if epoch_s else '-'):>9}"
