@@ -60,12 +60,43 @@ def raw_features(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1).reshape(len(x), -1)
 
 
-def _embed(embed: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+def _embed(embed: Callable[..., np.ndarray], x: np.ndarray, layout: str = "",
            batch: int = 4096) -> np.ndarray:
+    """Features of windows ``x``; a run's embedder is told their layout."""
     if len(x) == 0:
         return np.empty((0, 0), np.float32)
-    return np.concatenate([np.asarray(embed(x[i:i + batch]), np.float32)
+    call = (lambda a: embed(a)) if embed is raw_features else (lambda a: embed(a, layout or None))
+    return np.concatenate([np.asarray(call(x[i:i + batch]), np.float32)
                            for i in range(0, len(x), batch)])
+
+
+ENSEMBLES = ("mean", "concat")
+
+
+def _combine(parts: list[np.ndarray], how: str) -> np.ndarray:
+    """The ensemble of conventions: each store's features L2-normalised, then averaged or
+    concatenated."""
+    unit = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]
+    return np.mean(unit, axis=0) if how == "mean" else np.concatenate(unit, axis=1)
+
+
+def _matched(store: Path, recs: list[Record], lengths: list[int]
+             ) -> tuple[list[Record], list[np.ndarray]]:
+    """The same recordings (by path) in another store, with as many frames."""
+    by_path = {r.path: r for r in read_manifest(store)}
+    out_r, out_j = [], []
+    for rec, length in zip(recs, lengths):
+        other = by_path.get(rec.path)
+        if other is None:
+            raise StoreError(f"{store / rec.path}: not in this store's manifest; an ensemble needs "
+                             f"the same recordings in every --data store")
+        joints = load_joints(store, other)
+        if len(joints) != length:
+            raise StoreError(f"{store / rec.path}: {len(joints)} frames; the first --data store "
+                             f"has {length}: the stores' frames must line up")
+        out_r.append(other)
+        out_j.append(joints)
+    return out_r, out_j
 
 
 def _video_means(feats: np.ndarray, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,10 +158,11 @@ def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
     return kept, arrays, short
 
 
-def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = None,
+def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | None = None,
              baseline: str | None = None, probe: str = "Normal", gallery: str = "Normal",
              protocol: str = "simmc", f: int | None = None, preset: str | None = None,
              runs_dir: Path | str = "runs", keep_features: bool = False,
+             gallery_data: Path | str | None = None, ensemble: str = "mean",
              unit_features: bool | None = None) -> dict:
     """CMC top-1/5/10 and mAP at window and sequence level, as a JSON-ready dict.
 
@@ -141,10 +173,24 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
     features ``x`` and the ``id``/``video``/``view`` arrays that were ranked
     (numpy, not JSON: for plots such as ``vid2reid.report``). ``unit_features``
     overrides the run's choice of scoring unit-length features (for ablations).
+
+    Across conventions (docs/convert.md): ``gallery_data`` takes the gallery items from
+    another store (probes from ``data_dir``); a list ``data_dir`` of stores of the same
+    recordings scores the ensemble of their features (``ensemble``: mean or concat of the
+    L2-normalised features of each store).
     """
-    data_dir = Path(data_dir)
+    stores = [Path(d) for d in ([data_dir] if isinstance(data_dir, (str, Path)) else data_dir)]
+    if not stores:
+        raise ConfigError("give a store to evaluate on (--data)")
+    if ensemble not in ENSEMBLES:
+        raise ConfigError(f"ensemble must be one of {', '.join(ENSEMBLES)}, got {ensemble!r}")
+    if gallery_data is not None and len(stores) > 1:
+        raise ConfigError("--gallery-data takes probes from one --data store; give one --data")
+    data_dir = stores[0]
     proto = get_protocol(protocol)
     records = read_manifest(data_dir)  # first: a missing store is the likeliest mistake
+    g_dir = Path(gallery_data) if gallery_data is not None else None
+    g_records = read_manifest(g_dir) if g_dir is not None else records
     split_column = uses_split_column(records)
     notes: list[str] = []
     standard = True
@@ -180,11 +226,28 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
     sel = select_probe_gallery(records, eval_records(records, proto.name), proto.name,
                                probe, gallery)
     notes.extend(sel.notes)
+    sides = {"probe": (stores, records, sel.probe), "gallery": (stores, records, sel.gallery)}
+    if g_dir is not None:
+        g_sel = select_probe_gallery(g_records, eval_records(g_records, proto.name), proto.name,
+                                     probe, gallery)
+        sides["gallery"] = ([g_dir], g_records, g_sel.gallery)
+        notes.append(f"probes from {data_dir} ({_layout(records)}), gallery from {g_dir} "
+                     f"({_layout(g_records)})")
+    if len(stores) > 1:
+        notes.append(f"ensemble of {len(stores)} stores ({', '.join(str(s) for s in stores)}): "
+                     f"L2-normalised features, {'averaged' if ensemble == 'mean' else 'concatenated'}")
+    if baseline is not None:
+        used = {_layout(records)} | {_layout(read_manifest(s)) for s in stores[1:]}
+        used |= {_layout(g_records)}
+        if len(used) > 1:
+            raise ConfigError(f"--baseline raw compares coordinates joint by joint, so it needs one "
+                              f"layout; these stores have {', '.join(sorted(used))}")
     items: dict[str, dict[str, dict]] = {lvl: {} for lvl in LEVELS}
     skipped = 0
-    first: tuple[Record, int] | None = None  # one store uses one joint layout
-    for side, idx in (("probe", sel.probe), ("gallery", sel.gallery)):
-        recs, joints, short = _load_side(data_dir, records, idx, f)
+    for side, (side_stores, side_records, idx) in sides.items():
+        side_dir = side_stores[0]
+        first: tuple[Record, int] | None = None  # one store uses one joint layout
+        recs, joints, short = _load_side(side_dir, side_records, idx, f)
         skipped += short
         if not recs:
             raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are shorter "
@@ -192,11 +255,21 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
         for rec, j in zip(recs, joints):
             first = first or (rec, j.shape[1])
             if j.shape[1] != first[1]:
-                raise StoreError(f"{data_dir / rec.path}: has {j.shape[1]} joints but "
-                                 f"{data_dir / first[0].path} has {first[1]}; one store must use "
+                raise StoreError(f"{side_dir / rec.path}: has {j.shape[1]} joints but "
+                                 f"{side_dir / first[0].path} has {first[1]}; one store must use "
                                  f"one joint layout")
         win = make_windows(recs, joints, f, stride=f)
-        feats = _embed(embed, win.x)
+        feats = _embed(embed, win.x, _layout(recs))
+        if len(side_stores) > 1:
+            parts = [feats]
+            for other in side_stores[1:]:
+                o_recs, o_joints = _matched(other, recs, [len(j) for j in joints])
+                o_win = make_windows(o_recs, o_joints, f, stride=f)
+                if not np.array_equal(o_win.seq, win.seq):
+                    raise StoreError(f"{other}: its windows do not line up with those of "
+                                     f"{side_dir} (different frame counts)")
+                parts.append(_embed(embed, o_win.x, _layout(o_recs)))
+            feats = _combine(parts, ensemble)
         seq_recs = [recs[i] for i in win.seq]
         keys = ["|".join(r.video_key) for r in seq_recs]
         window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
@@ -223,9 +296,19 @@ def evaluate(data_dir: Path | str = "skeletons", run_dir: Path | str | None = No
                    "representation": "raw" if run_name is None else "run", "run": run_name,
                    "description": rep, "f": f, "data": str(data_dir),
                    "setting_notes": notes})
+    if g_dir is not None:
+        result["gallery_data"] = str(g_dir)
+    if len(stores) > 1:
+        result.update(ensemble=ensemble, ensemble_data=[str(s) for s in stores])
     if keep_features:
         result["features"] = items
     return result
+
+
+def _layout(records: list[Record]) -> str:
+    """The one layout of a store's records ('' when unnamed)."""
+    names = sorted({r.layout for r in records if r.layout})
+    return names[0] if len(names) == 1 else ""
 
 
 def evaluate_with_raw(data_dir: Path | str = "skeletons", run_dir: Path | str | None = None,

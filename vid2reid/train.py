@@ -37,7 +37,7 @@ from vid2reid.store import Record, atomic_write_bytes, load_store
 
 log = logging.getLogger(__name__)
 
-METHODS = {"simmc": "vid2reid.simmc", "himpc": "vid2reid.himpc"}
+METHODS = {"simmc": "vid2reid.simmc", "himpc": "vid2reid.himpc", "ms-clr": "vid2reid.msclr"}
 ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
     "npc": {"q": 1, "x": 0, "lam": 0.0},
     "mpc": {"lam": 0.0},
@@ -279,11 +279,13 @@ class TrainResult:
     stopped_early: bool
 
 
-def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = True,
+def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bool = True,
           progress: bool = True) -> TrainResult:
     """Train ``cfg.method`` on the train split of the store at ``data``; write the run to ``out``.
 
-    Resumes from ``out/checkpoint.pt`` when it exists and ``resume`` is true.
+    ``data`` may be a list of stores of the same recordings in different layouts for a method
+    that takes several (``MULTI_STORE``: ms-clr). Resumes from ``out/checkpoint.pt`` when it
+    exists and ``resume`` is true.
     """
     from sklearn.metrics import adjusted_rand_score
     from tqdm import tqdm
@@ -305,7 +307,14 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
         device = resolve_device(cfg.device)
         if cfg.protocol == "all":
             log.warning("protocol 'all' is NON-STANDARD: the test sequences are also trained on")
-        bank, records, layout = training_sequences(data, cfg)
+        stores = [data] if isinstance(data, (str, Path)) else list(data)
+        multi = getattr(method, "MULTI_STORE", False)
+        if len(stores) != 1 and not multi:
+            raise ConfigError(f"method {cfg.method!r} trains on one store; give one --data "
+                              f"(several stores of one recording set: --method ms-clr)")
+        bank, records, layout = (method.training_sequences(stores, cfg) if multi
+                                 else training_sequences(stores[0], cfg))
+        data = stores[0]
         num_joints = bank.frames.shape[1]
         mode = bank.resolve_mode(cfg.f, cfg.windows)
         n = len(bank.window_starts(cfg.f, mode, np.random.default_rng(0))[0])
@@ -316,6 +325,8 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                     "num_joints": num_joints, "windows_used": mode, "train_windows": n,
                     "train_sequences": len(records), "stride": max(1, cfg.f // 2),
                     "device_used": str(device), "torch": torch.__version__}
+        if multi:
+            run_info["data_stores"] = [str(Path(d).resolve()) for d in stores]
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -483,8 +494,19 @@ def load_embedder(run_dir: Path | str, device: str = "cpu", unit_features: bool 
     model.load_state_dict(state["model"])
     model.eval()
 
-    def embed(x: np.ndarray) -> np.ndarray:
+    any_layout = getattr(method, "MULTI_LAYOUT", False)
+
+    def embed(x: np.ndarray, layout_of_x: str | None = None) -> np.ndarray:
+        """Windows (N, f, J, 3) -> (N, D); ``layout_of_x`` names their layout when known."""
         x = np.asarray(x, dtype=np.float32)
+        if any_layout:
+            with torch.no_grad():
+                return method.embed(model, torch.from_numpy(x).to(dev),
+                                    layout=layout_of_x).cpu().numpy()
+        if layout_of_x and layout and layout_of_x != layout:
+            raise StoreError(f"{run_dir}: the model was trained on layout {layout!r} and cannot "
+                             f"read {layout_of_x!r} (train with --method ms-clr, or convert the "
+                             f"store with 'vid2reid convert')")
         if x.ndim != 4 or x.shape[2] != num_joints or x.shape[3] != 3:
             raise StoreError(f"{run_dir}: the model expects windows (N, f, {num_joints}, 3), "
                              f"got {tuple(x.shape)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -14,7 +15,9 @@ from vid2reid.cli._app import app, setup_logging, user_errors
 @app.command("eval")
 def eval_cli(
     run: Path = typer.Option(None, "--run", "-r", help="Run directory written by 'vid2reid train'. Default: the latest run in --runs-dir.", file_okay=False),
-    data: Path = typer.Option(Path("skeletons"), "--data", "-d", help="Skeleton store to evaluate on (the directory with manifest.csv)."),
+    data: List[Path] = typer.Option([Path("skeletons")], "--data", "-d", help="Skeleton store to evaluate on (the directory with manifest.csv). Given more than once (stores of the same recordings in different layouts, an ms-clr run): the ensemble of the conventions, see --ensemble."),
+    gallery_data: Optional[Path] = typer.Option(None, "--gallery-data", help="Take the gallery items from this store instead (probes stay in --data): cross-convention re-ID, e.g. probes in kinect-v1-20 and gallery in coco-17, with an ms-clr run."),
+    ensemble: str = typer.Option("mean", "--ensemble", help="With several --data: mean (average) or concat (concatenate) each store's L2-normalised features."),
     probe: str = typer.Option("Normal", "--probe", "-p", help="Probe condition: Normal, Bags, Clothes (or nm, bg, cl, or any condition code in your store)."),
     gallery: str = typer.Option("Normal", "--gallery", "-g", help="Gallery condition, same names as --probe. '--probe Bags --gallery Normal' is CASIA-B's Bags-Normal setting."),
     protocol: str = typer.Option("simmc", "--protocol", help="simmc (SimMC's split, honest variant), opengait (OpenGait's split, per-view averaging) or all (NON-STANDARD: every sequence is train and test, for tiny sample sets). A 'split' column in the manifest decides train/test under every protocol."),
@@ -40,20 +43,22 @@ def eval_cli(
     from vid2reid.store import atomic_write_bytes
 
     with user_errors():
-        side_by_side = baseline is None and (raw or report is not None)
+        cross = gallery_data is not None or len(data) > 1
+        side_by_side = baseline is None and (raw or report is not None) and not cross
         if report is not None:
             from vid2reid.report import check_report_deps
 
             check_report_deps()  # before any work: a missing plotting library is a one-line error
         if side_by_side:
-            result = evaluate_with_raw(data, run_dir=run, probe=probe, gallery=gallery,
+            result = evaluate_with_raw(data[0], run_dir=run, probe=probe, gallery=gallery,
                                        protocol=protocol, runs_dir=runs_dir,
                                        keep_features=report is not None, f=f)
             table = format_comparison(result)
         else:
-            result = evaluate(data, run_dir=run, baseline=baseline, probe=probe, gallery=gallery,
-                              protocol=protocol, f=f, preset=preset, runs_dir=runs_dir,
-                              keep_features=report is not None)
+            result = evaluate(data if cross else data[0], run_dir=run, baseline=baseline,
+                              probe=probe, gallery=gallery, protocol=protocol, f=f, preset=preset,
+                              runs_dir=runs_dir, keep_features=report is not None,
+                              gallery_data=gallery_data, ensemble=ensemble.strip().lower())
             table = format_table(result)
         if json_path is not None:
             atomic_write_bytes(json_path, (json.dumps(without_features(result), indent=2)

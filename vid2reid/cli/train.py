@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -39,12 +39,12 @@ def _warn_if_nothing_to_test(data: Path, protocol: str) -> None:
 # fmt: off
 @app.command("train")
 def train_cli(
-    data: Path = typer.Option(Path("skeletons"), "--data", "-d", help="Skeleton store to learn from (written by 'vid2reid extract')."),
+    data: List[Path] = typer.Option([Path("skeletons")], "--data", "-d", help="Skeleton store to learn from (written by 'vid2reid extract'). --method ms-clr takes it more than once: stores of the same recordings in different joint layouts (e.g. made with 'vid2reid convert')."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write. Default: runs/<date-time>."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Reproduce the SimMC paper on a data set: its settings and DBSCAN pseudo-labels (casia-b, ks20, kgbd, ias-a, ias-b, biwi-w, biwi-s; any case). Default: none, the label-free defaults (walk-group pseudo-labels, nothing tuned per data set; give --f)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs (one clustering round + one pass each). Default: 30."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
-    method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc or himpc."),
+    method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc, himpc or ms-clr (one encoder for several joint layouts; several --data)."),
     ablation: str = typer.Option("mpc+mic", "--ablation", help="SimMC variant: npc (no mask, one view), mpc (no MIC), mpc+mic (full)."),
     protocol: str = typer.Option("simmc", "--protocol", help="Which sequences train when the store has no split column: simmc (subjects 001-062), opengait (001-074), all (every sequence; non-standard)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (GPU when there is one)."),
@@ -109,10 +109,10 @@ def train_cli(
                           himpc_logits=head_logits.strip().lower() if head_logits else None,
                           himpc_part_map=str(part_map.resolve()) if part_map else None)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        _warn_if_nothing_to_test(data, cfg.protocol)
+        _warn_if_nothing_to_test(data[0], cfg.protocol)
         existed = run_dir.exists()
         try:
-            result = train(cfg, data, run_dir, resume=resume,
+            result = train(cfg, data[0] if len(data) == 1 else data, run_dir, resume=resume,
                            progress=progress and sys.stderr.isatty())
         except BaseException:
             if not existed and not (run_dir / "checkpoint.pt").exists():
