@@ -44,7 +44,8 @@ def train_cli(
     preset: str = typer.Option("casia-b", "--preset", "-p", help="Settings of a data set: casia-b, ks20, kgbd, ias-a, ias-b, biwi-w, biwi-s (any case)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs (one clustering round + one pass each). Default: 30."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
-    method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc or himpc."),
+    method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc, himpc or sm-sge (self-supervised multi-scale graph reconstruction; no clustering)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="SimMC: start from the encoder of this trained run and fine-tune it with SimMC's losses ('X + SimMC'); from an sm-sge run SimMC uses SM-SGE's graph encoder."),
     ablation: str = typer.Option("mpc+mic", "--ablation", help="SimMC variant: npc (no mask, one view), mpc (no MIC), mpc+mic (full)."),
     protocol: str = typer.Option("simmc", "--protocol", help="Which sequences train when the store has no split column: simmc (subjects 001-062), opengait (001-074), all (every sequence; non-standard)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (GPU when there is one)."),
@@ -102,7 +103,8 @@ def train_cli(
                           if levels else None,
                           himpc_joint_weighting=joint_weighting,
                           himpc_logits=head_logits.strip().lower() if head_logits else None,
-                          himpc_part_map=str(part_map.resolve()) if part_map else None)
+                          himpc_part_map=str(part_map.resolve()) if part_map else None,
+                          init=str(init) if init else None)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         _warn_if_nothing_to_test(data, cfg.protocol)
         existed = run_dir.exists()
