@@ -159,3 +159,27 @@ def test_init_errors_are_one_line(store: Path, pre, tmp_path: Path):
         make_config("kgbd", method="himpc", init=str(run))
     with pytest.raises(ConfigError, match="does not fit"):
         make_config("kgbd", init=str(run), smsge_dim=8)
+
+
+def test_graph_attention_against_plain_loops():
+    from vid2reid.encoders import GraphAttention, adjacency
+
+    torch.manual_seed(1)
+    adj = adjacency(5, [(0, 1), (1, 2), (1, 3), (3, 4)])
+    layer = GraphAttention(3, 2, adj)
+    with torch.no_grad():
+        layer.bias.normal_()
+    h = torch.randn(2, 5, 3)
+    out = layer(h)
+    for n in range(2):
+        for i in range(5):
+            acc = torch.zeros(3)
+            for m in range(2):
+                z = h[n] @ layer.w[m]
+                nbrs = [j for j in range(5) if adj[i, j]]
+                e = torch.stack([torch.nn.functional.leaky_relu(
+                    layer.a_src[m] @ z[i] + layer.a_dst[m] @ z[j], 0.2) for j in nbrs])
+                a = torch.softmax(e, 0)
+                acc += torch.nn.functional.elu(sum(a[k] * z[j] for k, j in enumerate(nbrs))
+                                               + layer.bias[m])
+            assert torch.allclose(out[n, i], acc / 2, atol=1e-5)

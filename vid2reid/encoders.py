@@ -67,11 +67,15 @@ class GraphAttention(nn.Module):
         self.register_buffer("mask", torch.where(adj, 0.0, float("-inf")))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        z = torch.einsum("nvd,mde->nmve", h, self.w)  # (N, M, V, d)
-        e = (z * self.a_src[:, None]).sum(-1)[..., :, None] + (z * self.a_dst[:, None]).sum(-1)[..., None, :]
-        alpha = torch.softmax(F.leaky_relu(e, 0.2) + self.mask, dim=-1)  # (N, M, V, V)
-        out = F.elu(alpha @ z + self.bias[:, None])
-        return out.mean(dim=1)
+        n, v, d = h.shape
+        m = self.w.shape[0]
+        z = (h @ self.w.permute(1, 0, 2).reshape(d, m * d)).view(n, v, m, d).transpose(1, 2)
+        # a . (h W_m) = h . (W_m a): the scores straight from h, (N, V, M) each
+        src = h @ torch.einsum("mde,me->dm", self.w, self.a_src)
+        dst = h @ torch.einsum("mde,me->dm", self.w, self.a_dst)
+        e = src.transpose(1, 2).unsqueeze(-1) + dst.transpose(1, 2).unsqueeze(-2)  # (N, M, V, V)
+        alpha = torch.softmax(F.leaky_relu(e, 0.2) + self.mask, dim=-1)
+        return F.elu(alpha @ z + self.bias[:, None]).mean(dim=1)  # z: (N, M, V, d)
 
 
 class GraphEncoder(nn.Module):

@@ -69,7 +69,10 @@ def train_cli(
     levels: Optional[str] = typer.Option(None, "--levels", help="Hi-MPC: levels to use, comma-separated from joint,component,limb (ablation). Default: all three."),
     joint_weighting: Optional[str] = typer.Option(None, "--joint-weighting", help="Hi-MPC: mean (every level averaged over its heads) or reference (the reference code's joint level summed over heads, for reproduction)."),
     head_logits: Optional[str] = typer.Option(None, "--head-logits", help="Hi-MPC: how meta heads score frames against prototypes: cosine (divided by --tau; default) or reference (the authors' raw dot product / sqrt(H), for reproduction)."),
-    part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC: JSON/YAML part map for a joint layout without a built-in one."),
+    graph_dim: Optional[int] = typer.Option(None, "--graph-dim", help="SM-SGE: feature size of every graph node. Default: 8."),
+    graph_heads: Optional[int] = typer.Option(None, "--graph-heads", help="SM-SGE: graph attention heads per scale (averaged). Default: 8."),
+    graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1."),
+    part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only on a terminal: in a log file the per-epoch lines say the same)."),
@@ -104,7 +107,8 @@ def train_cli(
                           himpc_joint_weighting=joint_weighting,
                           himpc_logits=head_logits.strip().lower() if head_logits else None,
                           himpc_part_map=str(part_map.resolve()) if part_map else None,
-                          init=str(init) if init else None)
+                          init=str(init) if init else None, smsge_dim=graph_dim,
+                          smsge_heads=graph_heads, smsge_lambda=graph_lambda)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         _warn_if_nothing_to_test(data, cfg.protocol)
         existed = run_dir.exists()
