@@ -425,9 +425,10 @@ def train(cfg: TrainConfig, data: Path | str, out: Path | str, resume: bool = Tr
                                   "prev_labels": prev, "prev_keys": prev_keys})
                 with open(out / "log.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
-                log.info("epoch %d/%d loss %.4f clusters %s outliers %d (%.1fs)", epoch + 1,
-                         cfg.epochs, row["loss"], plan.stats.get("clusters"),
-                         plan.stats.get("outliers", 0), row["epoch_s"])
+                clustered = (f" clusters {plan.stats['clusters']} outliers "
+                             f"{plan.stats.get('outliers', 0)}" if "clusters" in plan.stats else "")
+                log.info("epoch %d/%d loss %.4f%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
+                         clustered, row["epoch_s"])
                 bar.set_postfix(loss=f"{row['loss']:.3f}", clusters=plan.stats.get("clusters"),
                                 outliers=plan.stats.get("outliers"))
             bar.close()

@@ -121,5 +121,6 @@ def train_cli(
             raise
         last = result.history[-1] if result.history else {}
         typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
-                   + (f" (final loss {last['loss']:.4f}, {last.get('clusters')} clusters)"
+                   + (f" (final loss {last['loss']:.4f}"
+                      + (f", {last['clusters']} clusters)" if "clusters" in last else ")")
                       if last else ""))
