@@ -183,3 +183,33 @@ def test_graph_attention_against_plain_loops():
                 acc += torch.nn.functional.elu(sum(a[k] * z[j] for k, j in enumerate(nbrs))
                                                + layer.bias[m])
             assert torch.allclose(out[n, i], acc / 2, atol=1e-5)
+
+
+def test_sm_sge_resume_equals_uninterrupted_run(store: Path, tmp_path: Path):
+    cfg = make_config("kgbd", method="sm-sge", epochs=2, seed=3, windows="shifted", **SMALL)
+    train(cfg, store, tmp_path / "full", progress=False)
+    train(make_config("kgbd", method="sm-sge", epochs=1, seed=3, windows="shifted", **SMALL),
+          store, tmp_path / "part", progress=False)
+    train(cfg, store, tmp_path / "part", progress=False)  # resumes after epoch 1
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_written_before_init_and_encoder_existed_resumes(store: Path, tmp_path: Path):
+    cfg = make_config("kgbd", epochs=1, hidden=16, eps=0.7, batch_size=64)
+    run = tmp_path / "old"
+    train(cfg, store, run, progress=False)
+    from vid2reid.runfile import load_run_file, save_run_file
+
+    new = ("init", "encoder", "smsge_dim", "smsge_heads", "smsge_lambda")
+    ck = load_run_file(run / "checkpoint.pt")
+    ck["config"] = {k: v for k, v in ck["config"].items() if k not in new}
+    save_run_file(run / "checkpoint.pt", ck)
+    info = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({k: v for k, v in info.items() if k not in new}))
+    embed, _ = load_embedder(run)  # an old run loads as SimMC's MLP
+    assert embed(np.zeros((1, 6, 17, 3), np.float32)).shape == (1, 16)
+    res = train(make_config("kgbd", epochs=2, hidden=16, eps=0.7, batch_size=64), store, run,
+                progress=False)
+    assert res.epochs_done == 2
