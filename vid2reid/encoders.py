@@ -24,6 +24,7 @@ from vid2reid.layouts import COMPONENTS, LIMBS, PartMap, bones, part_matrix
 
 ENCODERS = ("mlp", "graph")
 SCALES = ("joint", "component", "limb")
+_NO_GRAD_CHUNK = 2048  # frames encoded at once without gradients
 
 # The component and limb graphs of the SM-SGE authors (by name, vid2reid.layouts' part names).
 COMPONENT_EDGES = (("l_leg_up", "l_leg_down"), ("r_leg_up", "r_leg_down"), ("torso", "l_leg_up"),
@@ -121,10 +122,20 @@ class GraphEncoder(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., J, 3) joints -> (..., out_features): every node of every scale, flattened."""
+        """(..., J, 3) joints -> (..., out_features): every node of every scale, flattened.
+
+        Without gradients the frames go through in chunks of ``_NO_GRAD_CHUNK``: the attention
+        maps (frames x heads x nodes x nodes) of a whole encoding pass would not fit otherwise.
+        """
         lead = x.shape[:-2]
-        h = self.nodes_features(x.reshape(-1, *x.shape[-2:]))
-        return torch.cat([h[s].flatten(1) for s in SCALES], dim=1).reshape(*lead, -1)
+        flat = x.reshape(-1, *x.shape[-2:])
+        step = len(flat) if torch.is_grad_enabled() else _NO_GRAD_CHUNK
+        parts = []
+        for a in range(0, len(flat), max(1, step)):
+            h = self.nodes_features(flat[a : a + step])
+            parts.append(torch.cat([h[s].flatten(1) for s in SCALES], dim=1))
+        out = torch.cat(parts) if parts else flat.new_zeros(0, self.out_features)
+        return out.reshape(*lead, -1)
 
 
 class GraphFrameEncoder(nn.Module):

@@ -32,7 +32,7 @@ from torch import nn
 from vid2reid.encoders import SCALES, GraphEncoder
 from vid2reid.errors import ConfigError
 
-_CHUNK = 4096
+_CHUNK = 512  # windows embedded at once (f frames each through the graph encoder)
 
 
 class SMSGEModel(nn.Module):
