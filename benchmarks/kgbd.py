@@ -48,11 +48,19 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("simmc", {"preset": None}),
     "walks": ("simmc", {"preset": None, "pseudo_labels": "walks"}),
     "default mpc": ("simmc", {"preset": None, "ablation": "mpc"}),
+    "sm-sge": ("sm-sge", {}),
+    # SimMC fine-tuning the seed's sm-sge run (run that variant first)
+    "sm-sge+simmc": ("simmc", {"init_from": "sm-sge"}),
 }
 LABEL_FREE = [n for n, (_, o) in VARIANTS.items() if "preset" in o]
 PAPER = {  # window top-1 / mAP (%), SimMC (IJCAI 2022) Tables 1 and 4, Hi-MPC (IJCV)
     "raw": (34.5, 6.4), "simmc mpc+mic": (54.9, 11.7), "himpc": (56.9, 10.2),
+    "sm-sge+simmc": (47.1, 10.8),
 }
+
+
+def _run_dir(work: Path, seed: int, name: str) -> Path:
+    return work / "runs" / f"seed{seed}-{name.replace(' ', '_').replace('+', '_')}"
 
 
 def run_seed(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
@@ -65,6 +73,8 @@ def run_seed(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dic
     for name in args.variants:
         method, over = VARIANTS[name]
         over = dict(over)
+        if "init_from" in over:
+            over["init"] = str(_run_dir(work, seed, over.pop("init_from")))
         if "preset" in over:  # label-free: every library default but f (as a user gives it)
             cfg = make_config(over.pop("preset"), method=method, f=f,
                               ablation=over.pop("ablation", "mpc+mic"),
@@ -74,7 +84,7 @@ def run_seed(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dic
             cfg = make_config("kgbd", method=method, ablation=over.pop("ablation", "mpc+mic"),
                               epochs=args.epochs, seed=args.train_seed, windows=args.windows,
                               k1_reading=args.k1_reading, **over)
-        run = work / "runs" / f"seed{seed}-{name.replace(' ', '_').replace('+', '_')}"
+        run = _run_dir(work, seed, name)
         t0 = time.perf_counter()
         res = train(cfg, store, run, resume=False, progress=False)
         res_eval = {}

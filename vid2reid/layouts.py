@@ -281,3 +281,63 @@ def part_positions(joints: np.ndarray, layout: str | PartMap) -> tuple[np.ndarra
     comp = np.einsum("pj,tjc->tpc", part_matrix(pm.components, pm.num_joints), rel)
     limb = np.einsum("pj,tjc->tpc", part_matrix(pm.limbs, pm.num_joints), rel)
     return comp.astype(np.float32), limb.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Bones (the joint-scale graph of SM-SGE, vid2reid/encoders.py), by joint name.
+
+def _chain(*names: str) -> list[tuple[str, str]]:
+    return list(zip(names[:-1], names[1:]))
+
+
+def _sided(*chains: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Both sides' bones of chains given with '{s}' for the side ("{s}_hip" -> l_hip, r_hip)."""
+    return [(a.format(s=s), b.format(s=s)) for s in "lr" for c in chains for a, b in _chain(*c)]
+
+
+_BONE_NAMES: dict[str, list[tuple[str, str]]] = {
+    "kinect-v1-20": _chain("hip_center", "spine", "shoulder_center", "head")
+    + _sided(("shoulder_center", "{s}_shoulder", "{s}_elbow", "{s}_wrist", "{s}_hand"),
+             ("hip_center", "{s}_hip", "{s}_knee", "{s}_ankle", "{s}_foot")),
+    "kinect-v2-25": _chain("spine_base", "spine_mid", "spine_shoulder", "neck", "head")
+    + _sided(("spine_shoulder", "{s}_shoulder", "{s}_elbow", "{s}_wrist", "{s}_hand",
+              "{s}_hand_tip"), ("{s}_wrist", "{s}_thumb"),
+             ("spine_base", "{s}_hip", "{s}_knee", "{s}_ankle", "{s}_foot")),
+    "casia-14": _chain("nose", "neck")
+    + _sided(("neck", "{s}_shoulder", "{s}_elbow", "{s}_wrist"),
+             ("neck", "{s}_hip", "{s}_knee", "{s}_ankle")),
+    "h36m-17": _chain("pelvis", "spine", "thorax", "neck", "head")
+    + _sided(("thorax", "{s}_shoulder", "{s}_elbow", "{s}_wrist"),
+             ("pelvis", "{s}_hip", "{s}_knee", "{s}_ankle")),
+    "coco-17": [("l_shoulder", "r_shoulder"), ("l_hip", "r_hip")]
+    + _sided(("{s}_ear", "{s}_eye", "nose", "{s}_shoulder", "{s}_elbow", "{s}_wrist"),
+             ("{s}_shoulder", "{s}_hip", "{s}_knee", "{s}_ankle")),
+    "blazepose-33": [("l_shoulder", "r_shoulder"), ("l_hip", "r_hip"), ("mouth_l", "mouth_r"),
+                     ("nose", "mouth_l"), ("nose", "mouth_r")]
+    + _sided(("{s}_ear", "{s}_eye_outer", "{s}_eye", "{s}_eye_inner", "nose", "{s}_shoulder",
+              "{s}_elbow", "{s}_wrist", "{s}_pinky", "{s}_index", "{s}_wrist"),
+             ("{s}_wrist", "{s}_thumb"),
+             ("{s}_shoulder", "{s}_hip", "{s}_knee", "{s}_ankle", "{s}_heel", "{s}_foot_index",
+              "{s}_ankle")),
+}
+
+
+def bones(pm: PartMap) -> tuple[tuple[int, int], ...]:
+    """The skeleton's bones as joint-index pairs.
+
+    Built-in layouts have their bones; for a user part map of another layout the joints of
+    one body component are chained in the order listed and each component's first joint is
+    joined to the first joint of the torso component (a tree over every listed joint).
+    """
+    if pm.layout in _BONE_NAMES and pm.joints == LAYOUTS[pm.layout].joints:
+        return tuple(sorted({tuple(sorted((pm.joints.index(a), pm.joints.index(b))))
+                             for a, b in _BONE_NAMES[pm.layout]}))  # type: ignore[misc]
+    out: set[tuple[int, int]] = set()
+    hub = pm.components[COMPONENTS.index("torso")][0]
+    for comp in pm.components:
+        for a, b in zip(comp[:-1], comp[1:]):
+            if a != b:
+                out.add((min(a, b), max(a, b)))
+        if comp[0] != hub:
+            out.add((min(comp[0], hub), max(comp[0], hub)))
+    return tuple(sorted(out))

@@ -36,9 +36,14 @@ class FrameEncoder(nn.Module):
 
 
 class SimMCModel(nn.Module):
-    """Encoder plus the MIC predictor F (H -> H, with bias)."""
+    """Encoder plus the MIC predictor F (H -> H, with bias).
 
-    def __init__(self, in_features: int, hidden: int = 256) -> None:
+    ``encoder``: another frame encoder with FrameEncoder's interface (``frames``, ``pool``,
+    ``fc2``), e.g. ``vid2reid.encoders.GraphFrameEncoder``; default SimMC's MLP.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 256,
+                 encoder: nn.Module | None = None) -> None:
         super().__init__()
-        self.encoder = FrameEncoder(in_features, hidden)
+        self.encoder = encoder if encoder is not None else FrameEncoder(in_features, hidden)
         self.predictor = nn.Linear(hidden, hidden)

@@ -48,7 +48,18 @@ class SimMCPlan:
 
 
 def build_model(cfg: TrainConfig, num_joints: int, layout: str) -> SimMCModel:
-    """Encoder for frames of ``num_joints`` 3D joints (K = 3J) plus the MIC predictor."""
+    """Encoder for frames of ``num_joints`` 3D joints (K = 3J) plus the MIC predictor.
+
+    ``cfg.encoder == "graph"``: SM-SGE's multi-scale graph encoder under SimMC's MLP
+    (vid2reid.encoders), for "SM-SGE + SimMC" (``--init`` an sm-sge run).
+    """
+    if getattr(cfg, "encoder", "mlp") == "graph":
+        from vid2reid.encoders import GraphFrameEncoder
+        from vid2reid.smsge import build_graph
+
+        return SimMCModel(3 * num_joints, cfg.hidden,
+                          encoder=GraphFrameEncoder(build_graph(cfg, num_joints, layout),
+                                                    cfg.hidden))
     return SimMCModel(3 * num_joints, cfg.hidden)
 
 

@@ -37,7 +37,13 @@ from vid2reid.store import Record, atomic_write_bytes, load_store
 
 log = logging.getLogger(__name__)
 
-METHODS = {"simmc": "vid2reid.simmc", "himpc": "vid2reid.himpc", "ms-clr": "vid2reid.msclr"}
+METHODS = {"simmc": "vid2reid.simmc", "himpc": "vid2reid.himpc", "sm-sge": "vid2reid.smsge",
+           "ms-clr": "vid2reid.msclr"}
+# A method's own defaults, below the command line (SM-SGE: no masks or MIC; the authors' KGBD
+# learning rate and LSTM width).
+_METHOD_DEFAULTS = {"sm-sge": {"x": 0, "q": 1, "lam": 0.0, "lr": 2.5e-3, "hidden": 128}}
+# Methods whose model can start from another run's encoder (--init).
+_INIT_METHODS = ("simmc",)
 ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
     "npc": {"q": 1, "x": 0, "lam": 0.0},
     "mpc": {"lam": 0.0},
@@ -47,7 +53,8 @@ ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambd
 _RESUMABLE_CHANGES = {"epochs", "device", "stop_ari", "stop_patience"}
 # What runs written before a setting existed did instead (their config.json lacks it).
 _LEGACY_DEFAULTS = {"k1_reading": "zhong", "windows": "fixed", "pseudo_labels": "clusters",
-                    "walk_warmup": 2, "unit_features": False}
+                    "walk_warmup": 2, "unit_features": False, "init": "", "encoder": "mlp",
+                    "smsge_dim": 8, "smsge_heads": 8, "smsge_lambda": 1.0}
 # Without --preset: label-free settings meant for any data set (see docs/methods.md,
 # "Walk groups"); x follows f as in the paper's presets (10 of 40 frames, 2 of 6).
 DEFAULT_SETTINGS = {"f": 40, "tau": 0.07, "eps": 0.6, "min_samples": 2, "lam": 0.5,
@@ -96,6 +103,13 @@ class TrainConfig:
     himpc_joint_weighting: str = "mean"
     himpc_logits: str = "cosine"  # meta-head scores: cosine / tau, or the reference's raw dot / sqrt(H)
     himpc_part_map: str = ""  # a user part-map file; "" = the layout's built-in map
+    # "X + SimMC": start from this run's encoder (vid2reid.encoders); the frame encoder used
+    init: str = ""
+    encoder: str = "mlp"  # "mlp" (SimMC's) or "graph" (SM-SGE's multi-scale graph encoder)
+    # SM-SGE's graph encoder (vid2reid/smsge.py, vid2reid/encoders.py)
+    smsge_dim: int = 8  # node feature size
+    smsge_heads: int = 8  # graph attention heads (averaged)
+    smsge_lambda: float = 1.0  # weight of the collaborative (cross-scale) relations
 
 
 def make_config(preset: str | None = None, method: str = "simmc", ablation: str = "mpc+mic",
@@ -124,6 +138,7 @@ def make_config(preset: str | None = None, method: str = "simmc", ablation: str 
         values = dict(method=method.strip().lower(), preset=p.name, ablation=ablation, f=p.f,
                       x=p.x, tau=p.tau, eps=p.eps, min_samples=p.min_samples, lam=p.lam,
                       pseudo_labels="clusters", unit_features=False)
+    values.update(_METHOD_DEFAULTS.get(values["method"], {}))  # type: ignore[arg-type]
     for key, forced in ABLATIONS[ablation].items():
         if key in given and given[key] != forced:
             raise ConfigError(f"ablation {ablation!r} sets {key}={forced}; it cannot be "
@@ -137,9 +152,55 @@ def make_config(preset: str | None = None, method: str = "simmc", ablation: str 
                           f"--preset")
     if "himpc_levels" in values:
         values["himpc_levels"] = tuple(values["himpc_levels"])  # type: ignore[arg-type]
+    if values.get("init"):
+        values.update(init_settings(str(values["init"]), str(values["method"]), given))
     cfg = TrainConfig(**values)  # type: ignore[arg-type]
     validate(cfg)
     return cfg
+
+
+def _read_run_config(run: Path) -> dict:
+    path = run / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--init {run}: not a training run (no config.json)")
+    if not (run / "model.pt").is_file() and not (run / "checkpoint.pt").is_file():
+        raise ConfigError(f"--init {run}: no model.pt or checkpoint.pt (training never finished "
+                          f"an epoch)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--init {path}: unreadable ({exc})") from None
+
+
+def init_settings(init: str, method: str, given: dict) -> dict:
+    """The settings a run started from ``init`` inherits: its frame encoder and its shape.
+
+    ConfigError (one line) for a missing run, a method that cannot start from one, or an
+    explicitly given encoder setting that does not fit the run's encoder.
+    """
+    if method not in _INIT_METHODS:
+        raise ConfigError(f"--init works with --method {' / '.join(_INIT_METHODS)}, not {method!r}")
+    run = Path(init)
+    info = _read_run_config(run)
+    src = info.get("method", "simmc")
+    if src == "sm-sge":
+        inherit = {"encoder": "graph", "smsge_dim": info.get("smsge_dim", 8),
+                   "smsge_heads": info.get("smsge_heads", 8),
+                   "smsge_lambda": info.get("smsge_lambda", 1.0),
+                   "himpc_part_map": info.get("himpc_part_map", "")}
+    elif src == "simmc":
+        inherit = {"encoder": info.get("encoder", "mlp"), "hidden": info.get("hidden", 256)}
+        if inherit["encoder"] == "graph":
+            inherit.update({k: info[k] for k in ("smsge_dim", "smsge_heads", "smsge_lambda",
+                                                 "himpc_part_map") if k in info})
+    else:
+        raise ConfigError(f"--init {run}: a {src} run has no encoder SimMC can start from "
+                          f"(use an sm-sge or simmc run)")
+    for key, value in inherit.items():
+        if key in given and given[key] != value:
+            raise ConfigError(f"--init {run}: its encoder has {key}={value!r}, which does not fit "
+                              f"{key}={given[key]!r}")
+    return {**inherit, "init": str(run.resolve())}
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -168,6 +229,9 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.batch_size >= 1, f"batch-size must be >= 1, got {cfg.batch_size}"),
         (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
         (cfg.hidden >= 1, f"hidden must be >= 1, got {cfg.hidden}"),
+        (cfg.encoder in ("mlp", "graph"), f"encoder must be mlp or graph, got {cfg.encoder!r}"),
+        (cfg.method == "simmc" or cfg.encoder == "mlp",
+         f"encoder {cfg.encoder!r} is for --method simmc only"),
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          f"device must be cpu, cuda or auto, got {cfg.device!r}"),
         (cfg.stop_ari is None or 0 < cfg.stop_ari <= 1, f"stop-ari must be in (0, 1], "
@@ -356,6 +420,8 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
             log.info("resuming %s after epoch %d", out, start)
         elif ckpt_path.is_file():
             log.warning("%s: existing checkpoint ignored (--no-resume); starting over", ckpt_path)
+        if cfg.init and start == 0 and not history:
+            load_init(model, cfg, num_joints, layout, device)
         # after the resume check: a refused resume leaves the run's config.json as it was
         _write_json(out / "config.json", run_info)
         _rewrite_log(out / "log.jsonl", history)
@@ -401,9 +467,10 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
                                   "prev_labels": prev, "prev_keys": prev_keys})
                 with open(out / "log.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
-                log.info("epoch %d/%d loss %.4f clusters %s outliers %d (%.1fs)", epoch + 1,
-                         cfg.epochs, row["loss"], plan.stats.get("clusters"),
-                         plan.stats.get("outliers", 0), row["epoch_s"])
+                clustered = (f" clusters {plan.stats['clusters']} outliers "
+                             f"{plan.stats.get('outliers', 0)}" if "clusters" in plan.stats else "")
+                log.info("epoch %d/%d loss %.4f%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
+                         clustered, row["epoch_s"])
                 bar.set_postfix(loss=f"{row['loss']:.3f}", clusters=plan.stats.get("clusters"),
                                 outliers=plan.stats.get("outliers"))
             bar.close()
@@ -416,6 +483,34 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         pkg_log.removeHandler(handler)
         handler.close()
+
+
+def load_init(model: torch.nn.Module, cfg: TrainConfig, num_joints: int, layout: str,
+              device: torch.device) -> None:
+    """Copy the encoder of the run ``cfg.init`` into ``model.encoder`` ("X + SimMC").
+
+    ConfigError (one line) for a run of another layout or joint count, or an encoder that
+    does not fit.
+    """
+    from vid2reid.runfile import load_run_file
+
+    run = Path(cfg.init)
+    info = _read_run_config(run)
+    if int(info.get("num_joints", -1)) != num_joints or str(info.get("layout", "")) != layout:
+        raise ConfigError(f"--init {run}: trained on {info.get('num_joints')}-joint "
+                          f"{info.get('layout') or 'unknown'!s} skeletons, this data has "
+                          f"{num_joints}-joint {layout or 'unknown'} skeletons")
+    weights = run / "model.pt" if (run / "model.pt").is_file() else run / "checkpoint.pt"
+    state = load_run_file(weights, map_location=device, required=("model",))["model"]
+    prefix = "graph." if info.get("method") == "sm-sge" else "encoder."
+    target = model.encoder.graph if prefix == "graph." else model.encoder  # type: ignore[union-attr]
+    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        target.load_state_dict(sub)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "mismatch"
+        raise ConfigError(f"--init {run}: its encoder does not fit this model ({first})") from None
+    log.info("encoder initialised from %s (%s, %d tensors)", run, info.get("method"), len(sub))
 
 
 def run_epoch(method: ModuleType, model: torch.nn.Module, opt: torch.optim.Optimizer,

@@ -44,7 +44,8 @@ def train_cli(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Reproduce the SimMC paper on a data set: its settings and DBSCAN pseudo-labels (casia-b, ks20, kgbd, ias-a, ias-b, biwi-w, biwi-s; any case). Default: none, the label-free defaults (walk-group pseudo-labels, nothing tuned per data set; give --f)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs (one clustering round + one pass each). Default: 30."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
-    method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc, himpc or ms-clr (one encoder for several joint layouts; several --data)."),
+    method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc, himpc, sm-sge (self-supervised multi-scale graph reconstruction; no clustering) or ms-clr (one encoder for several joint layouts; several --data)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="SimMC: start from the encoder of this trained run and fine-tune it with SimMC's losses ('X + SimMC'); from an sm-sge run SimMC uses SM-SGE's graph encoder."),
     ablation: str = typer.Option("mpc+mic", "--ablation", help="SimMC variant: npc (no mask, one view), mpc (no MIC), mpc+mic (full)."),
     protocol: str = typer.Option("simmc", "--protocol", help="Which sequences train when the store has no split column: simmc (subjects 001-062), opengait (001-074), all (every sequence; non-standard)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (GPU when there is one)."),
@@ -71,7 +72,10 @@ def train_cli(
     levels: Optional[str] = typer.Option(None, "--levels", help="Hi-MPC: levels to use, comma-separated from joint,component,limb (ablation). Default: all three."),
     joint_weighting: Optional[str] = typer.Option(None, "--joint-weighting", help="Hi-MPC: mean (every level averaged over its heads) or reference (the reference code's joint level summed over heads, for reproduction)."),
     head_logits: Optional[str] = typer.Option(None, "--head-logits", help="Hi-MPC: how meta heads score frames against prototypes: cosine (divided by --tau; default) or reference (the authors' raw dot product / sqrt(H), for reproduction)."),
-    part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC: JSON/YAML part map for a joint layout without a built-in one."),
+    graph_dim: Optional[int] = typer.Option(None, "--graph-dim", help="SM-SGE: feature size of every graph node. Default: 8."),
+    graph_heads: Optional[int] = typer.Option(None, "--graph-heads", help="SM-SGE: graph attention heads per scale (averaged). Default: 8."),
+    graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1."),
+    part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only on a terminal: in a log file the per-epoch lines say the same)."),
@@ -107,7 +111,9 @@ def train_cli(
                           if levels else None,
                           himpc_joint_weighting=joint_weighting,
                           himpc_logits=head_logits.strip().lower() if head_logits else None,
-                          himpc_part_map=str(part_map.resolve()) if part_map else None)
+                          himpc_part_map=str(part_map.resolve()) if part_map else None,
+                          init=str(init) if init else None, smsge_dim=graph_dim,
+                          smsge_heads=graph_heads, smsge_lambda=graph_lambda)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         _warn_if_nothing_to_test(data[0], cfg.protocol)
         existed = run_dir.exists()
@@ -120,5 +126,6 @@ def train_cli(
             raise
         last = result.history[-1] if result.history else {}
         typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
-                   + (f" (final loss {last['loss']:.4f}, {last.get('clusters')} clusters)"
+                   + (f" (final loss {last['loss']:.4f}"
+                      + (f", {last['clusters']} clusters)" if "clusters" in last else ")")
                       if last else ""))
