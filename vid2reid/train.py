@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 METHODS = {"simmc": "vid2reid.simmc", "himpc": "vid2reid.himpc", "sm-sge": "vid2reid.smsge",
            "ms-clr": "vid2reid.msclr"}
 # A method's own defaults, below the command line (SM-SGE: no masks or MIC; the authors' KGBD
-# learning rate and LSTM width).
-_METHOD_DEFAULTS = {"sm-sge": {"x": 0, "q": 1, "lam": 0.0, "lr": 2.5e-3, "hidden": 128}}
+# learning rate and LSTM width; its reconstruction features are not cosine-trained, so they are
+# scored at their own length).
+_METHOD_DEFAULTS = {"sm-sge": {"x": 0, "q": 1, "lam": 0.0, "lr": 2.5e-3, "hidden": 128,
+                               "unit_features": False}}
 # Methods whose model can start from another run's encoder (--init).
 _INIT_METHODS = ("simmc",)
 ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
