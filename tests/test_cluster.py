@@ -275,6 +275,20 @@ def test_walk_groups_join_mutual_nearest_walks_only():
     assert np.array_equal(walk_groups(feats[:1]), [0])
 
 
+def test_walk_groups_in_row_blocks_match_the_whole_matrix():
+    rng = np.random.default_rng(3)
+    feats = _unit(rng.normal(size=(5000, 8)))  # more walks than one 4096-row block
+    sim = feats @ feats.T
+    sim.fill_diagonal_(-float("inf"))
+    nn = sim.argmax(dim=1).numpy()
+    mutual = nn[nn] == np.arange(5000)
+    groups = walk_groups(feats)
+    assert np.array_equal(groups[mutual], groups[nn[mutual]])  # mutual pairs joined
+    alone = ~mutual & ~np.isin(np.arange(5000), nn[mutual])
+    sizes = np.bincount(groups)
+    assert (sizes[groups[alone]] == 1).all()  # in no mutual pair: on its own
+
+
 def test_pseudo_labels_never_split_a_walk():
     rng = np.random.default_rng(1)
     walk = np.repeat(np.arange(20) * 7, rng.integers(3, 9, 20))  # sparse walk numbers

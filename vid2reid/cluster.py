@@ -401,7 +401,8 @@ def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1) -> np.ndarray
     """(W,) group of each walk: connected components of the mutual k-nearest-neighbour graph.
 
     Two walks join when each is among the other's k most similar walks (cosine);
-    groups are the chains such pairs form. A recording is one person, so its
+    groups are the chains such pairs form (with k = 1, single walks and disjoint
+    pairs: every walk has one nearest walk). A recording is one person, so its
     windows share one label and a walk is never split; mutual nearest walks are
     the likeliest same-person pairs, and requiring it both ways keeps a walk
     whose person has no other walk from being absorbed by its nearest neighbour
@@ -413,9 +414,12 @@ def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1) -> np.ndarray
     n = len(w)
     if n < 2 or k < 1:
         return np.arange(n, dtype=np.int64)
-    sim = w @ w.T
-    sim.fill_diagonal_(-float("inf"))
-    nn = torch.topk(sim, min(k, n - 1), dim=1).indices.cpu().numpy()
+    nn = np.empty((n, min(k, n - 1)), dtype=np.int64)
+    for a in range(0, n, 4096):  # row blocks: W x W similarities never held at once
+        sim = w[a : a + 4096] @ w.T
+        rows = torch.arange(len(sim), device=sim.device)
+        sim[rows, rows + a] = -float("inf")
+        nn[a : a + 4096] = torch.topk(sim, nn.shape[1], dim=1).indices.cpu().numpy()
     rows = np.repeat(np.arange(n), nn.shape[1])
     a = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, nn.ravel())), shape=(n, n))
     _, groups = connected_components(a.multiply(a.T), directed=False)
