@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vid2reid.layouts import COMPONENTS, LIMBS, PartMap, bones, part_matrix
+from vid2reid.model import FrameEncoder
 
 ENCODERS = ("mlp", "graph")
 SCALES = ("joint", "component", "limb")
@@ -138,24 +139,13 @@ class GraphEncoder(nn.Module):
         return out.reshape(*lead, -1)
 
 
-class GraphFrameEncoder(nn.Module):
-    """``h_t = W2 relu(W1 g(S_t))`` with g the graph encoder; same interface as FrameEncoder."""
+class GraphFrameEncoder(FrameEncoder):
+    """``h_t = W2 relu(W1 g(S_t))`` with g the graph encoder; FrameEncoder's pooling and interface."""
 
     def __init__(self, graph: GraphEncoder, hidden: int = 256) -> None:
-        super().__init__()
+        super().__init__(graph.out_features, hidden)
         self.graph = graph
-        self.fc1 = nn.Linear(graph.out_features, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
 
     def frames(self, x: torch.Tensor) -> torch.Tensor:
         """(B, f, 3J) frames -> (B, f, H) hidden activations ``relu(W1 g(S_t))``."""
         return torch.relu(self.fc1(self.graph(x.reshape(*x.shape[:2], -1, 3))))
-
-    def pool(self, u: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        if keep is None:
-            return self.fc2(u.mean(dim=1))
-        w = keep.to(u.dtype)
-        return self.fc2((u * w[..., None]).sum(dim=1) / w.sum(dim=1, keepdim=True))
-
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        return self.pool(self.frames(x), keep)

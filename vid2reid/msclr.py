@@ -35,12 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vid2reid.cluster import prototypes, pseudo_labels
 from vid2reid.data import SequenceBank
-from vid2reid.errors import ClusteringError, ConfigError, StoreError
+from vid2reid.errors import ConfigError, StoreError
 from vid2reid.layouts import get_layout
 from vid2reid.model import FrameEncoder
-from vid2reid.simmc import draw_masks
+from vid2reid.simmc import draw_masks, label_views
 from vid2reid.unified import NUM_UNIFIED, canonical_names, check_layout, unified_slots
 
 if TYPE_CHECKING:
@@ -187,26 +186,8 @@ def prepare_epoch(model: MSCLRModel, x: torch.Tensor, cfg: TrainConfig,
     model.eval()
     feats = F.normalize(encode_views(model, x, masks), dim=-1).mean(dim=0)  # (q, N, H)
     model.train()
-    view_labels = pseudo_labels(list(feats), walks, cfg, epoch)
-    labels, protos, counts = [], [], []
-    for i, lab in enumerate(view_labels):
-        c = int(lab.max()) + 1
-        if c == 0:
-            raise ClusteringError(
-                f"epoch {epoch + 1}: DBSCAN found no cluster among {n} training windows "
-                f"(eps={cfg.eps}, min_samples={cfg.min_samples}); raise --eps, lower "
-                f"--min-samples, or train on more data")
-        labels.append(lab)
-        protos.append(F.normalize(prototypes(feats[i], lab), dim=1))
-        counts.append(c)
-    lab = np.stack(labels)
-    keep = np.flatnonzero((lab >= 0).all(axis=0))
-    if len(keep) == 0:
-        raise ClusteringError(
-            f"epoch {epoch + 1}: no window is clustered in every view ({n} windows, "
-            f"eps={cfg.eps}); raise --eps or lower --min-samples")
-    stats = {"clusters": counts[0], "clusters_per_view": counts, "outliers": int(n - len(keep)),
-             "kept": int(len(keep)), "windows": int(n), "conventions": len(model.layouts)}
+    keep, lab, protos, stats = label_views(feats, walks, cfg, epoch)
+    stats["conventions"] = len(model.layouts)
     return MSCLRPlan(keep=keep, stats=stats, masks=masks,
                      targets=torch.from_numpy(lab).to(x.device), protos=protos, labels=lab[0])
 

@@ -84,22 +84,16 @@ def encode_views(model: SimMCModel, x: torch.Tensor, masks: torch.Tensor) -> tor
     return out
 
 
-def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
-                  rng: np.random.Generator, epoch: int, walks: np.ndarray | None = None
-                  ) -> SimMCPlan:
-    """Draw this epoch's masks, label every view and fix the prototypes.
+def label_views(feats: torch.Tensor, walks: np.ndarray | None, cfg: TrainConfig, epoch: int
+                ) -> tuple[np.ndarray, np.ndarray, list[torch.Tensor], dict]:
+    """Pseudo-labels of every view's features (q, N, H) and their fixed unit-length prototypes.
 
-    ``walks`` (N,): the training walk of each window, for the walk-based
-    pseudo-labels (``cfg.pseudo_labels``); SimMC's own clustering ignores it.
+    Returns the windows labelled in every view (the rest sit the epoch out), the
+    (q, N) labels, the per-view prototypes and the epoch's statistics.
     """
-    n = x.shape[0]
-    masks = torch.from_numpy(draw_masks(rng, n, cfg.f, cfg.x, cfg.q)).to(x.device)
-    model.eval()
-    feats = encode_views(model, x, masks)
-    model.train()
+    n = feats.shape[1]
     labels, protos, counts = [], [], []
-    view_labels = pseudo_labels(list(feats), walks, cfg, epoch)
-    for i, lab in enumerate(view_labels):
+    for i, lab in enumerate(pseudo_labels(list(feats), walks, cfg, epoch)):
         c = int(lab.max()) + 1
         if c == 0:
             raise ClusteringError(
@@ -117,6 +111,23 @@ def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
             f"eps={cfg.eps}); raise --eps or lower --min-samples")
     stats = {"clusters": counts[0], "clusters_per_view": counts, "outliers": int(n - len(keep)),
              "kept": int(len(keep)), "windows": int(n)}
+    return keep, lab, protos, stats
+
+
+def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
+                  rng: np.random.Generator, epoch: int, walks: np.ndarray | None = None
+                  ) -> SimMCPlan:
+    """Draw this epoch's masks, label every view and fix the prototypes.
+
+    ``walks`` (N,): the training walk of each window, for the walk-based
+    pseudo-labels (``cfg.pseudo_labels``); SimMC's own clustering ignores it.
+    """
+    n = x.shape[0]
+    masks = torch.from_numpy(draw_masks(rng, n, cfg.f, cfg.x, cfg.q)).to(x.device)
+    model.eval()
+    feats = encode_views(model, x, masks)
+    model.train()
+    keep, lab, protos, stats = label_views(feats, walks, cfg, epoch)
     return SimMCPlan(keep=keep, stats=stats, masks=masks,
                      targets=torch.from_numpy(lab).to(x.device), protos=protos, labels=lab[0])
 
