@@ -142,17 +142,21 @@ def _loss_by_hand(model, x, idx, plan, cfg):
         mpc = mpc + F.cross_entropy(logits, plan.targets[i, idx])
     mpc = mpc / len(model.layouts)
     pair_losses = []
-    for (_, va, _), (_, vb, _) in itertools.combinations(views, 2):
+    for (ca, va, _), (cb, vb, _) in itertools.combinations(views, 2):
         za, zb = model.predictor(va), model.predictor(vb)
+        if cfg.msclr_cross == "anchor" and ca == 0 and cb != 0:  # b predicts the anchor a
+            pair_losses.append(-F.cosine_similarity(zb, va.detach()).mean())
+            continue
         pair_losses.append((-0.5 * F.cosine_similarity(za, vb.detach())
                             - 0.5 * F.cosine_similarity(zb, va.detach())).mean())
     mic = sum(pair_losses) / len(pair_losses)
     return cfg.lam * mic + (1 - cfg.lam) * mpc
 
 
-def test_batch_loss_matches_its_definition(stores):
+@pytest.mark.parametrize("cross", ["mutual", "anchor"])
+def test_batch_loss_matches_its_definition(stores, cross):
     a, b = stores
-    cfg = _cfg()
+    cfg = _cfg(msclr_cross=cross)
     bank, _, layout = msclr.training_sequences([a, b], cfg)
     seq, start = bank.window_starts(cfg.f, "fixed")
     x = torch.from_numpy(bank.windows(seq, start, cfg.f))
@@ -164,6 +168,42 @@ def test_batch_loss_matches_its_definition(stores):
     expected = _loss_by_hand(model, x[idx], torch.as_tensor(idx), plan, cfg)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     assert set(parts) == {"mpc", "mic", "mic_cross"}
+
+
+def test_anchor_convention_is_not_pulled_towards_the_others(stores):
+    """--cross anchor: the first convention's input gets gradient only from its own pair of
+    views (MIC alone, lambda 1); the second convention still learns from the cross pairs."""
+    a, b = stores
+    grads = {}
+    for cross in ("mutual", "anchor"):
+        cfg = _cfg(msclr_cross=cross, lam=1.0)
+        bank, _, layout = msclr.training_sequences([a, b], cfg)
+        seq, start = bank.window_starts(cfg.f, "fixed")
+        x = torch.from_numpy(bank.windows(seq, start, cfg.f))
+        torch.manual_seed(0)
+        model = msclr.build_model(cfg, x.shape[2], layout)
+        plan = msclr.prepare_epoch(model, x, cfg, np.random.default_rng(0), 0)
+        idx = plan.keep[:16]
+        xb = x[idx].clone().requires_grad_(True)
+        loss, _ = msclr.batch_loss(model, xb, idx, plan, cfg)
+        (g,) = torch.autograd.grad(loss, xb)
+        # the first convention's own pair alone, over the 6 pairs of 2 conventions x 2 views
+        xa = xb.detach().clone().requires_grad_(True)
+        u = model.encoder.frames(msclr.unify(model.conventions(xa)[0], model.layouts[0]))
+        v0, v1 = (model.encoder.pool(u, plan.masks[i, torch.as_tensor(idx)]) for i in range(2))
+        (g_own,) = torch.autograd.grad(msclr._simsiam(model, v0, v1) / 6, xa)
+        grads[cross] = (g, g_own)
+    j0 = model.sizes[0]
+    g, g_own = grads["anchor"]
+    torch.testing.assert_close(g[:, :, :j0], g_own[:, :, :j0], rtol=1e-4, atol=1e-7)
+    assert g[:, :, j0:].abs().sum() > 0
+    g, g_own = grads["mutual"]
+    assert not torch.allclose(g[:, :, :j0], g_own[:, :, :j0], rtol=1e-4, atol=1e-7)
+
+
+def test_unknown_cross_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="mutual or anchor"):
+        _cfg(msclr_cross="both")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,10 @@ interface of vid2reid.train (build_model, prepare_epoch, batch_loss, embed; docs
   convention's masked views (summed over views, averaged over conventions): the same window
   in another convention is pulled to the same prototype; MIC is SimMC's SimSiam term over every
   pair of the window's C x q masked views, so cross-convention positives (the same window in two
-  conventions) join SimMC's intra-sequence pair;
+  conventions) join SimMC's intra-sequence pair. With ``--cross anchor`` a pair that includes the
+  first store's convention (the anchor) pulls one way only: the other convention predicts the
+  anchor's feature (stop-gradient), and the anchor is not pulled towards a convention that may
+  hold fewer joints;
 - **test time**: a window of any built-in layout -> the L2-normalised mean feature; the
   ensemble of conventions is vid2reid.evaluate's ``--data A --data B``.
 """
@@ -213,7 +216,13 @@ def batch_loss(model: MSCLRModel, x_batch: torch.Tensor, idx_batch: np.ndarray, 
         return mpc, parts
     intra, cross = [], []
     for (ca, _, va), (cb, _, vb) in combinations(views, 2):
-        (intra if ca == cb else cross).append(_simsiam(model, va, vb))
+        if ca == cb:
+            intra.append(_simsiam(model, va, vb))
+        elif cfg.msclr_cross == "anchor" and 0 in (ca, cb):
+            other, anchor = (vb, va) if ca == 0 else (va, vb)
+            cross.append(-F.cosine_similarity(model.predictor(other), anchor.detach(), dim=1).mean())
+        else:
+            cross.append(_simsiam(model, va, vb))
     mic = torch.stack(intra + cross).mean()
     parts["mic"] = float(mic.detach())
     if cross:

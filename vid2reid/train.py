@@ -56,7 +56,8 @@ _RESUMABLE_CHANGES = {"epochs", "device", "stop_ari", "stop_patience"}
 # What runs written before a setting existed did instead (their config.json lacks it).
 _LEGACY_DEFAULTS = {"k1_reading": "zhong", "windows": "fixed", "pseudo_labels": "clusters",
                     "walk_warmup": 2, "unit_features": False, "init": "", "encoder": "mlp",
-                    "smsge_dim": 8, "smsge_heads": 8, "smsge_lambda": 1.0}
+                    "smsge_dim": 8, "smsge_heads": 8, "smsge_lambda": 1.0,
+                    "msclr_cross": "mutual"}
 # Without --preset: label-free settings meant for any data set (see docs/methods.md,
 # "Walk groups"); x follows f as in the paper's presets (10 of 40 frames, 2 of 6).
 DEFAULT_SETTINGS = {"f": 40, "tau": 0.07, "eps": 0.6, "min_samples": 2, "lam": 0.5,
@@ -112,6 +113,8 @@ class TrainConfig:
     smsge_dim: int = 8  # node feature size
     smsge_heads: int = 8  # graph attention heads (averaged)
     smsge_lambda: float = 1.0  # weight of the collaborative (cross-scale) relations
+    # MS-CLR (vid2reid/msclr.py): how a window's conventions are pulled together (--cross)
+    msclr_cross: str = "mutual"
 
 
 def make_config(preset: str | None = None, method: str = "simmc", ablation: str = "mpc+mic",
@@ -234,6 +237,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.encoder in ("mlp", "graph"), f"encoder must be mlp or graph, got {cfg.encoder!r}"),
         (cfg.method == "simmc" or cfg.encoder == "mlp",
          f"encoder {cfg.encoder!r} is for --method simmc only"),
+        (cfg.msclr_cross in ("mutual", "anchor"),
+         f"cross (MS-CLR) must be mutual or anchor, got {cfg.msclr_cross!r}"),
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          f"device must be cpu, cuda or auto, got {cfg.device!r}"),
         (cfg.stop_ari is None or 0 < cfg.stop_ari <= 1, f"stop-ari must be in (0, 1], "

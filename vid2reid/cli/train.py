@@ -75,6 +75,7 @@ def train_cli(
     graph_dim: Optional[int] = typer.Option(None, "--graph-dim", help="SM-SGE: feature size of every graph node. Default: 8."),
     graph_heads: Optional[int] = typer.Option(None, "--graph-heads", help="SM-SGE: graph attention heads per scale (averaged). Default: 8."),
     graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1."),
+    cross: Optional[str] = typer.Option(None, "--cross", help="MS-CLR: how a window's conventions are pulled together: mutual (every pair of conventions towards each other, SimSiam both ways; default) or anchor (the other conventions learn to predict the first --data store's features, which are not pulled towards them)."),
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
@@ -113,7 +114,8 @@ def train_cli(
                           himpc_logits=head_logits.strip().lower() if head_logits else None,
                           himpc_part_map=str(part_map.resolve()) if part_map else None,
                           init=str(init) if init else None, smsge_dim=graph_dim,
-                          smsge_heads=graph_heads, smsge_lambda=graph_lambda)
+                          smsge_heads=graph_heads, smsge_lambda=graph_lambda,
+                          msclr_cross=cross.strip().lower() if cross else None)
         run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         _warn_if_nothing_to_test(data[0], cfg.protocol)
         existed = run_dir.exists()
