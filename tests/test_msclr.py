@@ -18,6 +18,7 @@ from vid2reid.data import normalise
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.evaluate import evaluate
 from vid2reid.layouts import LAYOUTS
+from vid2reid.store import load_joints, read_manifest, save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
 from vid2reid.train import make_config, train
 from vid2reid.unified import NUM_UNIFIED, UNIFIED_JOINTS, canonical_names, to_unified
@@ -249,3 +250,57 @@ def test_a_single_layout_run_refuses_another_layout(stores, tmp_path):
     train(make_config("kgbd", epochs=1, eps=0.8), a, out, progress=False)
     with pytest.raises(StoreError, match="cannot read 'coco-17'"):
         evaluate(a, run_dir=out, probe="nm", gallery="nm", gallery_data=b)
+
+
+def _restarted(src: Path, dst: Path, drop: dict[str, int]) -> Path:
+    """A copy of store ``src`` whose walks say where they start in the video (start_frame); the
+    walks in ``drop`` lose that many first frames, as when a pose estimator misses the walker."""
+    recs = []
+    for rec in read_manifest(src):
+        k = drop.get(rec.path, 0)
+        recs.append(save_sequence(dst, rec.path, load_joints(src, rec)[k:], rec.layout,
+                                  subject=rec.subject, condition=rec.condition,
+                                  sequence=rec.sequence, view=rec.view, split=rec.split,
+                                  start_frame=k))
+    write_manifest(dst, recs)
+    return dst
+
+
+TRAIN_WALK, TEST_WALK = "006/006-nm-07-090.npz", "006/006-nm-01-090.npz"
+
+
+def test_training_lines_up_copies_that_start_at_different_frames(stores, tmp_path):
+    """A walk the second estimator kept from frame 1 on is cut to frames 1.. in both conventions,
+    exactly as if both stores had started there."""
+    a, b = stores
+    a0 = _restarted(a, tmp_path / "a0", {})
+    b1 = _restarted(b, tmp_path / "b1", {TRAIN_WALK: 1})
+    a1 = _restarted(a, tmp_path / "a1", {TRAIN_WALK: 1})
+    bank, recs, _ = msclr.training_sequences([a0, b1], _cfg())
+    by_hand, recs_by_hand, _ = msclr.training_sequences([a1, b1], _cfg())
+    np.testing.assert_array_equal(bank.frames, by_hand.frames)
+    np.testing.assert_array_equal(bank.length, by_hand.length)
+    i = [r.path for r in recs].index(TRAIN_WALK)
+    full = {r.path: r.frames for r in read_manifest(a)}[TRAIN_WALK]
+    assert recs[i].frames == recs_by_hand[i].frames == bank.length[i] == full - 1
+    untouched, _, _ = msclr.training_sequences([a, b], _cfg())
+    assert bank.length.sum() == untouched.length.sum() - 1
+    # without start_frame the copies cannot be lined up: one line naming the file
+    plain = tmp_path / "plain"
+    shutil.copytree(b1, plain)
+    rows = list(csv.DictReader(open(plain / "manifest.csv")))
+    with open(plain / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k != "start_frame"])
+        w.writeheader()
+        w.writerows([{k: v for k, v in r.items() if k != "start_frame"} for r in rows])
+    with pytest.raises(StoreError, match=f"plain/{TRAIN_WALK}: .*without a start_frame column"):
+        msclr.training_sequences([a, plain], _cfg())
+
+
+def test_ensemble_lines_up_copies_that_start_at_different_frames(stores, run, tmp_path):
+    a, b = stores
+    a0 = _restarted(a, tmp_path / "a0", {})
+    b1 = _restarted(b, tmp_path / "b1", {TEST_WALK: 1})
+    a1 = _restarted(a, tmp_path / "a1", {TEST_WALK: 1})
+    ens = evaluate([a0, b1], run_dir=run, probe="nm", gallery="nm")
+    assert _metrics(ens) == _metrics(evaluate([a1, b1], run_dir=run, probe="nm", gallery="nm"))

@@ -7,8 +7,8 @@ import pytest
 
 from vid2reid.data import make_windows, normalise
 from vid2reid.errors import StoreError
-from vid2reid.store import (Record, canonical_condition, index_store, load_store, read_manifest,
-                            save_sequence, write_manifest)
+from vid2reid.store import (Record, canonical_condition, common_frames, index_store, load_store,
+                            read_manifest, save_sequence, start_frame, write_manifest)
 
 
 def _seq(t=50, j=17, seed=0):
@@ -176,3 +176,30 @@ def test_non_finite_message_names_file_and_first_frame(tmp_path: Path, frames, m
     write_manifest(tmp_path, [Record("1", "nm", "01", "0", "x.npz", 50)])
     with pytest.raises(StoreError, match=message):
         load_store(tmp_path)
+
+
+def _copy(path: str, frames: int, start: int | None) -> Record:
+    extra = () if start is None else (("start_frame", str(start)),)
+    return Record("001", "nm", "01", "090", path, frames, "h36m-17", extra=extra)
+
+
+def test_common_frames_lines_copies_up_by_their_start_frame():
+    stores = [Path("mp"), Path("mm")]
+    # one estimator missed the walker in video frame 0: frames 1-63 against 0-63
+    spans = common_frames(stores, [_copy("a.npz", 63, 1), _copy("a.npz", 64, 0)])
+    assert spans == [slice(0, 63), slice(1, 64)]
+    spans = common_frames(stores, [_copy("a.npz", 50, 10), _copy("a.npz", 50, 0)])
+    assert spans == [slice(0, 40), slice(10, 50)]
+    # equal lengths line up as they are, start known or not (a converted store)
+    assert common_frames(stores, [_copy("a.npz", 30, None), _copy("a.npz", 30, 0)]) \
+        == [slice(0, 30)] * 2
+    assert start_frame(_copy("a.npz", 5, None)) is None and start_frame(_copy("a.npz", 5, 7)) == 7
+
+
+def test_common_frames_refuses_copies_it_cannot_line_up():
+    stores = [Path("mp"), Path("mm")]
+    with pytest.raises(StoreError, match=r"mm/a\.npz: 64 frames, mp/a\.npz has 63, and without a "
+                                         r"start_frame column"):
+        common_frames(stores, [_copy("a.npz", 63, None), _copy("a.npz", 64, 0)])
+    with pytest.raises(StoreError, match=r"mp/a\.npz: .*share no video frame \(frames 0-9, 20-29\)"):
+        common_frames(stores, [_copy("a.npz", 10, 0), _copy("a.npz", 10, 20)])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from vid2reid.errors import ConfigError, ProtocolError, StoreError
 from vid2reid.metrics import RankMetrics, rank_metrics
 from vid2reid.protocols import (eval_records, get_protocol, select_probe_gallery,
                                 uses_split_column)
-from vid2reid.store import Record, load_joints, read_manifest
+from vid2reid.store import Record, common_frames, load_joints, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +81,32 @@ def _combine(parts: list[np.ndarray], how: str) -> np.ndarray:
     return np.mean(unit, axis=0) if how == "mean" else np.concatenate(unit, axis=1)
 
 
-def _matched(store: Path, recs: list[Record], lengths: list[int]
-             ) -> tuple[list[Record], list[np.ndarray]]:
-    """The same recordings (by path) in another store, with as many frames."""
-    by_path = {r.path: r for r in read_manifest(store)}
-    out_r, out_j = [], []
-    for rec, length in zip(recs, lengths):
-        other = by_path.get(rec.path)
-        if other is None:
-            raise StoreError(f"{store / rec.path}: not in this store's manifest; an ensemble needs "
-                             f"the same recordings in every --data store")
-        joints = load_joints(store, other)
-        if len(joints) != length:
-            raise StoreError(f"{store / rec.path}: {len(joints)} frames; the first --data store "
-                             f"has {length}: the stores' frames must line up")
-        out_r.append(other)
-        out_j.append(joints)
-    return out_r, out_j
+def _aligned(stores: list[Path], recs: list[Record], joints: list[np.ndarray], f: int
+             ) -> tuple[list[list[Record]], list[list[np.ndarray]], int]:
+    """The same recordings (by path) in every store, cut to the frames all stores hold
+    (``store.common_frames``); recordings left with fewer than f frames are dropped (counted)."""
+    others = [{r.path: r for r in read_manifest(s)} for s in stores[1:]]
+    out_r: list[list[Record]] = [[] for _ in stores]
+    out_j: list[list[np.ndarray]] = [[] for _ in stores]
+    short = 0
+    for rec, first in zip(recs, joints):
+        copies, arrays = [rec], [first]
+        for store, by_path in zip(stores[1:], others):
+            other = by_path.get(rec.path)
+            if other is None:
+                raise StoreError(f"{store / rec.path}: not in this store's manifest; an ensemble "
+                                 f"needs the same recordings in every --data store")
+            copies.append(other)
+            arrays.append(load_joints(store, other))
+        copies = [replace(c, frames=len(a)) for c, a in zip(copies, arrays)]
+        spans = common_frames(stores, copies)
+        if spans[0].stop - spans[0].start < f:
+            short += 1
+            continue
+        for k, (c, a, span) in enumerate(zip(copies, arrays, spans)):
+            out_r[k].append(c)
+            out_j[k].append(a[span])
+    return out_r, out_j, short
 
 
 def _video_means(feats: np.ndarray, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -258,18 +268,21 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
                 raise StoreError(f"{side_dir / rec.path}: has {j.shape[1]} joints but "
                                  f"{side_dir / first[0].path} has {first[1]}; one store must use "
                                  f"one joint layout")
-        win = make_windows(recs, joints, f, stride=f)
-        feats = _embed(embed, win.x, _layout(recs))
         if len(side_stores) > 1:
-            parts = [feats]
-            for other in side_stores[1:]:
-                o_recs, o_joints = _matched(other, recs, [len(j) for j in joints])
-                o_win = make_windows(o_recs, o_joints, f, stride=f)
-                if not np.array_equal(o_win.seq, win.seq):
-                    raise StoreError(f"{other}: its windows do not line up with those of "
-                                     f"{side_dir} (different frame counts)")
-                parts.append(_embed(embed, o_win.x, _layout(o_recs)))
-            feats = _combine(parts, ensemble)
+            all_recs, all_joints, short = _aligned(side_stores, recs, joints, f)
+            skipped += short
+            if not all_recs[0]:
+                raise ProtocolError(f"no {side} items: no {side} sequence has f={f} frames that "
+                                    f"every --data store holds")
+            recs = all_recs[0]
+            # equal lengths in every store, so every store's windows come from the same frames
+            wins = [make_windows(r, j, f, stride=f) for r, j in zip(all_recs, all_joints)]
+            feats = _combine([_embed(embed, w.x, _layout(r)) for w, r in zip(wins, all_recs)],
+                             ensemble)
+            win = wins[0]
+        else:
+            win = make_windows(recs, joints, f, stride=f)
+            feats = _embed(embed, win.x, _layout(recs))
         seq_recs = [recs[i] for i in win.seq]
         keys = ["|".join(r.video_key) for r in seq_recs]
         window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),

@@ -28,6 +28,7 @@ interface of vid2reid.train (build_model, prepare_epoch, batch_loss, embed; docs
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
@@ -48,6 +49,8 @@ from vid2reid.unified import NUM_UNIFIED, canonical_names, check_layout, unified
 if TYPE_CHECKING:
     from vid2reid.store import Record
     from vid2reid.train import TrainConfig
+
+log = logging.getLogger(__name__)
 
 MULTI_STORE = True  # vid2reid.train: takes several --data stores of the same recordings
 MULTI_LAYOUT = True  # vid2reid.train.load_embedder: embeds windows of any built-in layout
@@ -115,15 +118,17 @@ def training_sequences(stores: list[Path | str], cfg: TrainConfig
     files' sequences in every other store, side by side on the joint axis.
 
     Sequences are matched by their path in the store (the recording), never by subject; each
-    other store must hold every training sequence of the first, with as many frames.
+    other store must hold every training sequence of the first. Copies are cut to the frames
+    every store holds (vid2reid.store.common_frames: two estimators may keep different frames of
+    one video); a sequence left shorter than f is skipped.
     """
     from vid2reid.protocols import train_records
-    from vid2reid.store import load_store
+    from vid2reid.store import common_frames, load_store
     from vid2reid.train import training_sequences as one_store
 
     bank, records, layout = one_store(stores[0], cfg)
     layouts = [check_layout(layout)]
-    frames = [bank.frames]
+    copies = [[(rec, bank.frames[b : b + n]) for rec, b, n in zip(records, bank.begin, bank.length)]]
     for data in stores[1:]:
         store = load_store(data, min_frames=1)
         idx = train_records(store.records, cfg.protocol)
@@ -133,22 +138,35 @@ def training_sequences(stores: list[Path | str], cfg: TrainConfig
         if other in layouts:
             raise ConfigError(f"{data}: layout {other} is already given by another --data; "
                               f"MS-CLR needs one store per convention")
-        pairs = []
-        for rec in records:
-            if rec.path not in by_path:
-                raise StoreError(f"{Path(data) / rec.path}: training sequence of {stores[0]} "
-                                 f"missing here (stores must hold the same recordings)")
-            r, j = by_path[rec.path]
-            if len(j) != rec.frames:
-                raise StoreError(f"{Path(data) / rec.path}: {len(j)} frames, but "
-                                 f"{Path(stores[0]) / rec.path} has {rec.frames}; the stores' "
-                                 f"frames must line up")
-            pairs.append((replace(r, layout=other), j))
-        frames.append(SequenceBank.from_sequences([p[0] for p in pairs],
-                                                  [p[1] for p in pairs]).frames)
+        missing = [rec.path for rec in records if rec.path not in by_path]
+        if missing:
+            raise StoreError(f"{Path(data) / missing[0]}: training sequence of {stores[0]} "
+                             f"missing here (stores must hold the same recordings)")
+        copies.append([(replace(by_path[rec.path][0], layout=other), by_path[rec.path][1])
+                       for rec in records])
         layouts.append(other)
-    joined = SequenceBank(np.concatenate(frames, axis=1), bank.begin, bank.length)
-    return joined, records, SEP.join(layouts)
+    kept: list[list[tuple[Record, np.ndarray]]] = [[] for _ in stores]
+    trimmed = short = 0
+    for i in range(len(records)):
+        recs = [replace(c[i][0], frames=len(c[i][1])) for c in copies]
+        spans = common_frames([Path(s) for s in stores], recs)
+        trimmed += spans[0] != slice(0, len(copies[0][i][1]))
+        if spans[0].stop - spans[0].start < cfg.f:
+            short += 1
+            continue
+        for k, (c, span) in enumerate(zip(copies, spans)):
+            kept[k].append((replace(c[i][0], frames=span.stop - span.start), c[i][1][span]))
+    if trimmed:
+        log.info("%d training sequence(s) cut to the frames every --data store holds (start_frame)"
+                 "%s", trimmed, f", {short} of them now shorter than f={cfg.f} and skipped"
+                 if short else "")
+    if not kept[0]:
+        raise StoreError(f"{stores[0]}: no training sequence has f={cfg.f} frames that every "
+                         f"--data store holds")
+    banks = [SequenceBank.from_sequences([r for r, _ in k], [j for _, j in k]) for k in kept]
+    joined = SequenceBank(np.concatenate([b.frames for b in banks], axis=1), banks[0].begin,
+                          banks[0].length)
+    return joined, [r for r, _ in kept[0]], SEP.join(layouts)
 
 
 @dataclass

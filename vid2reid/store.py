@@ -225,6 +225,43 @@ def _parse_row(row: dict[str, str], path: Path, line: int) -> Record:
                   layout=(row.get("layout") or "").strip(), split=split, extra=extra)
 
 
+def start_frame(record: Record) -> int | None:
+    """The video frame a sequence starts at (manifest column ``start_frame``), None if unknown."""
+    value = dict(record.extra).get("start_frame", "")
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def common_frames(stores: list[Path], records: list[Record]) -> list[slice]:
+    """Per store, the part of its copy of one recording that every store holds.
+
+    Two pose estimators may keep different frames of one video (one misses the
+    walker in the first frame); their sequences are lined up by ``start_frame``.
+    Copies of equal length line up as they are when a start is unknown (a store
+    made by ``vid2reid convert`` or an importer). StoreError, naming the file, when
+    the copies cannot be lined up or share no frame.
+    """
+    lengths = [r.frames for r in records]
+    starts = [start_frame(r) for r in records]
+    if None in starts or len(set(starts)) == 1:
+        if len(set(lengths)) == 1:
+            return [slice(0, lengths[0])] * len(records)
+        if None in starts:
+            bad = next(i for i, n in enumerate(lengths) if n != lengths[0])
+            raise StoreError(f"{Path(stores[bad]) / records[bad].path}: {lengths[bad]} frames, "
+                             f"{Path(stores[0]) / records[0].path} has {lengths[0]}, and without a "
+                             f"start_frame column the stores' frames cannot be lined up")
+    lo = max(starts)
+    hi = min(s + n for s, n in zip(starts, lengths))
+    if hi <= lo:
+        spans = ", ".join(f"{s}-{s + n - 1}" for s, n in zip(starts, lengths))
+        raise StoreError(f"{Path(stores[0]) / records[0].path}: the stores' copies of this "
+                         f"recording share no video frame (frames {spans})")
+    return [slice(lo - s, hi - s) for s in starts]
+
+
 def load_joints(store_dir: Path | str, record: Record) -> np.ndarray:
     """Load one sequence's joints (T, J, 3) float32, validating shape and values."""
     path = Path(store_dir) / record.path
