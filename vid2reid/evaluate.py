@@ -82,13 +82,14 @@ def _combine(parts: list[np.ndarray], how: str) -> np.ndarray:
 
 
 def _aligned(stores: list[Path], recs: list[Record], joints: list[np.ndarray], f: int
-             ) -> tuple[list[list[Record]], list[list[np.ndarray]], int]:
+             ) -> tuple[list[list[Record]], list[list[np.ndarray]], int, int]:
     """The same recordings (by path) in every store, cut to the frames all stores hold
-    (``store.common_frames``); recordings left with fewer than f frames are dropped (counted)."""
+    (``store.common_frames``); also how many were cut, and how many were left with fewer than
+    f frames and dropped."""
     others = [{r.path: r for r in read_manifest(s)} for s in stores[1:]]
     out_r: list[list[Record]] = [[] for _ in stores]
     out_j: list[list[np.ndarray]] = [[] for _ in stores]
-    short = 0
+    cut = short = 0
     for rec, first in zip(recs, joints):
         copies, arrays = [rec], [first]
         for store, by_path in zip(stores[1:], others):
@@ -100,13 +101,14 @@ def _aligned(stores: list[Path], recs: list[Record], joints: list[np.ndarray], f
             arrays.append(load_joints(store, other))
         copies = [replace(c, frames=len(a)) for c, a in zip(copies, arrays)]
         spans = common_frames(stores, copies)
+        cut += any(sp != slice(0, len(a)) for sp, a in zip(spans, arrays))
         if spans[0].stop - spans[0].start < f:
             short += 1
             continue
         for k, (c, a, span) in enumerate(zip(copies, arrays, spans)):
             out_r[k].append(c)
             out_j[k].append(a[span])
-    return out_r, out_j, short
+    return out_r, out_j, cut, short
 
 
 def _video_means(feats: np.ndarray, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -269,8 +271,11 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
                                  f"{side_dir / first[0].path} has {first[1]}; one store must use "
                                  f"one joint layout")
         if len(side_stores) > 1:
-            all_recs, all_joints, short = _aligned(side_stores, recs, joints, f)
+            all_recs, all_joints, cut, short = _aligned(side_stores, recs, joints, f)
             skipped += short
+            if cut:
+                notes.append(f"{cut} {side} sequence(s) cut to the video frames every --data store "
+                             f"holds (start_frame)")
             if not all_recs[0]:
                 raise ProtocolError(f"no {side} items: no {side} sequence has f={f} frames that "
                                     f"every --data store holds")

@@ -75,7 +75,7 @@ def train_cli(
     graph_dim: Optional[int] = typer.Option(None, "--graph-dim", help="SM-SGE: feature size of every graph node. Default: 8."),
     graph_heads: Optional[int] = typer.Option(None, "--graph-heads", help="SM-SGE: graph attention heads per scale (averaged). Default: 8."),
     graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1."),
-    cross: Optional[str] = typer.Option(None, "--cross", help="MS-CLR: how a window's conventions are pulled together: mutual (every pair of conventions towards each other, SimSiam both ways; default) or anchor (the other conventions learn to predict the first --data store's features, which are not pulled towards them)."),
+    cross: Optional[str] = typer.Option(None, "--cross", help="MS-CLR: how a window's conventions are pulled together: mutual (every pair towards each other, SimSiam both ways; default) or anchor (the other conventions learn to predict the first --data store's features, which are not pulled towards them)."),
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
