@@ -30,6 +30,7 @@ import torch
 
 from vid2reid.cluster import K1_READINGS, PSEUDO_LABELS
 from vid2reid.data import TRAIN_WINDOWS, SequenceBank
+from vid2reid import interrupts
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.presets import get_preset
 from vid2reid.protocols import PROTOCOLS, train_records
@@ -537,6 +538,7 @@ def run_epoch(method: ModuleType, model: torch.nn.Module, opt: torch.optim.Optim
     loss_sum, parts_sum = 0.0, {}
     model.train()
     for b in range(n_batches):
+        interrupts.check()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops here
         idx = order[b * bs : (b + 1) * bs]
         loss, parts = method.batch_loss(model, x[torch.as_tensor(idx, device=x.device)], idx,
                                         plan, cfg)

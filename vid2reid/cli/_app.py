@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import typer
 
+from vid2reid import interrupts
 from vid2reid.errors import Vid2ReidError
 
 app = typer.Typer(
@@ -32,7 +33,8 @@ def user_errors() -> Iterator[None]:
     every file is written atomically.
     """
     try:
-        yield
+        with interrupts.remembered():
+            yield
     except Vid2ReidError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

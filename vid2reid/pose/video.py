@@ -16,6 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from vid2reid import interrupts
 from vid2reid.errors import PoseError
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class FrameReader:
                 item = self._queue.get()
                 if item is self._END:
                     break
+                interrupts.check()
                 self.decoded += 1
                 yield item
         finally:
