@@ -275,6 +275,26 @@ def test_walk_groups_join_mutual_nearest_walks_only():
     assert np.array_equal(walk_groups(feats[:1]), [0])
 
 
+def test_walk_chains_follow_every_nearest_walk_link():
+    """mutual=False (walk-chains): each walk joins its nearest walk's group, either way, so one
+    person's many walks chain into one group where mutual pairs would split them."""
+    rng = np.random.default_rng(2)
+    # two people with five walks each, spread along a line: walk i's nearest is i-1 or i+1
+    base = rng.normal(size=(2, 32))
+    step = rng.normal(size=(2, 32))
+    feats = _unit(np.vstack([base[p] + 0.15 * t * step[p] for p in range(2) for t in range(5)]))
+    sim = feats @ feats.T
+    sim.fill_diagonal_(-float("inf"))
+    nn = sim.argmax(dim=1).numpy()
+    assert all((nn[i] < 5) == (i < 5) for i in range(10))  # nearest walks stay within a person
+    chains = walk_groups(feats, mutual=False)
+    assert len(set(chains[:5].tolist())) == 1 and len(set(chains[5:].tolist())) == 1
+    assert chains[0] != chains[5]
+    assert np.array_equal(chains[np.arange(10)], chains[nn])  # every walk with its nearest
+    pairs = walk_groups(feats)
+    assert max(np.bincount(pairs)) <= 2 < 5  # mutual: pairs at most
+
+
 def test_walk_groups_in_row_blocks_match_the_whole_matrix():
     rng = np.random.default_rng(3)
     feats = _unit(rng.normal(size=(5000, 8)))  # more walks than one 4096-row block
@@ -306,6 +326,14 @@ def test_pseudo_labels_never_split_a_walk():
         for w in np.unique(walk):
             assert len(set(lab[walk == w].tolist())) == 1  # one label per walk
         assert len(set(lab.tolist())) < 20  # mutual nearest walks were joined
+    Cfg.pseudo_labels = "walk-chains"
+    chained = pseudo_labels(feats, walk, Cfg, epoch=1)
+    for lab, pairs in zip(chained, grouped):
+        for w in np.unique(walk):
+            assert len(set(lab[walk == w].tolist())) == 1
+        for g in np.unique(pairs):  # every mutual pair lies inside one chain
+            assert len(set(lab[pairs == g].tolist())) == 1
+        assert len(set(lab.tolist())) < len(set(pairs.tolist()))  # random walks: chains are longer
     Cfg.pseudo_labels = "walks"
     assert adjusted_rand_score(walk, pseudo_labels(feats, walk, Cfg, epoch=5)[0]) == 1.0
     with pytest.raises(ConfigError, match="walk of every training window"):

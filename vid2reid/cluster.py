@@ -54,7 +54,7 @@ K1_READINGS = ("reference", "zhong")
 # Where the pseudo-labels come from (see ``pseudo_labels``): "clusters" = SimMC's DBSCAN over
 # windows; "walks" = every training walk its own class; "walk-groups" = walks grouped with the
 # walks they are mutual nearest neighbours of.
-PSEUDO_LABELS = ("clusters", "walks", "walk-groups")
+PSEUDO_LABELS = ("clusters", "walks", "walk-groups", "walk-chains")
 
 
 def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -397,7 +397,8 @@ def walk_means(feats: torch.Tensor, walk: np.ndarray) -> torch.Tensor:
     return torch.nn.functional.normalize(prototypes(feats, walk), dim=1)
 
 
-def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1) -> np.ndarray:
+def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1, mutual: bool = True
+                ) -> np.ndarray:
     """(W,) group of each walk: connected components of the mutual k-nearest-neighbour graph.
 
     Two walks join when each is among the other's k most similar walks (cosine);
@@ -407,6 +408,10 @@ def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1) -> np.ndarray
     the likeliest same-person pairs, and requiring it both ways keeps a walk
     whose person has no other walk from being absorbed by its nearest neighbour
     (unless that walk picks it back).
+
+    ``mutual=False``: one link per walk to its nearest walk, either way (the first
+    partition of FINCH, Sarfraz et al. 2019): chains of any length, for collections
+    with many walks per person.
     """
     from scipy.sparse.csgraph import connected_components
 
@@ -422,7 +427,7 @@ def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1) -> np.ndarray
         nn[a : a + 4096] = torch.topk(sim, nn.shape[1], dim=1).indices.cpu().numpy()
     rows = np.repeat(np.arange(n), nn.shape[1])
     a = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, nn.ravel())), shape=(n, n))
-    _, groups = connected_components(a.multiply(a.T), directed=False)
+    _, groups = connected_components(a.multiply(a.T) if mutual else a, directed=False)
     return groups.astype(np.int64)
 
 
@@ -432,9 +437,9 @@ def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None,
 
     ``walk`` (N,) says which training walk each window comes from (not who is
     in it: the walk number is part of every recording's file name, no identity
-    label). "walk-groups" treats each walk as its own class for the first
+    label). "walk-groups" and "walk-chains" treat each walk as its own class for the first
     ``cfg.walk_warmup`` epochs, while the features are still too raw to match
-    walks, then groups walks by ``walk_groups`` on each feature set's walk means.
+    walks, then group walks by ``walk_groups`` (mutual or not) on each feature set's walk means.
     """
     source = getattr(cfg, "pseudo_labels", "clusters")
     if source == "clusters":
@@ -448,7 +453,8 @@ def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None,
     w = w.astype(np.int64)
     if source == "walks" or epoch < getattr(cfg, "walk_warmup", 0):
         return [w for _ in feature_sets]
-    return [walk_groups(walk_means(fs, w))[w] for fs in feature_sets]
+    mutual = source == "walk-groups"
+    return [walk_groups(walk_means(fs, w), mutual=mutual)[w] for fs in feature_sets]
 
 
 def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
