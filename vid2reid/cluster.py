@@ -1,9 +1,10 @@
 """Per-epoch pseudo-labels: SimMC's k-reciprocal Jaccard distance + DBSCAN, or walk groups.
 
 ``pseudo_labels`` picks the source (``cfg.pseudo_labels``): "clusters" is the
-DBSCAN clustering below; "walks" and "walk-groups" label windows by the training
-walk they come from (``walk_groups``: mutual nearest walks joined), with no
-distance threshold to tune.
+DBSCAN clustering below; "walks", "walk-groups" and "walk-chains" label windows by
+the training walk they come from (``walk_groups``: mutual nearest walks joined, or
+for "walk-chains" every walk joined to its nearest), with no distance threshold
+to tune.
 
 The distance is the re-ranking distance of Zhong et al., "Re-ranking Person
 Re-identification with k-reciprocal Encoding" (CVPR 2017), as used by SimMC
