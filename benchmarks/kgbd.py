@@ -11,7 +11,7 @@ as the paper does (each 6-frame window is one probe / gallery item):
     .venv/bin/python benchmarks/kgbd.py --data ~/KinectGait/Data --seeds 0 1 2 --epochs 10
 
 The label-free variants (``default`` = ``vid2reid train --f 6`` with no preset,
-and its ablations ``walks``, ``default mpc``) run with every
+and its ablations ``walks``, ``chains``, ``default mpc``) run with every
 library default but f, for ``--default-epochs`` (default: the library's 30);
 each is also scored on raw-length features (``no_unit`` in the JSON: the
 ``--no-unit-features`` ablation, which changes scoring only).
@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "himpc": ("himpc", {}),
     "default": ("simmc", {"preset": None}),
     "walks": ("simmc", {"preset": None, "pseudo_labels": "walks"}),
+    "chains": ("simmc", {"preset": None, "pseudo_labels": "walk-chains"}),
     "default mpc": ("simmc", {"preset": None, "ablation": "mpc"}),
     "sm-sge": ("sm-sge", {}),
     # SimMC fine-tuning the seed's sm-sge run (run that variant first)
