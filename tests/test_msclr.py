@@ -154,17 +154,21 @@ def _loss_by_hand(model, x, idx, plan, cfg):
     return cfg.lam * mic + (1 - cfg.lam) * mpc
 
 
-@pytest.mark.parametrize("cross", ["mutual", "anchor"])
-def test_batch_loss_matches_its_definition(stores, cross):
-    a, b = stores
-    cfg = _cfg(msclr_cross=cross)
-    bank, _, layout = msclr.training_sequences([a, b], cfg)
+def _one_batch(stores, cfg):
+    """A fresh model, its first epoch's plan and 16 kept windows of the two stores."""
+    bank, _, layout = msclr.training_sequences(list(stores), cfg)
     seq, start = bank.window_starts(cfg.f, "fixed")
     x = torch.from_numpy(bank.windows(seq, start, cfg.f))
     torch.manual_seed(0)
     model = msclr.build_model(cfg, x.shape[2], layout)
     plan = msclr.prepare_epoch(model, x, cfg, np.random.default_rng(0), 0)
-    idx = plan.keep[:16]
+    return model, x, plan, plan.keep[:16]
+
+
+@pytest.mark.parametrize("cross", ["mutual", "anchor"])
+def test_batch_loss_matches_its_definition(stores, cross):
+    cfg = _cfg(msclr_cross=cross)
+    model, x, plan, idx = _one_batch(stores, cfg)
     loss, parts = msclr.batch_loss(model, x[idx], idx, plan, cfg)
     expected = _loss_by_hand(model, x[idx], torch.as_tensor(idx), plan, cfg)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
@@ -174,17 +178,10 @@ def test_batch_loss_matches_its_definition(stores, cross):
 def test_anchor_convention_is_not_pulled_towards_the_others(stores):
     """--cross anchor: the first convention's input gets gradient only from its own pair of
     views (MIC alone, lambda 1); the second convention still learns from the cross pairs."""
-    a, b = stores
     grads = {}
     for cross in ("mutual", "anchor"):
         cfg = _cfg(msclr_cross=cross, lam=1.0)
-        bank, _, layout = msclr.training_sequences([a, b], cfg)
-        seq, start = bank.window_starts(cfg.f, "fixed")
-        x = torch.from_numpy(bank.windows(seq, start, cfg.f))
-        torch.manual_seed(0)
-        model = msclr.build_model(cfg, x.shape[2], layout)
-        plan = msclr.prepare_epoch(model, x, cfg, np.random.default_rng(0), 0)
-        idx = plan.keep[:16]
+        model, x, plan, idx = _one_batch(stores, cfg)
         xb = x[idx].clone().requires_grad_(True)
         loss, _ = msclr.batch_loss(model, xb, idx, plan, cfg)
         (g,) = torch.autograd.grad(loss, xb)
