@@ -54,7 +54,7 @@ from vid2reid.errors import ConfigError
 K1_READINGS = ("reference", "zhong")
 # Where the pseudo-labels come from (see ``pseudo_labels``): "clusters" = SimMC's DBSCAN over
 # windows; "walks" = every training walk its own class; "walk-groups" = walks grouped with the
-# walks they are mutual nearest neighbours of.
+# walks they are mutual nearest neighbours of; "walk-chains" = every walk with its nearest walk.
 PSEUDO_LABELS = ("clusters", "walks", "walk-groups", "walk-chains")
 
 

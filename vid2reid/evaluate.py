@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from vid2reid.errors import ConfigError, ProtocolError, StoreError
 from vid2reid.metrics import RankMetrics, rank_metrics
 from vid2reid.protocols import (eval_records, get_protocol, select_probe_gallery,
                                 uses_split_column)
-from vid2reid.store import Record, common_frames, load_joints, read_manifest
+from vid2reid.store import Record, cut_to_common, load_joints, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -82,33 +81,20 @@ def _combine(parts: list[np.ndarray], how: str) -> np.ndarray:
 
 
 def _aligned(stores: list[Path], recs: list[Record], joints: list[np.ndarray], f: int
-             ) -> tuple[list[list[Record]], list[list[np.ndarray]], int, int]:
+             ) -> tuple[list[list[tuple[Record, np.ndarray]]], int, int]:
     """The same recordings (by path) in every store, cut to the frames all stores hold
-    (``store.common_frames``); also how many were cut, and how many were left with fewer than
-    f frames and dropped."""
-    others = [{r.path: r for r in read_manifest(s)} for s in stores[1:]]
-    out_r: list[list[Record]] = [[] for _ in stores]
-    out_j: list[list[np.ndarray]] = [[] for _ in stores]
-    cut = short = 0
-    for rec, first in zip(recs, joints):
-        copies, arrays = [rec], [first]
-        for store, by_path in zip(stores[1:], others):
-            other = by_path.get(rec.path)
-            if other is None:
-                raise StoreError(f"{store / rec.path}: not in this store's manifest; an ensemble "
-                                 f"needs the same recordings in every --data store")
-            copies.append(other)
-            arrays.append(load_joints(store, other))
-        copies = [replace(c, frames=len(a)) for c, a in zip(copies, arrays)]
-        spans = common_frames(stores, copies)
-        cut += any(sp != slice(0, len(a)) for sp, a in zip(spans, arrays))
-        if spans[0].stop - spans[0].start < f:
-            short += 1
-            continue
-        for k, (c, a, span) in enumerate(zip(copies, arrays, spans)):
-            out_r[k].append(c)
-            out_j[k].append(a[span])
-    return out_r, out_j, cut, short
+    (``store.cut_to_common``): per store the kept (record, joints), how many were cut, and how
+    many were left with fewer than f frames and dropped."""
+    copies = [list(zip(recs, joints))]
+    for store in stores[1:]:
+        by_path = {r.path: r for r in read_manifest(store)}
+        missing = [rec.path for rec in recs if rec.path not in by_path]
+        if missing:
+            raise StoreError(f"{store / missing[0]}: not in this store's manifest; an ensemble "
+                             f"needs the same recordings in every --data store")
+        copies.append([(by_path[rec.path], load_joints(store, by_path[rec.path]))
+                       for rec in recs])
+    return cut_to_common(stores, copies, f)
 
 
 def _video_means(feats: np.ndarray, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +257,9 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
                                  f"{side_dir / first[0].path} has {first[1]}; one store must use "
                                  f"one joint layout")
         if len(side_stores) > 1:
-            all_recs, all_joints, cut, short = _aligned(side_stores, recs, joints, f)
+            kept, cut, short = _aligned(side_stores, recs, joints, f)
+            all_recs = [[r for r, _ in k] for k in kept]
+            all_joints = [[j for _, j in k] for k in kept]
             skipped += short
             if cut:
                 notes.append(f"{cut} {side} sequence(s) cut to the video frames every --data store "

@@ -123,7 +123,7 @@ def training_sequences(stores: list[Path | str], cfg: TrainConfig
     one video); a sequence left shorter than f is skipped.
     """
     from vid2reid.protocols import train_records
-    from vid2reid.store import common_frames, load_store
+    from vid2reid.store import cut_to_common, load_store
     from vid2reid.train import training_sequences as one_store
 
     bank, records, layout = one_store(stores[0], cfg)
@@ -145,17 +145,7 @@ def training_sequences(stores: list[Path | str], cfg: TrainConfig
         copies.append([(replace(by_path[rec.path][0], layout=other), by_path[rec.path][1])
                        for rec in records])
         layouts.append(other)
-    kept: list[list[tuple[Record, np.ndarray]]] = [[] for _ in stores]
-    trimmed = short = 0
-    for i in range(len(records)):
-        recs = [replace(c[i][0], frames=len(c[i][1])) for c in copies]
-        spans = common_frames([Path(s) for s in stores], recs)
-        trimmed += spans[0] != slice(0, len(copies[0][i][1]))
-        if spans[0].stop - spans[0].start < cfg.f:
-            short += 1
-            continue
-        for k, (c, span) in enumerate(zip(copies, spans)):
-            kept[k].append((replace(c[i][0], frames=span.stop - span.start), c[i][1][span]))
+    kept, trimmed, short = cut_to_common([Path(s) for s in stores], copies, cfg.f)
     if trimmed:
         log.info("%d training sequence(s) cut to the frames every --data store holds (start_frame)"
                  "%s", trimmed, f", {short} of them now shorter than f={cfg.f} and skipped"

@@ -262,6 +262,28 @@ def common_frames(stores: list[Path], records: list[Record]) -> list[slice]:
     return [slice(lo - s, hi - s) for s in starts]
 
 
+def cut_to_common(stores: list[Path], copies: list[list[tuple[Record, np.ndarray]]], f: int
+                  ) -> tuple[list[list[tuple[Record, np.ndarray]]], int, int]:
+    """Every store's copies of the same recordings (``copies[k][i]``: store k, recording i) cut
+    to the frames all stores hold (:func:`common_frames`), each record's ``frames`` updated.
+
+    Returns the kept copies, how many recordings were cut, and how many were dropped because
+    fewer than ``f`` common frames were left.
+    """
+    kept: list[list[tuple[Record, np.ndarray]]] = [[] for _ in copies]
+    cut = short = 0
+    for i in range(len(copies[0])):
+        recs = [replace(c[i][0], frames=len(c[i][1])) for c in copies]
+        spans = common_frames(stores, recs)
+        cut += any(sp != slice(0, r.frames) for sp, r in zip(spans, recs))
+        if spans[0].stop - spans[0].start < f:
+            short += 1
+            continue
+        for k, (c, span) in enumerate(zip(copies, spans)):
+            kept[k].append((replace(c[i][0], frames=span.stop - span.start), c[i][1][span]))
+    return kept, cut, short
+
+
 def load_joints(store_dir: Path | str, record: Record) -> np.ndarray:
     """Load one sequence's joints (T, J, 3) float32, validating shape and values."""
     path = Path(store_dir) / record.path

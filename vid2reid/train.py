@@ -28,9 +28,9 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from vid2reid import interrupts
 from vid2reid.cluster import K1_READINGS, PSEUDO_LABELS
 from vid2reid.data import TRAIN_WINDOWS, SequenceBank
-from vid2reid import interrupts
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.presets import get_preset
 from vid2reid.protocols import PROTOCOLS, train_records
@@ -90,7 +90,7 @@ class TrainConfig:
     k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
     windows: str = "auto"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
     pseudo_labels: str = "walk-groups"  # vid2reid.cluster.PSEUDO_LABELS; presets use "clusters"
-    walk_warmup: int = 2  # walk-groups: epochs with every walk its own class first
+    walk_warmup: int = 2  # walk-groups/-chains: epochs with every walk its own class first
     unit_features: bool = True  # score unit-length features (cosine), as training compares them
     lr: float = 3.5e-4
     batch_size: int = 256
