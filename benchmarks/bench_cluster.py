@@ -50,8 +50,8 @@ def _features(n: int, dim: int, seed: int = 0):
 def _walker_features(n: int, seed: int = 0):
     import torch
 
-    from vid2reid import simmc
-    from vid2reid.train import make_config
+    from vid2reid.methods import simmc
+    from vid2reid.config import make_config
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_train import synthetic_windows

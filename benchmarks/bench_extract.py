@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.simplefilter("ignore")
     import torch
 
-    from vid2reid.pose.mmpose_backend import resolve_config
+    from vid2reid.pose.weights import resolve_config
 
     torch.set_num_threads(args.threads)
 

@@ -113,7 +113,9 @@ def forced_plan(method: ModuleType, model: torch.nn.Module, x: torch.Tensor, pla
     """``plan`` with the kept windows relabelled into c clusters (every level/view)."""
     from torch.nn import functional as F
 
-    from vid2reid import cluster, simmc
+    from vid2reid import cluster
+
+    from vid2reid.methods import simmc
 
     rng = np.random.default_rng(seed)
     keep = plan.keep
@@ -144,7 +146,7 @@ def _median(v: list[float]) -> float:
 def time_methods(methods: dict[str, ModuleType], x: torch.Tensor, clusters: list[int],
                  steps: int, prepare_repeats: int, seed: int = 0) -> dict:
     """Per method: prepare_epoch time, then per forced C the median training-step time."""
-    from vid2reid.train import make_config
+    from vid2reid.config import make_config
 
     cfgs, models, opts, plans = {}, {}, {}, {}
     for name, mod in methods.items():
@@ -210,7 +212,7 @@ def check_equivalence(new: ModuleType, old: ModuleType, x: torch.Tensor, epochs:
     first epoch -- float rounding decides borderline DBSCAN pairs -- whichever
     code runs; the lockstep comparison isolates what the code change does.)
     """
-    from vid2reid.train import make_config
+    from vid2reid.config import make_config
 
     cfg = make_config("kgbd", method="himpc", seed=seed, device="cpu")
     torch.manual_seed(seed)
@@ -276,7 +278,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vid2reid import himpc, simmc
+    from vid2reid.methods import himpc, simmc
 
     x = torch.from_numpy(kinect_windows(args.n))
     methods = {"himpc": himpc, "simmc": simmc}

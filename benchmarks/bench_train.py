@@ -44,8 +44,9 @@ def synthetic_windows(n: int, f: int = 40, seed: int = 0) -> np.ndarray:
 
 
 def run(n: int, epochs: int, seed: int = 0) -> dict:
-    from vid2reid import simmc
-    from vid2reid.train import make_config, run_epoch
+    from vid2reid.methods import simmc
+    from vid2reid.config import make_config
+    from vid2reid.train import run_epoch
 
     cfg = make_config("casia-b", epochs=epochs, seed=seed, device="cpu")
     x = torch.from_numpy(synthetic_windows(n, cfg.f, seed))
@@ -55,7 +56,7 @@ def run(n: int, epochs: int, seed: int = 0) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rows, t0 = [], time.perf_counter()
     for epoch in range(epochs):
-        row, _ = run_epoch(simmc, model, opt, x, cfg, rng, epoch)
+        row, _ = run_epoch(simmc.METHOD, model, opt, x, cfg, rng, epoch)
         rows.append({k: row[k] for k in ("epoch", "loss", "clusters", "outliers", "batches",
                                          "cluster_s", "epoch_s")})
         print(json.dumps({"n": n, **rows[-1]}), file=sys.stderr)

@@ -5,7 +5,8 @@ import pytest
 
 from vid2reid.data import SequenceBank, cut_windows, normalise
 from vid2reid.store import Record
-from vid2reid.train import epoch_windows, make_config
+from vid2reid.config import make_config
+from vid2reid.train import epoch_windows
 
 
 def _bank(lengths=(23, 6, 40, 7), joints: int = 4) -> tuple[SequenceBank, list[np.ndarray]]:

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from vid2reid.errors import ConfigError, ProtocolError, StoreError
-from vid2reid.evaluate import evaluate, format_table, latest_run, raw_features
+from vid2reid.evaluate import evaluate, raw_features
+from vid2reid.report import format_table
+from vid2reid.runs import latest_run
 from vid2reid.store import save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from vid2reid import himpc
+from vid2reid.methods import himpc
 from vid2reid.errors import ConfigError
 from vid2reid.layouts import COMPONENTS, LIMBS
-from vid2reid.train import make_config
+from vid2reid.config import make_config
 
 
 def _cfg(**kw):

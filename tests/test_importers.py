@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from vid2reid.cli import app
 from vid2reid.errors import ConfigError
-from vid2reid.importers import NothingImportedError, SourceError, draw_roles, natural_key
+from vid2reid.importers.common import NothingImportedError, SourceError, draw_roles, natural_key
 from vid2reid.importers.generic import import_csv
 from vid2reid.importers.kinect import (KGBD_JOINTS, import_biwi, import_ias, import_kgbd,
                                        import_ks20)

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vid2reid import msclr
+from vid2reid.methods import msclr
+from vid2reid.methods.views import simsiam
 from vid2reid.convert import convert_store
 from vid2reid.data import normalise
 from vid2reid.errors import ConfigError, StoreError
@@ -20,7 +21,8 @@ from vid2reid.evaluate import evaluate
 from vid2reid.layouts import LAYOUTS
 from vid2reid.store import load_joints, read_manifest, save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.train import make_config, train
+from vid2reid.config import make_config
+from vid2reid.train import train
 from vid2reid.unified import NUM_UNIFIED, UNIFIED_JOINTS, canonical_names, to_unified
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -189,7 +191,7 @@ def test_anchor_convention_is_not_pulled_towards_the_others(stores):
         xa = xb.detach().clone().requires_grad_(True)
         u = model.encoder.frames(msclr.unify(model.conventions(xa)[0], model.layouts[0]))
         v0, v1 = (model.encoder.pool(u, plan.masks[i, torch.as_tensor(idx)]) for i in range(2))
-        (g_own,) = torch.autograd.grad(msclr._simsiam(model, v0, v1) / 6, xa)
+        (g_own,) = torch.autograd.grad(simsiam(model.predictor, v0, v1) / 6, xa)
         grads[cross] = (g, g_own)
     j0 = model.sizes[0]
     g, g_own = grads["anchor"]

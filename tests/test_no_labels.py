@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.train import epoch_windows, make_config, train, training_sequences
+from vid2reid.config import make_config
+from vid2reid.train import epoch_windows, train
+from vid2reid.data import training_sequences
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -276,7 +276,9 @@ def test_casia_subject_numbers_split_train_and_eval_end_to_end(casia_like: Path,
                                                                  tmp_path: Path, one_thread):
     import json
 
-    from vid2reid.train import make_config, train, training_sequences
+    from vid2reid.config import make_config
+    from vid2reid.train import train
+    from vid2reid.data import training_sequences
 
     for proto, last in (("simmc", 62), ("opengait", 74)):
         cfg = make_config("casia-b", protocol=proto, f=F, x=5, eps=0.5, batch_size=64,

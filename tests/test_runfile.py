@@ -24,7 +24,9 @@ from vid2reid.cli import app
 from vid2reid.errors import StoreError
 from vid2reid.runfile import HEADER, load_run_file, save_run_file
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.train import TrainConfig, load_embedder, make_config, train
+from vid2reid.config import TrainConfig, make_config
+from vid2reid.runs import load_embedder
+from vid2reid.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = dict(f=20, x=5, eps=0.5, batch_size=64)
@@ -311,7 +313,7 @@ def _pose_ckpt(path: Path, payload=None, legacy_format: bool = False) -> Path:
 def test_pose_checkpoint_with_payload_refused(tmp_path: Path, payload):
     pytest.importorskip("mmengine")
     from vid2reid.errors import PoseError
-    from vid2reid.pose.mmpose_backend import read_checkpoint
+    from vid2reid.pose.weights import read_checkpoint
 
     marker = tmp_path / "MARKER"
     for legacy in (False, True):
@@ -330,7 +332,7 @@ def test_pose_getattr_stand_in_serves_only_history_buffer_statistics(tmp_path: P
     from mmengine.logging import HistoryBuffer
 
     from vid2reid.errors import PoseError
-    from vid2reid.pose.mmpose_backend import read_checkpoint
+    from vid2reid.pose.weights import read_checkpoint
 
     class Sneaky:
         def __reduce__(self):
@@ -352,7 +354,7 @@ def test_mmengine_checkpoint_hook_files_load(tmp_path: Path):
     from mmengine.runner import Runner
     from torch.utils.data import Dataset
 
-    from vid2reid.pose.mmpose_backend import read_checkpoint
+    from vid2reid.pose.weights import read_checkpoint
 
     meta = {"dataset_name": "h36m", "sigmas": np.array([], np.float32),
             "keypoint_colors": np.full((17, 3), 51, np.uint8),

@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.train import make_config, train
+from vid2reid.config import make_config
+from vid2reid.train import train
 
 
 def test_train_leaves_deterministic_algorithms_as_they_were(tmp_path: Path, one_thread):

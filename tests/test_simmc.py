@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vid2reid import simmc
+from vid2reid.methods import simmc
 from vid2reid.errors import ClusteringError, ConfigError
 from vid2reid.presets import PRESETS, get_preset
-from vid2reid.train import make_config
+from vid2reid.config import make_config
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from vid2reid import simmc, smsge
+from vid2reid.methods import simmc, smsge
 from vid2reid.encoders import GraphEncoder
 from vid2reid.errors import ConfigError
 from vid2reid.layouts import COMPONENTS, LAYOUTS, LIMBS, bones, get_part_map
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.train import load_embedder, make_config, train
+from vid2reid.config import make_config
+from vid2reid.runs import load_embedder
+from vid2reid.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = dict(hidden=16, smsge_dim=4, smsge_heads=2, batch_size=64)

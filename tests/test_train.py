@@ -12,7 +12,10 @@ from vid2reid.cli import app
 from vid2reid.errors import ConfigError, ProtocolError
 from vid2reid.store import read_manifest, write_manifest
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.train import epoch_windows, load_embedder, make_config, train, training_sequences
+from vid2reid.config import make_config
+from vid2reid.runs import load_embedder
+from vid2reid.train import epoch_windows, train
+from vid2reid.data import training_sequences
 
 runner = CliRunner()
 SMALL = dict(f=20, x=5, eps=0.5, batch_size=64)  # a small store needs a small window and batch

@@ -1,13 +1,23 @@
-"""From stored sequences to model inputs: normalisation and f-frame windows."""
+"""From stored sequences to model inputs: normalisation, f-frame windows, the training set."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vid2reid.errors import StoreError
 from vid2reid.layouts import root_joint
-from vid2reid.store import Record
+from vid2reid.protocols import train_records
+from vid2reid.store import Record, load_store
+
+if TYPE_CHECKING:
+    from vid2reid.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def normalise(joints: np.ndarray, layout: str) -> np.ndarray:
@@ -144,3 +154,26 @@ class SequenceBank:
         """(N, f, J, 3) windows starting at ``start`` in sequences ``seq``."""
         first = self.begin[seq] + start
         return self.frames[first[:, None] + np.arange(f)[None, :]]
+
+
+def training_sequences(data: Path | str, cfg: TrainConfig
+                       ) -> tuple[SequenceBank, list[Record], str]:
+    """The TRAIN split's sequences (normalised, at least f frames), their records and layout.
+
+    Only coordinates go on to the method; subject/condition stay behind in the records.
+    """
+    store = load_store(data, min_frames=1)
+    idx = train_records(store.records, cfg.protocol)
+    recs = [store.records[i] for i in idx]
+    joints = [store.joints[i] for i in idx]
+    short = sum(j.shape[0] < cfg.f for j in joints)
+    if short:
+        log.info("%d training sequence(s) shorter than f=%d frames skipped", short, cfg.f)
+    keep = [k for k, j in enumerate(joints) if j.shape[0] >= cfg.f]
+    if not keep:
+        raise StoreError(f"{data}: no training sequence has at least f={cfg.f} frames; "
+                         f"lower --f or add longer sequences")
+    recs = [recs[k] for k in keep]
+    bank = SequenceBank.from_sequences(recs, [joints[k] for k in keep])
+    layouts = sorted({r.layout for r in recs})
+    return bank, recs, (layouts[0] if len(layouts) == 1 else "")

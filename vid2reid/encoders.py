@@ -1,6 +1,6 @@
 """Frame encoders shared by the training methods.
 
-- ``FrameEncoder`` (``vid2reid.model``): SimMC's per-frame MLP on the 3J coordinates.
+- ``FrameEncoder``: SimMC's per-frame MLP on the 3J coordinates.
 - ``GraphEncoder``: SM-SGE's multi-scale skeleton graph encoder (Rao et al., ACM MM 2021),
   per frame: the skeleton at three scales -- J joints, 10 body components, 5 limbs, the part
   positions being plain means of joints (``vid2reid.layouts``) -- each a graph (bones; adjacent
@@ -16,12 +16,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vid2reid.layouts import COMPONENTS, LIMBS, PartMap, bones, part_matrix
-from vid2reid.model import FrameEncoder
+from vid2reid.errors import ConfigError
+from vid2reid.layouts import COMPONENTS, LIMBS, PartMap, bones, part_matrix, resolve_part_map
+
+if TYPE_CHECKING:
+    from vid2reid.config import TrainConfig
 
 ENCODERS = ("mlp", "graph")
 SCALES = ("joint", "component", "limb")
@@ -32,6 +37,35 @@ COMPONENT_EDGES = (("l_leg_up", "l_leg_down"), ("r_leg_up", "r_leg_down"), ("tor
                    ("torso", "r_leg_up"), ("torso", "head"), ("head", "l_arm_up"),
                    ("head", "r_arm_up"), ("l_arm_up", "l_arm_down"), ("r_arm_up", "r_arm_down"))
 LIMB_EDGES = (("torso", "l_leg"), ("torso", "r_leg"), ("torso", "l_arm"), ("torso", "r_arm"))
+
+
+class FrameEncoder(nn.Module):
+    """``h_t = W2 · relu(W1 · S_t)`` per frame; a (sub)sequence is the mean of its kept ``h_t``.
+
+    Because W2 is linear, ``mean_t W2 u_t = W2 mean_t u_t``: the mean is taken
+    over the hidden ``u_t = relu(W1 S_t)`` first, which gives the same result
+    with one W2 product per window instead of one per frame.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, f, K) frames -> (B, f, H) hidden activations ``relu(W1 S_t)``."""
+        return torch.relu(self.fc1(x))
+
+    def pool(self, u: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, f, H) activations and an optional (B, f) bool keep-mask -> (B, H) representation."""
+        if keep is None:
+            return self.fc2(u.mean(dim=1))
+        w = keep.to(u.dtype)
+        return self.fc2((u * w[..., None]).sum(dim=1) / w.sum(dim=1, keepdim=True))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, f, K) frames -> (B, H): mean of the kept frames' ``h_t`` (all frames if no mask)."""
+        return self.pool(self.frames(x), keep)
 
 
 def adjacency(n: int, edges: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> torch.Tensor:
@@ -149,3 +183,19 @@ class GraphFrameEncoder(FrameEncoder):
     def frames(self, x: torch.Tensor) -> torch.Tensor:
         """(B, f, 3J) frames -> (B, f, H) hidden activations ``relu(W1 g(S_t))``."""
         return torch.relu(self.fc1(self.graph(x.reshape(*x.shape[:2], -1, 3))))
+
+
+def check_graph_settings(cfg: TrainConfig) -> None:
+    """ConfigError for graph-encoder settings (SM-SGE, or SimMC with --encoder graph) out of range."""
+    if cfg.smsge_dim < 1 or cfg.smsge_heads < 1:
+        raise ConfigError(f"SM-SGE needs graph-dim and graph-heads >= 1, got {cfg.smsge_dim} "
+                          f"and {cfg.smsge_heads}")
+    if not 0 <= cfg.smsge_lambda <= 1:
+        raise ConfigError(f"SM-SGE fusion lambda must be in [0, 1], got {cfg.smsge_lambda}")
+
+
+def build_graph_encoder(cfg: TrainConfig, num_joints: int, layout: str) -> GraphEncoder:
+    """The multi-scale graph encoder for ``layout`` (its part map; ConfigError without one)."""
+    check_graph_settings(cfg)
+    return GraphEncoder(resolve_part_map(cfg.himpc_part_map, num_joints, layout), cfg.smsge_dim,
+                        cfg.smsge_heads, cfg.smsge_lambda)

@@ -1,6 +1,6 @@
 """Score a trained run (or the raw-coordinate baseline) on a store under a protocol.
 
-Two levels, as issue 2 asks:
+Two levels:
 
 - window: every non-overlapping f-frame test window is its own probe/gallery
   item (the SimMC paper's setting);
@@ -13,7 +13,7 @@ over probe views; ``probes`` counts the probes of views that could be scored.
 Metrics conventions (own video excluded, ties, probes without a true match)
 are in vid2reid/metrics.py.
 
-``--baseline raw`` DECISION: a window's raw feature is the mean over its f
+``--baseline raw``: a window's raw feature is the mean over its f
 frames of the root-relative joints, flattened to 3J numbers. It is the
 parameter-free counterpart of the encoder's mean pooling of per-frame features
 (frame order plays no role in either), scored through exactly the same
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +41,6 @@ log = logging.getLogger(__name__)
 BASELINES = ("raw",)
 DEFAULT_F = 40  # CASIA-B's window length (casia-b preset)
 LEVELS = ("window", "sequence")
-
-
-def latest_run(runs_dir: Path | str = "runs") -> Path:
-    """The run named in ``runs_dir/LATEST`` (written by ``vid2reid train``)."""
-    marker = Path(runs_dir) / "LATEST"
-    if not marker.is_file():
-        raise ConfigError(f"{marker}: no latest run; train one with 'vid2reid train', pass --run, "
-                          f"or score raw coordinates with --baseline raw")
-    name = marker.read_text().strip()
-    run = Path(runs_dir) / name
-    if not name or not run.is_dir():
-        raise ConfigError(f"{marker}: names run {name!r}, which does not exist; pass --run")
-    return run
 
 
 def raw_features(x: np.ndarray) -> np.ndarray:
@@ -156,6 +144,100 @@ def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
     return kept, arrays, short
 
 
+@dataclass
+class Representation:
+    """What turns windows into features: a run's encoder or the raw baseline."""
+
+    embed: Callable[..., np.ndarray]
+    f: int
+    description: str
+    run: str | None  # the run folder; None for the raw baseline
+    notes: list[str]
+    standard: bool = True
+    stopped: str = ""  # e.g. "run stopped at epoch 4 of 30"; "" for a finished run
+
+
+def representation(baseline: str | None, run_dir: Path | str | None, runs_dir: Path | str,
+                   f: int | None, preset: str | None, unit_features: bool | None,
+                   protocol: str, split_column: bool) -> Representation:
+    """The raw baseline (``baseline="raw"``) or the run ``run_dir`` (default: the latest)."""
+    if baseline is not None:
+        if baseline.strip().lower() not in BASELINES:
+            raise ConfigError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+        if run_dir is not None:
+            raise ConfigError("give either --run or --baseline, not both")
+        if f is None and preset is not None:
+            from vid2reid.presets import get_preset
+            f = get_preset(preset).f
+        rep = Representation(raw_features, int(f or DEFAULT_F),
+                             "baseline raw (mean root-relative joints)", None, [])
+    else:
+        from vid2reid.runs import latest_run, load_embedder, progress  # torch only for a run
+
+        run = Path(run_dir) if run_dir is not None else latest_run(runs_dir)
+        embed, config = load_embedder(run, unit_features=unit_features)
+        run_f = int(config["f"])
+        if f is not None and int(f) != run_f:
+            raise ConfigError(f"--f {f} does not match run {run} (trained with f={run_f}); "
+                              f"--f is for --baseline raw")
+        stopped = progress(config, run)
+        rep = Representation(embed, run_f, f"run {run}" + (f" ({stopped})" if stopped else ""),
+                             str(run), [stopped] if stopped else [], stopped=stopped)
+        trained = str(config.get("protocol", protocol))
+        if trained != protocol and not split_column:
+            rep.standard = False
+            rep.notes.append(f"run was trained under protocol {trained!r} but is evaluated under "
+                             f"{protocol!r}: test subjects may have been seen in training")
+    if rep.f < 1:
+        raise ConfigError(f"f must be a positive number of frames, got {rep.f}")
+    return rep
+
+
+def side_items(side: str, stores: list[Path], records: list[Record], idx: np.ndarray,
+               rep: Representation, ensemble: str, notes: list[str]) -> tuple[dict, dict, int]:
+    """One side's (probe or gallery) window items and sequence items, and how many of its
+    sequences were too short; an ensemble over ``stores`` when there are several."""
+    f, side_dir = rep.f, stores[0]
+    first: tuple[Record, int] | None = None  # one store uses one joint layout
+    recs, joints, skipped = _load_side(side_dir, records, idx, f)
+    if not recs:
+        raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are shorter "
+                            f"than f={f} frames")
+    for rec, j in zip(recs, joints):
+        first = first or (rec, j.shape[1])
+        if j.shape[1] != first[1]:
+            raise StoreError(f"{side_dir / rec.path}: has {j.shape[1]} joints but "
+                             f"{side_dir / first[0].path} has {first[1]}; one store must use "
+                             f"one joint layout")
+    if len(stores) > 1:
+        kept, cut, short = _aligned(stores, recs, joints, f)
+        all_recs = [[r for r, _ in k] for k in kept]
+        all_joints = [[j for _, j in k] for k in kept]
+        skipped += short
+        if cut:
+            notes.append(f"{cut} {side} sequence(s) cut to the video frames every --data store "
+                         f"holds (start_frame)")
+        if not all_recs[0]:
+            raise ProtocolError(f"no {side} items: no {side} sequence has f={f} frames that "
+                                f"every --data store holds")
+        recs = all_recs[0]
+        # equal lengths in every store, so every store's windows come from the same frames
+        wins = [make_windows(r, j, f, stride=f) for r, j in zip(all_recs, all_joints)]
+        feats = _combine([_embed(rep.embed, w.x, _layout(r)) for w, r in zip(wins, all_recs)],
+                         ensemble)
+        win = wins[0]
+    else:
+        win = make_windows(recs, joints, f, stride=f)
+        feats = _embed(rep.embed, win.x, _layout(recs))
+    seq_recs = [recs[i] for i in win.seq]
+    keys = ["|".join(r.video_key) for r in seq_recs]
+    window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
+              "video": np.array(keys), "view": np.array([r.view for r in seq_recs])}
+    mean, one = _video_means(feats, keys)
+    sequence = {"x": mean, **{k: window[k][one] for k in ("id", "video", "view")}}
+    return window, sequence, skipped
+
+
 def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | None = None,
              baseline: str | None = None, probe: str = "Normal", gallery: str = "Normal",
              protocol: str = "simmc", f: int | None = None, preset: str | None = None,
@@ -190,35 +272,9 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
     g_dir = Path(gallery_data) if gallery_data is not None else None
     g_records = read_manifest(g_dir) if g_dir is not None else records
     split_column = uses_split_column(records)
-    notes: list[str] = []
-    standard = True
-    if baseline is not None:
-        if baseline.strip().lower() not in BASELINES:
-            raise ConfigError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-        if run_dir is not None:
-            raise ConfigError("give either --run or --baseline, not both")
-        if f is None and preset is not None:
-            from vid2reid.presets import get_preset
-            f = get_preset(preset).f
-        f = int(f or DEFAULT_F)
-        embed, rep, run_name = raw_features, "baseline raw (mean root-relative joints)", None
-    else:
-        from vid2reid.train import load_embedder  # torch model code only when a run is scored
-
-        run = Path(run_dir) if run_dir is not None else latest_run(runs_dir)
-        embed, config = load_embedder(run, unit_features=unit_features)
-        run_f = int(config["f"])
-        if f is not None and int(f) != run_f:
-            raise ConfigError(f"--f {f} does not match run {run} (trained with f={run_f}); "
-                              f"--f is for --baseline raw")
-        f, rep, run_name = run_f, f"run {run}", str(run)
-        trained = str(config.get("protocol", proto.name))
-        if trained != proto.name and not split_column:
-            standard = False
-            notes.append(f"run was trained under protocol {trained!r} but is evaluated under "
-                         f"{proto.name!r}: test subjects may have been seen in training")
-    if f < 1:
-        raise ConfigError(f"f must be a positive number of frames, got {f}")
+    rep = representation(baseline, run_dir, runs_dir, f, preset, unit_features, proto.name,
+                         split_column)
+    notes = list(rep.notes)
     if split_column:
         notes.append("train/test taken from the manifest's split column")
     sel = select_probe_gallery(records, eval_records(records, proto.name), proto.name,
@@ -243,48 +299,11 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
     items: dict[str, dict[str, dict]] = {lvl: {} for lvl in LEVELS}
     skipped = 0
     for side, (side_stores, side_records, idx) in sides.items():
-        side_dir = side_stores[0]
-        first: tuple[Record, int] | None = None  # one store uses one joint layout
-        recs, joints, short = _load_side(side_dir, side_records, idx, f)
+        items["window"][side], items["sequence"][side], short = side_items(
+            side, side_stores, side_records, idx, rep, ensemble, notes)
         skipped += short
-        if not recs:
-            raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are shorter "
-                                f"than f={f} frames")
-        for rec, j in zip(recs, joints):
-            first = first or (rec, j.shape[1])
-            if j.shape[1] != first[1]:
-                raise StoreError(f"{side_dir / rec.path}: has {j.shape[1]} joints but "
-                                 f"{side_dir / first[0].path} has {first[1]}; one store must use "
-                                 f"one joint layout")
-        if len(side_stores) > 1:
-            kept, cut, short = _aligned(side_stores, recs, joints, f)
-            all_recs = [[r for r, _ in k] for k in kept]
-            all_joints = [[j for _, j in k] for k in kept]
-            skipped += short
-            if cut:
-                notes.append(f"{cut} {side} sequence(s) cut to the video frames every --data store "
-                             f"holds (start_frame)")
-            if not all_recs[0]:
-                raise ProtocolError(f"no {side} items: no {side} sequence has f={f} frames that "
-                                    f"every --data store holds")
-            recs = all_recs[0]
-            # equal lengths in every store, so every store's windows come from the same frames
-            wins = [make_windows(r, j, f, stride=f) for r, j in zip(all_recs, all_joints)]
-            feats = _combine([_embed(embed, w.x, _layout(r)) for w, r in zip(wins, all_recs)],
-                             ensemble)
-            win = wins[0]
-        else:
-            win = make_windows(recs, joints, f, stride=f)
-            feats = _embed(embed, win.x, _layout(recs))
-        seq_recs = [recs[i] for i in win.seq]
-        keys = ["|".join(r.video_key) for r in seq_recs]
-        window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
-                  "video": np.array(keys), "view": np.array([r.view for r in seq_recs])}
-        mean, one = _video_means(feats, keys)
-        sequence = {"x": mean, **{k: window[k][one] for k in ("id", "video", "view")}}
-        items["window"][side], items["sequence"][side] = window, sequence
     if skipped:
-        notes.append(f"{skipped} sequence(s) shorter than f={f} frames skipped")
+        notes.append(f"{skipped} sequence(s) shorter than f={rep.f} frames skipped")
     result: dict = {}
     for lvl in LEVELS:
         metrics, view_top1 = _score(items[lvl], proto.cross_view)
@@ -298,10 +317,12 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
         notes.append("opengait: top-k and mAP per probe view averaged over the other gallery "
                      "views, then over probe views")
     result.update({"protocol": proto.name, "probe": sel.probe_condition,
-                   "gallery": sel.gallery_condition, "standard": sel.standard and standard,
-                   "representation": "raw" if run_name is None else "run", "run": run_name,
-                   "description": rep, "f": f, "data": str(data_dir),
+                   "gallery": sel.gallery_condition, "standard": sel.standard and rep.standard,
+                   "representation": "raw" if rep.run is None else "run", "run": rep.run,
+                   "description": rep.description, "f": rep.f, "data": str(data_dir),
                    "setting_notes": notes})
+    if rep.stopped:
+        result["unfinished"] = rep.stopped
     if g_dir is not None:
         result["gallery_data"] = str(g_dir)
     if len(stores) > 1:
@@ -337,85 +358,3 @@ def without_features(result: dict) -> dict:
     if isinstance(out.get("raw"), dict):
         out["raw"] = without_features(out["raw"])
     return out
-
-
-def _verdict(result: dict) -> str:
-    """One line saying what the side-by-side numbers mean."""
-    run, raw = result["window"], result["raw"]["window"]
-    d1, dm = 100 * (run["top1"] - raw["top1"]), 100 * (run["mAP"] - raw["mAP"])
-    probe = 100.0 / max(1, run["probes"])
-    if abs(d1) < probe and abs(dm) < probe:
-        head = "the trained model and raw joint coordinates are level"
-    elif d1 >= 0 and dm >= 0:
-        head = "the trained model beats raw joint coordinates"
-    elif d1 <= 0 and dm <= 0:
-        head = "raw joint coordinates beat the trained model"
-    else:
-        head = "the trained model and raw joint coordinates split the metrics"
-    small = (f"; with {run['probes']} probes one probe moves top-1 by {probe:.1f} points, so "
-             f"read gaps under ~{2 * probe:.0f} points as noise" if run["probes"] < 100 else "")
-    clusters = _last_clusters(result.get("run"))
-    why = (f" Training ended with {clusters} cluster(s): the prototype loss had (almost) nothing to "
-           f"contrast, as on stores with few windows per person (docs/methods.md)."
-           if clusters is not None and clusters <= 3 else "")
-    return (f"meaning: {head} (window top-1 {d1:+.1f}, mAP {dm:+.1f} points){small}. Raw "
-            f"coordinates need no training: a learned model is worth keeping only above them."
-            f"{why}")
-
-
-def _last_clusters(run: str | None) -> int | None:
-    """Clusters in the last logged epoch of a run (None when unknown)."""
-    import json
-
-    if not run:
-        return None
-    try:
-        lines = (Path(run) / "log.jsonl").read_text().strip().splitlines()
-        value = json.loads(lines[-1]).get("clusters") if lines else None
-    except (OSError, ValueError):
-        return None
-    return int(value) if isinstance(value, (int, float)) else None
-
-
-def format_table(result: dict) -> str:
-    """A readable table of both levels, with item counts and the setting notes."""
-    lines = [f"{result['description']}, f={result['f']}, protocol {result['protocol']}"
-             f"{'' if result['standard'] else ' (NON-STANDARD)'}: "
-             f"probe {result['probe']} vs gallery {result['gallery']}",
-             f"{'level':<10}{'top-1':>8}{'top-5':>8}{'top-10':>8}{'mAP':>8}{'probes':>9}"
-             f"{'gallery':>9}"]
-    for lvl in LEVELS:
-        m = result[lvl]
-        lines.append(f"{lvl:<10}" + "".join(f"{100 * m[k]:>7.1f}%" for k in
-                                            ("top1", "top5", "top10", "mAP"))
-                     + f"{m['probes']:>9}{m['gallery']:>9}")
-    for lvl in LEVELS:
-        views = result[lvl].get("top1_per_probe_view")
-        if views:
-            lines.append(f"{lvl} top-1 per probe view: "
-                         + ", ".join(f"{v} {100 * t:.1f}%" for v, t in views.items()))
-    lines += [f"note: {n}" for n in result["setting_notes"]]
-    return "\n".join(lines)
-
-
-
-def format_comparison(result: dict) -> str:
-    """The trained run and the raw baseline side by side (``result`` from
-    :func:`evaluate_with_raw`), item counts, one line of meaning, and the notes."""
-    raw = result["raw"]
-    keys = ("top1", "top5", "top10", "mAP")
-    lines = [f"{result['description']} vs raw joint coordinates, f={result['f']}, protocol "
-             f"{result['protocol']}{'' if result['standard'] else ' (NON-STANDARD)'}: probe "
-             f"{result['probe']} vs gallery {result['gallery']} (%)",
-             f"{'':<10}{'trained model':^32}|{'raw coordinates':^32}",
-             f"{'level':<10}" + "".join(f"{k.replace('top', 'top-'):>8}" for k in keys) + "|"
-             + "".join(f"{k.replace('top', 'top-'):>8}" for k in keys) + f"{'probes':>8}"
-             f"{'gallery':>9}"]
-    for lvl in LEVELS:
-        m, r = result[lvl], raw[lvl]
-        lines.append(f"{lvl:<10}" + "".join(f"{100 * m[k]:>8.1f}" for k in keys) + "|"
-                     + "".join(f"{100 * r[k]:>8.1f}" for k in keys)
-                     + f"{m['probes']:>8}{m['gallery']:>9}")
-    lines.append(_verdict(result))
-    lines += [f"note: {n}" for n in result["setting_notes"]]
-    return "\n".join(lines)

@@ -257,6 +257,16 @@ def load_part_map(path: str | Path) -> PartMap:
                    _resolve(data["limbs"], LIMBS, joints_t, "limbs", str(p)))
 
 
+def resolve_part_map(path: str | Path, num_joints: int, layout: str) -> PartMap:
+    """The part map of a run: the user's file ``path`` or, when empty, ``layout``'s built-in one."""
+    pm = load_part_map(path) if path else get_part_map(layout)
+    if pm.num_joints != num_joints:
+        src = path or f"built-in part map {layout}"
+        raise ConfigError(f"{src}: part map has {pm.num_joints} joints but the data has "
+                          f"{num_joints} (layout {layout!r})")
+    return pm
+
+
 def part_matrix(parts: tuple[tuple[int, ...], ...], num_joints: int) -> np.ndarray:
     """(P, J) averaging matrix: row p has 1/|part p| on part p's joints."""
     m = np.zeros((len(parts), num_joints), dtype=np.float32)

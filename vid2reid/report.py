@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2reid.errors import ConfigError
+from vid2reid.evaluate import LEVELS, without_features
 from vid2reid.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,6 @@ def _img(title: str, data: bytes, file: str, caption: str) -> str:
 def write_report(result: dict, out_dir: Path | str) -> Path:
     """Write the report of ``result`` (from ``evaluate(..., keep_features=True)``, with or
     without ``raw``) into ``out_dir``; returns the path of ``index.html``."""
-    from vid2reid.evaluate import _verdict, without_features
 
     check_report_deps()
     if "features" not in result:
@@ -293,3 +293,84 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
     index = out / "index.html"
     atomic_write_bytes(index, page.encode())
     return index
+
+
+# Text tables (the terminal's view of a result; the HTML page above embeds them)
+
+def _verdict(result: dict) -> str:
+    """One line saying what the side-by-side numbers mean."""
+    run, raw = result["window"], result["raw"]["window"]
+    d1, dm = 100 * (run["top1"] - raw["top1"]), 100 * (run["mAP"] - raw["mAP"])
+    probe = 100.0 / max(1, run["probes"])
+    if abs(d1) < probe and abs(dm) < probe:
+        head = "the trained model and raw joint coordinates are level"
+    elif d1 >= 0 and dm >= 0:
+        head = "the trained model beats raw joint coordinates"
+    elif d1 <= 0 and dm <= 0:
+        head = "raw joint coordinates beat the trained model"
+    else:
+        head = "the trained model and raw joint coordinates split the metrics"
+    small = (f"; with {run['probes']} probes one probe moves top-1 by {probe:.1f} points, so "
+             f"read gaps under ~{2 * probe:.0f} points as noise" if run["probes"] < 100 else "")
+    clusters = _last_clusters(result.get("run"))
+    why = (f" Training ended with {clusters} cluster(s): the prototype loss had (almost) nothing to "
+           f"contrast, as on stores with few windows per person (docs/methods.md)."
+           if clusters is not None and clusters <= 3 else "")
+    return (f"meaning: {head} (window top-1 {d1:+.1f}, mAP {dm:+.1f} points){small}. Raw "
+            f"coordinates need no training: a learned model is worth keeping only above them."
+            f"{why}")
+
+
+def _last_clusters(run: str | None) -> int | None:
+    """Clusters in the last logged epoch of a run (None when unknown)."""
+    if not run:
+        return None
+    try:
+        lines = (Path(run) / "log.jsonl").read_text().strip().splitlines()
+        value = json.loads(lines[-1]).get("clusters") if lines else None
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def format_table(result: dict) -> str:
+    """A readable table of both levels, with item counts and the setting notes."""
+    lines = [f"{result['description']}, f={result['f']}, protocol {result['protocol']}"
+             f"{'' if result['standard'] else ' (NON-STANDARD)'}: "
+             f"probe {result['probe']} vs gallery {result['gallery']}",
+             f"{'level':<10}{'top-1':>8}{'top-5':>8}{'top-10':>8}{'mAP':>8}{'probes':>9}"
+             f"{'gallery':>9}"]
+    for lvl in LEVELS:
+        m = result[lvl]
+        lines.append(f"{lvl:<10}" + "".join(f"{100 * m[k]:>7.1f}%" for k in
+                                            ("top1", "top5", "top10", "mAP"))
+                     + f"{m['probes']:>9}{m['gallery']:>9}")
+    for lvl in LEVELS:
+        views = result[lvl].get("top1_per_probe_view")
+        if views:
+            lines.append(f"{lvl} top-1 per probe view: "
+                         + ", ".join(f"{v} {100 * t:.1f}%" for v, t in views.items()))
+    lines += [f"note: {n}" for n in result["setting_notes"]]
+    return "\n".join(lines)
+
+
+def format_comparison(result: dict) -> str:
+    """The trained run and the raw baseline side by side (``result`` from
+    :func:`evaluate_with_raw`), item counts, one line of meaning, and the notes."""
+    raw = result["raw"]
+    keys = ("top1", "top5", "top10", "mAP")
+    lines = [f"{result['description']} vs raw joint coordinates, f={result['f']}, protocol "
+             f"{result['protocol']}{'' if result['standard'] else ' (NON-STANDARD)'}: probe "
+             f"{result['probe']} vs gallery {result['gallery']} (%)",
+             f"{'':<10}{'trained model':^32}|{'raw coordinates':^32}",
+             f"{'level':<10}" + "".join(f"{k.replace('top', 'top-'):>8}" for k in keys) + "|"
+             + "".join(f"{k.replace('top', 'top-'):>8}" for k in keys) + f"{'probes':>8}"
+             f"{'gallery':>9}"]
+    for lvl in LEVELS:
+        m, r = result[lvl], raw[lvl]
+        lines.append(f"{lvl:<10}" + "".join(f"{100 * m[k]:>8.1f}" for k in keys) + "|"
+                     + "".join(f"{100 * r[k]:>8.1f}" for k in keys)
+                     + f"{m['probes']:>8}{m['gallery']:>9}")
+    lines.append(_verdict(result))
+    lines += [f"note: {n}" for n in result["setting_notes"]]
+    return "\n".join(lines)

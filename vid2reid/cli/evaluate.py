@@ -38,8 +38,8 @@ def eval_cli(
     matched against its own video.
     """
     setup_logging(verbose)
-    from vid2reid.evaluate import (evaluate, evaluate_with_raw, format_comparison, format_table,
-                                   without_features)
+    from vid2reid.evaluate import evaluate, evaluate_with_raw, without_features
+    from vid2reid.report import format_comparison, format_table
     from vid2reid.store import atomic_write_bytes
 
     with user_errors():

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -91,7 +89,9 @@ def train_cli(
     that 'vid2reid eval' finds it. Re-running the same command resumes.
     """
     setup_logging(verbose)
-    from vid2reid.train import make_config, train
+    from vid2reid.config import make_config
+    from vid2reid.runs import default_run_dir
+    from vid2reid.train import train
 
     if threads:
         import torch
@@ -116,16 +116,10 @@ def train_cli(
                           init=str(init) if init else None, smsge_dim=graph_dim,
                           smsge_heads=graph_heads, smsge_lambda=graph_lambda,
                           msclr_cross=cross.strip().lower() if cross else None)
-        run_dir = out if out is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        run_dir = out if out is not None else default_run_dir(Path("runs"), cfg, data, resume)
         _warn_if_nothing_to_test(data[0], cfg.protocol)
-        existed = run_dir.exists()
-        try:
-            result = train(cfg, data[0] if len(data) == 1 else data, run_dir, resume=resume,
-                           progress=progress and sys.stderr.isatty())
-        except BaseException:
-            if not existed and not (run_dir / "checkpoint.pt").exists():
-                shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves no empty folder
-            raise
+        result = train(cfg, data[0] if len(data) == 1 else data, run_dir, resume=resume,
+                       progress=progress and sys.stderr.isatty())
         last = result.history[-1] if result.history else {}
         typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
                    + (f" (final loss {last['loss']:.4f}"

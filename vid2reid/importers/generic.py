@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vid2reid.importers import (ImportSummary, SourceError, StoreWriter, check_src, check_trim,
+from vid2reid.importers.common import (ImportSummary, SourceError, StoreWriter, check_src, check_trim,
                                 natural_key)
 from vid2reid.layouts import LAYOUTS
 from vid2reid.store import SPLITS

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vid2reid.importers import (EMPTY_FRAME, PARTIAL_FRAME, ImportSummary, SourceError,
+from vid2reid.importers.common import (EMPTY_FRAME, PARTIAL_FRAME, ImportSummary, SourceError,
                                 StoreWriter, check_seed, check_src, check_trim, draw_roles,
                                 find_below, natural_key, person_id)
 from vid2reid.layouts import LAYOUTS

@@ -141,7 +141,7 @@ class DetectorBoxes:
         import_mmpose_apis()
         from mmdet.apis import inference_detector, init_detector
 
-        from vid2reid.pose.mmpose_backend import load_weights, resolve_config
+        from vid2reid.pose.weights import load_weights, resolve_config
 
         cfg = resolve_config("rtmdet-m-person")
         self.model = init_detector(str(cfg), None, device=device)

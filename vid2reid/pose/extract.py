@@ -178,7 +178,7 @@ def _weights_problem(config: str, checkpoint: str | None) -> str | None:
     import urllib.parse
     import urllib.request
 
-    from vid2reid.pose.mmpose_backend import resolve_config
+    from vid2reid.pose.weights import resolve_config
 
     if checkpoint:
         return None if Path(checkpoint).is_file() else f"{checkpoint} does not exist"

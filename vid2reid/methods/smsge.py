@@ -1,7 +1,6 @@
 """SM-SGE (Rao, Hu, Cheng, Hu, ACM MM 2021): self-supervised multi-scale skeleton graph encoding.
 
-Implements the training-method interface of vid2reid.train (build_model, prepare_epoch,
-batch_loss, embed); no clustering and no label of any kind:
+The training-method contract of vid2reid.methods.base; no clustering and no label of any kind:
 
 - every frame goes through the multi-scale graph encoder (``vid2reid.encoders.GraphEncoder``:
   joints, 10 body components, 5 limbs from the layout's part map; structural relations by graph
@@ -22,15 +21,18 @@ batch_loss, embed); no clustering and no label of any kind:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vid2reid.encoders import SCALES, GraphEncoder
-from vid2reid.errors import ConfigError
+from vid2reid.encoders import SCALES, GraphEncoder, build_graph_encoder, check_graph_settings
+from vid2reid.methods.base import Handover, Method
+
+if TYPE_CHECKING:
+    from vid2reid.config import TrainConfig
 
 _CHUNK = 512  # windows embedded at once (f frames each through the graph encoder)
 
@@ -57,25 +59,8 @@ class SMSGEModel(nn.Module):
         return {s: h[s].reshape(b, f, -1) for s in SCALES}
 
 
-def check_config(cfg: Any) -> None:
-    if cfg.smsge_dim < 1 or cfg.smsge_heads < 1:
-        raise ConfigError(f"SM-SGE needs graph-dim and graph-heads >= 1, got {cfg.smsge_dim} "
-                          f"and {cfg.smsge_heads}")
-    if not 0 <= cfg.smsge_lambda <= 1:
-        raise ConfigError(f"SM-SGE fusion lambda must be in [0, 1], got {cfg.smsge_lambda}")
-
-
-def build_graph(cfg: Any, num_joints: int, layout: str) -> GraphEncoder:
-    """The multi-scale graph encoder for ``layout`` (its part map; ConfigError without one)."""
-    from vid2reid.himpc import resolve_part_map
-
-    check_config(cfg)
-    return GraphEncoder(resolve_part_map(cfg, num_joints, layout), cfg.smsge_dim,
-                        cfg.smsge_heads, cfg.smsge_lambda)
-
-
-def build_model(cfg: Any, num_joints: int, layout: str) -> SMSGEModel:
-    return SMSGEModel(build_graph(cfg, num_joints, layout), cfg.hidden)
+def build_model(cfg: TrainConfig, num_joints: int, layout: str) -> SMSGEModel:
+    return SMSGEModel(build_graph_encoder(cfg, num_joints, layout), cfg.hidden)
 
 
 @dataclass
@@ -86,7 +71,7 @@ class SMSGEPlan:
     labels: None = None
 
 
-def prepare_epoch(model: SMSGEModel, x: torch.Tensor, cfg: Any, rng: np.random.Generator,
+def prepare_epoch(model: SMSGEModel, x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator,
                   epoch: int, walks: np.ndarray | None = None) -> SMSGEPlan:
     """Nothing to cluster: every window trains; a generator for this epoch's subsequences.
 
@@ -118,7 +103,7 @@ def reconstruction_loss(model: SMSGEModel, feats: dict[str, torch.Tensor],
 
 
 def batch_loss(model: SMSGEModel, x_batch: torch.Tensor, idx_batch: np.ndarray, plan: SMSGEPlan,
-               cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:
+               cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Multi-scale reconstruction of the whole window and of one random subsequence
     (the graph features of each frame are computed once and shared by both)."""
     feats = model.scale_features(x_batch)
@@ -142,3 +127,20 @@ def embed(model: SMSGEModel, x: torch.Tensor) -> torch.Tensor:
         feats = model.scale_features(x[a : a + _CHUNK])
         outs.append(torch.cat([model.lstm[s](feats[s])[0].mean(dim=1) for s in SCALES], dim=1))
     return torch.cat(outs) if outs else torch.empty(0, 3 * model.hidden, device=x.device)
+
+
+def handover(info: dict) -> Handover:
+    """An SM-SGE run hands over its multi-scale graph encoder (SimMC puts its MLP on top)."""
+    return Handover(part="graph", prefix="graph.", settings={
+        "encoder": "graph", "smsge_dim": info.get("smsge_dim", 8),
+        "smsge_heads": info.get("smsge_heads", 8), "smsge_lambda": info.get("smsge_lambda", 1.0),
+        "himpc_part_map": info.get("himpc_part_map", "")})
+
+
+# No masks or MIC; the authors' KGBD learning rate and LSTM width; its reconstruction features
+# are not cosine-trained, so they are scored at their own length.
+METHOD = Method(name="sm-sge", build_model=build_model, prepare_epoch=prepare_epoch,
+                batch_loss=batch_loss, embed=embed, check_config=check_graph_settings,
+                defaults={"x": 0, "q": 1, "lam": 0.0, "lr": 2.5e-3, "hidden": 128,
+                          "unit_features": False},
+                handover=handover)

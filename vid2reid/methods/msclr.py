@@ -1,7 +1,7 @@
 """MS-CLR (Kiray, Ritter, Navab & Busam, 2025): one encoder across skeleton conventions.
 
-vid2reid's version, on top of SimMC (vid2reid/simmc.py), implementing the training-method
-interface of vid2reid.train (build_model, prepare_epoch, batch_loss, embed; docs/methods.md):
+vid2reid's version, on top of SimMC's masked views (vid2reid.methods.views), fulfilling the
+training-method contract of vid2reid.methods.base (docs/methods.md):
 
 - **unified input**: every built-in layout is mapped to the 44-joint unified skeleton
   (vid2reid.unified): coordinates relative to the hip mid-point, zero where the layout (or a
@@ -42,18 +42,17 @@ from torch import nn
 from vid2reid.data import SequenceBank
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.layouts import get_layout
-from vid2reid.model import FrameEncoder
-from vid2reid.simmc import draw_masks, label_views
+from vid2reid.encoders import FrameEncoder
+from vid2reid.methods.base import Method
+from vid2reid.methods.views import draw_masks, label_views, simsiam
 from vid2reid.unified import NUM_UNIFIED, canonical_names, check_layout, unified_slots
 
 if TYPE_CHECKING:
     from vid2reid.store import Record
-    from vid2reid.train import TrainConfig
+    from vid2reid.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-MULTI_STORE = True  # vid2reid.train: takes several --data stores of the same recordings
-MULTI_LAYOUT = True  # vid2reid.train.load_embedder: embeds windows of any built-in layout
 SEP = "+"  # the run's layout field: the training conventions joined by SEP
 _CHUNK = 4096
 
@@ -114,7 +113,7 @@ def build_model(cfg: TrainConfig, num_joints: int, layout: str) -> MSCLRModel:
 
 def training_sequences(stores: list[Path | str], cfg: TrainConfig
                        ) -> tuple[SequenceBank, list[Record], str]:
-    """The first store's training sequences (vid2reid.train.training_sequences) and the same
+    """The first store's training sequences (vid2reid.data.training_sequences) and the same
     files' sequences in every other store, side by side on the joint axis.
 
     Sequences are matched by their path in the store (the recording), never by subject; each
@@ -122,9 +121,9 @@ def training_sequences(stores: list[Path | str], cfg: TrainConfig
     every store holds (vid2reid.store.common_frames: two estimators may keep different frames of
     one video); a sequence left shorter than f is skipped.
     """
+    from vid2reid.data import training_sequences as one_store
     from vid2reid.protocols import train_records
     from vid2reid.store import cut_to_common, load_store
-    from vid2reid.train import training_sequences as one_store
 
     bank, records, layout = one_store(stores[0], cfg)
     layouts = [check_layout(layout)]
@@ -203,12 +202,6 @@ def prepare_epoch(model: MSCLRModel, x: torch.Tensor, cfg: TrainConfig,
                      targets=torch.from_numpy(lab).to(x.device), protos=protos, labels=lab[0])
 
 
-def _simsiam(model: MSCLRModel, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """SimMC's MIC between two views: ``-0.5 cos(F(a), sg(b)) - 0.5 cos(F(b), sg(a))``."""
-    return (-0.5 * F.cosine_similarity(model.predictor(a), b.detach(), dim=1)
-            - 0.5 * F.cosine_similarity(model.predictor(b), a.detach(), dim=1)).mean()
-
-
 def batch_loss(model: MSCLRModel, x_batch: torch.Tensor, idx_batch: np.ndarray, plan: MSCLRPlan,
                cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
     """``lam * MIC + (1 - lam) * MPC`` over all conventions of a batch of windows."""
@@ -225,12 +218,12 @@ def batch_loss(model: MSCLRModel, x_batch: torch.Tensor, idx_batch: np.ndarray, 
     intra, cross = [], []
     for (ca, _, va), (cb, _, vb) in combinations(views, 2):
         if ca == cb:
-            intra.append(_simsiam(model, va, vb))
+            intra.append(simsiam(model.predictor, va, vb))
         elif cfg.msclr_cross == "anchor" and 0 in (ca, cb):
             other, anchor = (vb, va) if ca == 0 else (va, vb)
             cross.append(-F.cosine_similarity(model.predictor(other), anchor.detach(), dim=1).mean())
         else:
-            cross.append(_simsiam(model, va, vb))
+            cross.append(simsiam(model.predictor, va, vb))
     mic = torch.stack(intra + cross).mean()
     parts["mic"] = float(mic.detach())
     if cross:
@@ -248,3 +241,14 @@ def embed(model: MSCLRModel, x: torch.Tensor, layout: str | None = None) -> torc
         return torch.empty(0, model.encoder.fc2.out_features, device=x.device)
     return F.normalize(torch.cat([model.encoder(unify(x[a : a + _CHUNK], layout))
                                   for a in range(0, len(x), _CHUNK)]), dim=1)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """ConfigError for an unknown --cross."""
+    if cfg.msclr_cross not in ("mutual", "anchor"):
+        raise ConfigError(f"cross (MS-CLR) must be mutual or anchor, got {cfg.msclr_cross!r}")
+
+
+METHOD = Method(name="ms-clr", build_model=build_model, prepare_epoch=prepare_epoch,
+                batch_loss=batch_loss, embed=embed, check_config=check_config,
+                several_layouts=True, training_sequences=training_sequences)

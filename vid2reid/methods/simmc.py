@@ -1,7 +1,6 @@
 """SimMC (Rao & Miao, IJCAI 2022): masked prototype contrast + masked intra-sequence contrast.
 
-Implements the training-method interface of vid2reid.train (build_model,
-prepare_epoch, batch_loss, embed) as docs/methods.md describes it:
+The training-method contract of vid2reid.methods.base, as docs/methods.md describes it:
 
 - each epoch draws, per window, q masks that each drop x of the f frames; the
   same masks are used for clustering and for that epoch's training;
@@ -24,13 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from vid2reid.cluster import prototypes, pseudo_labels
-from vid2reid.errors import ClusteringError
-from vid2reid.model import SimMCModel
+from vid2reid.encoders import FrameEncoder, GraphFrameEncoder, build_graph_encoder
+from vid2reid.methods.base import Handover, Method
+from vid2reid.methods.views import draw_masks, label_views, simsiam
 
 if TYPE_CHECKING:
-    from vid2reid.train import TrainConfig
+    from vid2reid.config import TrainConfig
 
 _CHUNK = 4096  # windows encoded at once when encoding the whole training set
 
@@ -47,29 +47,31 @@ class SimMCPlan:
     labels: np.ndarray | None = None  # (N,) first view's labels, for the stability signal
 
 
+class SimMCModel(nn.Module):
+    """Encoder plus the MIC predictor F (H -> H, with bias).
+
+    ``encoder``: another frame encoder with FrameEncoder's interface (``frames``, ``pool``,
+    ``fc2``), e.g. ``vid2reid.encoders.GraphFrameEncoder``; default SimMC's MLP.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 256,
+                 encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder if encoder is not None else FrameEncoder(in_features, hidden)
+        self.predictor = nn.Linear(hidden, hidden)
+
+
 def build_model(cfg: TrainConfig, num_joints: int, layout: str) -> SimMCModel:
     """Encoder for frames of ``num_joints`` 3D joints (K = 3J) plus the MIC predictor.
 
     ``cfg.encoder == "graph"``: SM-SGE's multi-scale graph encoder under SimMC's MLP
     (vid2reid.encoders), for "SM-SGE + SimMC" (``--init`` an sm-sge run).
     """
-    if getattr(cfg, "encoder", "mlp") == "graph":
-        from vid2reid.encoders import GraphFrameEncoder
-        from vid2reid.smsge import build_graph
-
+    if cfg.encoder == "graph":
         return SimMCModel(3 * num_joints, cfg.hidden,
-                          encoder=GraphFrameEncoder(build_graph(cfg, num_joints, layout),
+                          encoder=GraphFrameEncoder(build_graph_encoder(cfg, num_joints, layout),
                                                     cfg.hidden))
     return SimMCModel(3 * num_joints, cfg.hidden)
-
-
-def draw_masks(rng: np.random.Generator, n: int, f: int, x: int, q: int) -> np.ndarray:
-    """(q, n, f) keep-masks: in each view every window drops x distinct frames."""
-    keep = np.ones((q, n, f), dtype=bool)
-    if x > 0:
-        dropped = np.argsort(rng.random((q, n, f)), axis=2)[:, :, :x]
-        np.put_along_axis(keep, dropped, False, axis=2)
-    return keep
 
 
 @torch.no_grad()
@@ -82,36 +84,6 @@ def encode_views(model: SimMCModel, x: torch.Tensor, masks: torch.Tensor) -> tor
         for i in range(masks.shape[0]):
             out[i, a : a + _CHUNK] = model.encoder.pool(u, masks[i, a : a + _CHUNK])
     return out
-
-
-def label_views(feats: torch.Tensor, walks: np.ndarray | None, cfg: TrainConfig, epoch: int
-                ) -> tuple[np.ndarray, np.ndarray, list[torch.Tensor], dict]:
-    """Pseudo-labels of every view's features (q, N, H) and their fixed unit-length prototypes.
-
-    Returns the windows labelled in every view (the rest sit the epoch out), the
-    (q, N) labels, the per-view prototypes and the epoch's statistics.
-    """
-    n = feats.shape[1]
-    labels, protos, counts = [], [], []
-    for i, lab in enumerate(pseudo_labels(list(feats), walks, cfg, epoch)):
-        c = int(lab.max()) + 1
-        if c == 0:
-            raise ClusteringError(
-                f"epoch {epoch + 1}: DBSCAN found no cluster among {n} training windows "
-                f"(eps={cfg.eps}, min_samples={cfg.min_samples}); raise --eps, lower "
-                f"--min-samples, or train on more data")
-        labels.append(lab)
-        protos.append(F.normalize(prototypes(feats[i], lab), dim=1))
-        counts.append(c)
-    lab = np.stack(labels)
-    keep = np.flatnonzero((lab >= 0).all(axis=0))
-    if len(keep) == 0:
-        raise ClusteringError(
-            f"epoch {epoch + 1}: no window is clustered in every view ({n} windows, "
-            f"eps={cfg.eps}); raise --eps or lower --min-samples")
-    stats = {"clusters": counts[0], "clusters_per_view": counts, "outliers": int(n - len(keep)),
-             "kept": int(len(keep)), "windows": int(n)}
-    return keep, lab, protos, stats
 
 
 def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
@@ -143,10 +115,7 @@ def batch_loss(model: SimMCModel, x_batch: torch.Tensor, idx_batch: np.ndarray, 
               for i, v in enumerate(views))
     parts = {"mpc": float(mpc.detach())}
     if cfg.q >= 2 and cfg.lam > 0:
-        v1, v2 = views[0], views[1]
-        z1, z2 = model.predictor(v1), model.predictor(v2)
-        mic = (-0.5 * F.cosine_similarity(z1, v2.detach(), dim=1)
-               - 0.5 * F.cosine_similarity(z2, v1.detach(), dim=1)).mean()
+        mic = simsiam(model.predictor, views[0], views[1])
         parts["mic"] = float(mic.detach())
         return cfg.lam * mic + (1 - cfg.lam) * mpc, parts
     return mpc, parts
@@ -159,3 +128,25 @@ def embed(model: SimMCModel, x: torch.Tensor) -> torch.Tensor:
     frames = x.flatten(2)
     return torch.cat([model.encoder(frames[a : a + _CHUNK]) for a in range(0, len(x), _CHUNK)]) \
         if len(x) else torch.empty(0, model.encoder.fc2.out_features, device=x.device)
+
+
+_GRAPH_SETTINGS = ("smsge_dim", "smsge_heads", "smsge_lambda", "himpc_part_map")
+
+
+def handover(info: dict) -> Handover:
+    """A SimMC run hands over its whole frame encoder (MLP or graph) and its shape."""
+    settings = {"encoder": info.get("encoder", "mlp"), "hidden": info.get("hidden", 256)}
+    if settings["encoder"] == "graph":
+        settings.update({k: info[k] for k in _GRAPH_SETTINGS if k in info})
+    return Handover(part="frame", prefix="encoder.", settings=settings)
+
+
+def load_init(model: SimMCModel, part: str, state: dict) -> None:
+    """Start from another run's frame encoder, or put its graph encoder under SimMC's MLP."""
+    target = model.encoder.graph if part == "graph" else model.encoder
+    target.load_state_dict(state)
+
+
+METHOD = Method(name="simmc", build_model=build_model, prepare_epoch=prepare_epoch,
+                batch_loss=batch_loss, embed=embed, encoders=("mlp", "graph"),
+                handover=handover, load_init=load_init)

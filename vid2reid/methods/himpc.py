@@ -10,15 +10,14 @@ no bias) map frames and that level's fixed prototypes; every frame is
 classified against the prototypes, and the per-frame cross-entropies are
 weighted by hard-skeleton-mining weights that sum to 1 over the window.
 
-The module exposes the method interface the generic loop in ``vid2reid.train``
-calls: ``build_model``, ``prepare_epoch``, ``batch_loss``, ``embed``.
+The module fulfils the training-method contract of ``vid2reid.methods.base``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,9 +26,12 @@ from torch.nn import functional as F
 
 from vid2reid import cluster
 from vid2reid.errors import ClusteringError, ConfigError
-from vid2reid.layouts import PartMap, get_part_map, load_part_map, part_matrix
+from vid2reid.encoders import FrameEncoder
+from vid2reid.layouts import PartMap, part_matrix, resolve_part_map
+from vid2reid.methods.base import Method
 
-from vid2reid.model import FrameEncoder
+if TYPE_CHECKING:
+    from vid2reid.config import TrainConfig
 
 LEVELS = ("joint", "component", "limb")
 JOINT_WEIGHTINGS = ("mean", "reference")
@@ -98,18 +100,7 @@ class EpochPlan:
     prototypes: dict[str, torch.Tensor] = field(default_factory=dict)  # (C, H) per level
 
 
-def resolve_part_map(cfg: Any, num_joints: int, layout: str) -> PartMap:
-    """The part map: the user's file (``cfg.himpc_part_map``) or the layout's built-in one."""
-    path = getattr(cfg, "himpc_part_map", "") or ""
-    pm = load_part_map(path) if path else get_part_map(layout)
-    if pm.num_joints != num_joints:
-        src = path or f"built-in part map {layout}"
-        raise ConfigError(f"{src}: part map has {pm.num_joints} joints but the data has "
-                          f"{num_joints} (layout {layout!r})")
-    return pm
-
-
-def check_config(cfg: Any) -> tuple[str, ...]:
+def check_config(cfg: TrainConfig) -> tuple[str, ...]:
     """Validate the Hi-MPC options; returns the levels in canonical order."""
     levels = tuple(cfg.himpc_levels)
     bad = [lv for lv in levels if lv not in LEVELS]
@@ -127,13 +118,13 @@ def check_config(cfg: Any) -> tuple[str, ...]:
     return tuple(lv for lv in LEVELS if lv in levels)
 
 
-def build_model(cfg: Any, num_joints: int, layout: str) -> HiMPCModel:
+def build_model(cfg: TrainConfig, num_joints: int, layout: str) -> HiMPCModel:
     """A Hi-MPC model for ``num_joints``-joint skeletons of ``layout``.
 
     Raises ConfigError for a layout without a part map (and no ``--part-map``).
     """
     levels = check_config(cfg)
-    return HiMPCModel(resolve_part_map(cfg, num_joints, layout), cfg.hidden, cfg.himpc_heads,
+    return HiMPCModel(resolve_part_map(cfg.himpc_part_map, num_joints, layout), cfg.hidden, cfg.himpc_heads,
                       levels)
 
 
@@ -153,7 +144,7 @@ def sequence_features(model: HiMPCModel, x: torch.Tensor,
             for lv, p in parts.items()}
 
 
-def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: Any, rng: np.random.Generator,
+def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator,
                   epoch: int, walks: np.ndarray | None = None) -> EpochPlan:
     """Cluster every level's window features; keep windows that are no outlier at any level.
 
@@ -243,7 +234,7 @@ def level_loss(z: torch.Tensor, protos: torch.Tensor, heads: torch.Tensor,
 
 
 def batch_loss(model: HiMPCModel, x_batch: torch.Tensor, idx_batch: np.ndarray,
-               plan: EpochPlan, cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:
+               plan: EpochPlan, cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean over levels of each level's loss (mean over its heads).
 
     With ``himpc_joint_weighting == "reference"`` the joint level is summed over
@@ -274,3 +265,7 @@ def embed(model: HiMPCModel, x: torch.Tensor) -> torch.Tensor:
     averaged over heads; levels concatenated -> (N, L * H)."""
     feats = sequence_features(model, x)
     return torch.cat([feats[lv] @ model.heads[lv].mean(dim=0) for lv in model.levels], dim=1)
+
+
+METHOD = Method(name="himpc", build_model=build_model, prepare_epoch=prepare_epoch,
+                batch_loss=batch_loss, embed=embed, check_config=check_config)

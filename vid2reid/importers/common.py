@@ -1,0 +1,294 @@
+"""What every importer shares: the store writer, the summary, source checks, roles.
+
+See the package docstring (vid2reid.importers) for the rules every importer follows.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vid2reid.errors import ConfigError, StoreError, Vid2ReidError
+from vid2reid.store import MANIFEST, Record, save_sequence, write_manifest
+
+# Reasons a frame is dropped (the summary's keys).
+NON_FINITE = "NaN or infinite coordinate"
+ZERO_JOINT = "all-zero joint"
+UNTRACKED = "untracked joint (TrackingState 0)"
+EMPTY_FRAME = "empty frame file"
+PARTIAL_FRAME = "incomplete last frame"
+
+
+class SourceError(Vid2ReidError):
+    """A data set being imported (its folder or one of its files) is missing or malformed."""
+
+
+class NothingImportedError(SourceError):
+    """Not a single walk could be imported; ``summary`` lists what was skipped and why."""
+
+    def __init__(self, message: str, summary: "ImportSummary"):
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class ImportSummary:
+    """What an import wrote, dropped and skipped."""
+
+    dataset: str
+    src: str
+    out: str
+    layout: str
+    walks: int = 0
+    subjects: int = 0
+    frames: int = 0
+    dropped_frames: int = 0
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    trimmed_frames: int = 0
+    by_condition: dict[str, int] = field(default_factory=dict)
+    by_split: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # one line each: "FILE: what is wrong"
+    removed_stale: int = 0
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """The summary as printable lines (what the CLI prints)."""
+        def counts(d: dict[str, int]) -> str:
+            return ", ".join(f"{k or '(empty)'} {v}" for k, v in sorted(d.items()))
+
+        out = [f"{self.dataset}: imported {self.walks} walk(s) of {self.subjects} subject(s), "
+               f"{self.frames} frames, layout {self.layout}, into {self.out}"]
+        if self.walks:
+            out.append(f"conditions: {counts(self.by_condition)}; split: {counts(self.by_split)}")
+        dropped = f"dropped {self.dropped_frames} frame(s)"
+        if self.dropped_by_reason:
+            dropped += f" ({counts(self.dropped_by_reason)})"
+        out.append(f"{dropped}; trimmed {self.trimmed_frames} frame(s)")
+        if self.removed_stale:
+            out.append(f"removed {self.removed_stale} sequence file(s) of the previous import "
+                       f"that this one does not write")
+        out.extend(f"note: {n}" for n in self.notes)
+        out.append(f"skipped {len(self.skipped)} file(s)" + (":" if self.skipped else ""))
+        out.extend(f"  {s}" for s in self.skipped)
+        out.append(f"took {self.seconds:.1f} s")
+        return out
+
+
+@dataclass
+class Walk:
+    """One cleaned, trimmed walk ready to be saved."""
+
+    joints: np.ndarray  # (T, J, 3)
+    source: str  # the source file or folder, relative to the data set folder
+    dropped: Counter
+    trimmed: int
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders embedded numbers as numbers: 2.txt before 10.txt."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def person_id(name: str) -> str:
+    """A folder name as a subject id: digits lose their zero padding ('007' -> '7')."""
+    name = name.strip()
+    return str(int(name)) if name.isdigit() else name
+
+
+def draw_roles(subject: str, n: int, seed: int, galleries: int) -> list[str]:
+    """Probe/gallery/train roles for one person's ``n`` items, drawn at random.
+
+    One probe, ``galleries`` gallery items (fewer when the person has too few
+    items: at least one is left to train once there are three), the rest
+    train. Two items: probe and gallery. One item: train. The draw uses
+    ``numpy.random.default_rng`` seeded with ``seed`` and the subject name, so
+    it depends on nothing else: adding or losing another person changes no one
+    else's split.
+    """
+    if n <= 0:
+        return []
+    if n == 1:
+        roles = ["train"]
+    elif n == 2:
+        roles = ["probe", "gallery"]
+    else:
+        g = min(galleries, n - 2)
+        roles = ["probe"] + ["gallery"] * g + ["train"] * (n - 1 - g)
+    rng = np.random.default_rng([seed, zlib.crc32(subject.encode())])
+    out = [""] * n
+    for role, i in zip(roles, rng.permutation(n)):
+        out[int(i)] = role
+    return out
+
+
+def check_seed(seed: int) -> int:
+    if int(seed) < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {seed}")
+    return int(seed)
+
+
+def check_trim(trim: int) -> int:
+    if int(trim) < 0:
+        raise ConfigError(f"--trim must be 0 or more frames, got {trim}")
+    return int(trim)
+
+
+def find_below(src: Path, wanted) -> str:
+    """' (did you mean SRC/x?)' when a sub-folder of ``src`` holds what was expected."""
+    try:
+        for sub in sorted(p for p in src.iterdir() if p.is_dir()):
+            if wanted(sub):
+                return f" (did you mean {sub}?)"
+    except OSError:
+        pass
+    return ""
+
+
+def check_src(src: Path | str) -> Path:
+    src = Path(src)
+    if not src.is_dir():
+        raise SourceError(f"{src}: data set folder not found")
+    return src
+
+
+def _listed_paths(out: Path) -> set[str]:
+    """Paths listed in an existing manifest (read leniently: it is about to be replaced)."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return set()
+    try:
+        with open(path, newline="") as fh:
+            return {(row.get("path") or "").strip() for row in csv.DictReader(fh)} - {""}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return set()
+
+
+class StoreWriter:
+    """Cleans walks, writes them into the store, and keeps the summary's counts."""
+
+    def __init__(self, dataset: str, src: Path, out: Path | str, layout: str):
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise StoreError(f"{out}: exists and is not a folder; choose another --out")
+        self.src, self.out, self.layout = src, out, layout
+        self.summary = ImportSummary(dataset=dataset, src=str(src), out=str(out), layout=layout)
+        self.records: list[Record] = []
+        self._old = _listed_paths(out)
+        self._written: set[str] = set()
+        self._subjects: set[str] = set()
+        self._start = time.monotonic()
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the data set folder, for messages and the manifest."""
+        try:
+            return Path(path).relative_to(self.src).as_posix()
+        except ValueError:
+            return str(path)
+
+    def skip(self, message: str) -> None:
+        """Count a file or walk that could not be imported ('FILE: what is wrong')."""
+        self.summary.skipped.append(message)
+
+    def note(self, message: str) -> None:
+        self.summary.notes.append(message)
+
+    def clean(self, joints: np.ndarray, source: Path, trim: tuple[int, int] = (0, 0),
+              untracked: np.ndarray | None = None, dropped: Counter | None = None,
+              zero_is_dropout: bool = True, hint: str = "", zero_hint: str = "") -> Walk | None:
+        """Drop dropout frames, then trim; None (and a skip line) when nothing is left.
+
+        ``untracked`` marks frames the format itself flags (tracking state);
+        ``dropped`` holds frames the reader already left out (empty files).
+        """
+        joints = np.asarray(joints, dtype=np.float64)
+        dropped = Counter(dropped or {})
+        keep = np.ones(joints.shape[0], dtype=bool)
+        checks = []
+        if untracked is not None:
+            checks.append((UNTRACKED, np.asarray(untracked, dtype=bool)))
+        checks.append((NON_FINITE, ~np.isfinite(joints).all(axis=(1, 2))))
+        if zero_is_dropout:
+            checks.append((ZERO_JOINT, (joints == 0).all(axis=2).any(axis=1)))
+        for reason, bad in checks:
+            n = int((bad & keep).sum())
+            if n:
+                dropped[reason] += n
+                keep &= ~bad
+        kept = joints[keep]
+        start, end = trim
+        where = self.rel(source)
+        if kept.shape[0] <= start + end:
+            lost = sum(dropped.values())
+            why = f"{kept.shape[0]} usable frame(s)"
+            if lost:
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
+                why += f" after dropping {lost} ({reasons})"
+            why += f", not more than the {start + end} trimmed" if start + end else ""
+            if dropped.get(ZERO_JOINT) and zero_hint:
+                why += f" ({zero_hint})"
+            self.skip(f"{where}: too short: {why}{hint}")
+            return None
+        return Walk(kept[start:kept.shape[0] - end], where, dropped, start + end)
+
+    def save(self, rel_path: str, walk: Walk, subject: str, condition: str, sequence: str,
+             view: str = "", split: str = "", **extra: object) -> None:
+        """Write one walk (atomically) and count it."""
+        if rel_path in self._written:
+            raise SourceError(f"{walk.source}: would be written to {rel_path} a second time")
+        rec = save_sequence(self.out, rel_path, walk.joints, self.layout, subject=subject,
+                            condition=condition, sequence=sequence, view=view, split=split,
+                            dropped_frames=sum(walk.dropped.values()), source=walk.source,
+                            **extra)
+        self.records.append(rec)
+        self._written.add(rel_path)
+        self._subjects.add(subject)
+        s = self.summary
+        s.walks += 1
+        s.frames += walk.joints.shape[0]
+        s.trimmed_frames += walk.trimmed
+        s.dropped_frames += sum(walk.dropped.values())
+        for k, v in walk.dropped.items():
+            s.dropped_by_reason[k] = s.dropped_by_reason.get(k, 0) + v
+        s.by_condition[condition] = s.by_condition.get(condition, 0) + 1
+        s.by_split[split] = s.by_split.get(split, 0) + 1
+
+    def finish(self) -> ImportSummary:
+        """Write the manifest (last), delete stale sequence files, return the summary."""
+        s = self.summary
+        s.subjects = len(self._subjects)
+        if not self.records:
+            s.seconds = time.monotonic() - self._start
+            first = f" (first: {s.skipped[0]})" if s.skipped else ""
+            raise NothingImportedError(f"{self.src}: nothing could be imported: "
+                                       f"{len(s.skipped)} file(s) skipped{first}", s)
+        write_manifest(self.out, self.records)
+        root = self.out.resolve()
+        for rel in sorted(self._old - self._written):
+            path = (self.out / rel)
+            try:
+                inside = path.resolve().is_relative_to(root)
+            except OSError:
+                inside = False
+            if inside and path.suffix == ".npz" and path.is_file():
+                path.unlink()
+                s.removed_stale += 1
+                _remove_empty_parents(path.parent, root)
+        s.seconds = time.monotonic() - self._start
+        return s
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    while folder.resolve() != root and folder.resolve().is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

@@ -1,0 +1,26 @@
+"""Training methods, one module each behind the contract in ``vid2reid.methods.base``.
+
+Adding a method: write ``vid2reid/methods/<name>.py`` ending in ``METHOD = Method(...)`` and add
+one line to ``REGISTRY``. Modules are imported only when their method is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from vid2reid.errors import ConfigError
+from vid2reid.methods.base import Method
+
+REGISTRY = {
+    "simmc": "vid2reid.methods.simmc",
+    "himpc": "vid2reid.methods.himpc",
+    "sm-sge": "vid2reid.methods.smsge",
+    "ms-clr": "vid2reid.methods.msclr",
+}
+
+
+def get_method(name: str) -> Method:
+    """The training method registered as ``name``; ConfigError for an unknown name."""
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
+    return importlib.import_module(REGISTRY[name]).METHOD
