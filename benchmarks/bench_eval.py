@@ -5,7 +5,7 @@ size runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is
 its own. Features are synthetic 256-d vectors (SimMC's H) around per-identity
 centres, several items per video, so the own-video mask and the true-match
 counts look like CASIA-B's window level. Prints JSON (and writes it with --out).
-Target (issue 5): 10k x 10k under 2 s; memory must not grow as N^2.
+Target: 10k x 10k under 2 s; memory must not grow as N^2.
 ``--faiss 'Flat;IVF256,PQ32'`` also scores each gallery through those FAISS
 indexes (vid2reid.faiss_index: top-k search, mAP truncated at --k) and reports
 build and search time, index size and the difference from the exact metrics.
