@@ -332,6 +332,15 @@ _BONE_NAMES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+def layout_bones(layout: str) -> tuple[tuple[int, int], ...]:
+    """The bones of a built-in layout as joint-index pairs (empty for a layout without them)."""
+    if layout not in _BONE_NAMES:
+        return ()
+    joints = LAYOUTS[layout].joints
+    return tuple(sorted({tuple(sorted((joints.index(a), joints.index(b))))  # type: ignore[misc]
+                         for a, b in _BONE_NAMES[layout]}))
+
+
 def bones(pm: PartMap) -> tuple[tuple[int, int], ...]:
     """The skeleton's bones as joint-index pairs.
 
@@ -340,8 +349,7 @@ def bones(pm: PartMap) -> tuple[tuple[int, int], ...]:
     joined to the first joint of the torso component (a tree over every listed joint).
     """
     if pm.layout in _BONE_NAMES and pm.joints == LAYOUTS[pm.layout].joints:
-        return tuple(sorted({tuple(sorted((pm.joints.index(a), pm.joints.index(b))))
-                             for a, b in _BONE_NAMES[pm.layout]}))  # type: ignore[misc]
+        return layout_bones(pm.layout)
     out: set[tuple[int, int]] = set()
     hub = pm.components[COMPONENTS.index("torso")][0]
     for comp in pm.components:

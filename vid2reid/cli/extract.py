@@ -61,7 +61,7 @@ def extract_cli(
     CASIA-B names (SSS-CC-NN-VVV.avi, or SSS/CC-NN/VVV/) give subject,
     condition, sequence and view. Re-running skips finished videos; a summary
     lists what failed and why (exit code 1 if anything failed). Backends,
-    weights and scaling out: README.md, "Extract skeletons".
+    weights and scaling out: docs/usage.md, "Extract skeletons".
     """
     setup_logging(verbose)
     with user_errors():

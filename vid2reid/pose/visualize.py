@@ -10,23 +10,14 @@ import cv2
 import numpy as np
 
 from vid2reid.errors import PoseError
+from vid2reid.layouts import layout_bones
 from vid2reid.pose.result import VideoPoses
-
-# bones as joint-index pairs, per 2D layout
-BONES = {
-    "coco-17": [(5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (11, 12), (5, 11), (6, 12), (11, 13),
-                (13, 15), (12, 14), (14, 16), (0, 1), (0, 2), (1, 3), (2, 4)],
-    "blazepose-33": [(11, 13), (13, 15), (12, 14), (14, 16), (11, 12), (23, 24), (11, 23), (12, 24),
-                     (23, 25), (25, 27), (24, 26), (26, 28), (27, 29), (29, 31), (28, 30), (30, 32),
-                     (27, 31), (28, 32), (0, 2), (0, 5), (2, 7), (5, 8)],
-}
-
 
 def draw_skeleton(frame: np.ndarray, keypoints: np.ndarray, layout: str,
                   colour: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
     """A copy of ``frame`` with the keypoints (K, 2) and bones drawn; NaN keypoints are skipped."""
     img = frame.copy()
-    for a, b in BONES.get(layout, []):
+    for a, b in layout_bones(layout):
         pa, pb = keypoints[a], keypoints[b]
         if np.isfinite(pa).all() and np.isfinite(pb).all():
             cv2.line(img, tuple(int(v) for v in pa), tuple(int(v) for v in pb), colour, 2, cv2.LINE_AA)
@@ -37,11 +28,7 @@ def draw_skeleton(frame: np.ndarray, keypoints: np.ndarray, layout: str,
 
 
 def _bones_3d(layout: str, num_joints: int) -> list[tuple[int, int]]:
-    if layout == "h36m-17":
-        from vid2reid.render.walker import BONES as H36M_BONES
-
-        return list(H36M_BONES)
-    return [(a, b) for a, b in BONES.get(layout, []) if a < num_joints and b < num_joints]
+    return [(a, b) for a, b in layout_bones(layout) if a < num_joints and b < num_joints]
 
 
 def draw_3d_panel(joints: np.ndarray | None, layout: str, size: int, extent: float,
