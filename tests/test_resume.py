@@ -118,3 +118,41 @@ def test_run_killed_mid_epoch_resumes_bitwise_equal(store: Path, tmp_path: Path)
     assert _same_weights(run, ref)
     assert (run / "log.jsonl").read_text().count("\n") == int(epochs)
     assert _log(run) == _log(ref)
+
+
+def test_default_out_resumes_the_unfinished_run_and_eval_says_it_is_unfinished(store: Path,
+                                                                              tmp_path: Path):
+    """Ctrl-C, then the same ``vid2reid train`` without --out: the same run continues (no second
+    run folder); before that, eval of the stopped run says how far it got, and LATEST names only
+    finished runs."""
+    from vid2reid.evaluate import evaluate
+
+    cmd = [sys.executable, "-m", "vid2reid", "train", "--data", str(store), "--epochs", "40", *ARGS]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("runs/*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, err
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert not (run / "model.pt").exists() and not (tmp_path / "runs" / "LATEST").exists()
+    done = len((run / "log.jsonl").read_text().splitlines())
+    assert 1 <= done < 40
+
+    result = evaluate(store, run_dir=run, probe="bg", gallery="nm")
+    assert result["unfinished"] == f"run stopped at epoch {done} of 40"
+    assert f"run stopped at epoch {done} of 40" in result["description"]
+
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert [p for p in (tmp_path / "runs").iterdir() if p.is_dir()] == [run]
+    assert f"resuming {run.resolve()} after epoch" in again.stderr or \
+        f"resuming runs/{run.name} after epoch" in again.stderr, again.stderr
+    assert len((run / "log.jsonl").read_text().splitlines()) == 40
+    assert (tmp_path / "runs" / "LATEST").read_text().strip() == run.name
+    info = json.loads((run / "config.json").read_text())
+    assert info["threads"] == 1 and info["torch"] == torch.__version__ and "numpy" in info
+    assert "unfinished" not in evaluate(store, run_dir=run, probe="bg", gallery="nm")
