@@ -37,10 +37,14 @@ def test_docstrings_do_not_point_outside_the_repository():
 
 
 def test_help_names_readme_sections_that_exist_and_is_never_cut():
-    headings = {m.strip() for m in re.findall(r"^#+ (.+)$", (REPO / "README.md").read_text(), re.M)}
+    def headings(page: str) -> set[str]:
+        return {m.strip() for m in re.findall(r"^#+ (.+)$", (REPO / page).read_text(), re.M)}
+
     runner = CliRunner()
     for cmd in (["extract"], ["train"], ["eval"], ["import", "kgbd"], ["render-samples"]):
         out = runner.invoke(app, cmd + ["--help"], terminal_width=80).output
         assert "…" not in out, cmd  # what a rich table cell shows when it cuts a help text
-        for section in re.findall(r'README(?:\.md)?, "([^"]+)"', " ".join(out.split())):
-            assert section in headings, f"{cmd}: README has no section {section!r}"
+        for page, section in re.findall(r'(README|docs/[\w-]+\.md)(?:\.md)?, "([^"]+)"',
+                                        " ".join(out.split())):
+            page = "README.md" if page == "README" else page
+            assert section in headings(page), f"{cmd}: {page} has no section {section!r}"

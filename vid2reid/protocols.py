@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -240,3 +241,23 @@ def select_probe_gallery(records: list[Record], test_idx: np.ndarray, protocol: 
     if not proto.standard:
         notes.insert(0, proto.note)
     return Selection(probe_idx, gallery_idx, p, g, tuple(notes), standard)
+
+
+def warn_if_nothing_to_test(data: Path | str, protocol: str) -> None:
+    """Warn before training when the protocol puts no sequence of the store on the test side."""
+    from vid2reid.errors import Vid2ReidError
+    from vid2reid.store import read_manifest
+
+    try:
+        proto = get_protocol(protocol)
+        if proto.last_train_subject is None:
+            return
+        _, test = train_test_records(read_manifest(data), proto.name)
+    except Vid2ReidError:
+        return  # training reports a bad store or protocol itself
+    if len(test) == 0:
+        log.warning(
+            "warning: protocol %r leaves nothing to test in %s (no 'split' column, and no subject "
+            "numbered above %03d): 'vid2reid eval' will have no test sequences; number test people "
+            "%03d-124, add a split column, or use --protocol all (non-standard)",
+            proto.name, data, proto.last_train_subject, proto.last_train_subject + 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -12,33 +11,11 @@ import typer
 from vid2reid.cli._app import app, setup_logging, user_errors
 
 
-
-def _warn_if_nothing_to_test(data: Path, protocol: str) -> None:
-    """Warn before training when the protocol puts no sequence of the store on the test side."""
-    from vid2reid.errors import Vid2ReidError
-    from vid2reid.protocols import get_protocol, train_test_records
-    from vid2reid.store import read_manifest
-
-    try:
-        proto = get_protocol(protocol)
-        if proto.last_train_subject is None:
-            return
-        _, test = train_test_records(read_manifest(data), proto.name)
-    except Vid2ReidError:
-        return  # train() reports a bad store or protocol itself
-    if len(test) == 0:
-        logging.getLogger("vid2reid").warning(
-            "warning: protocol %r leaves nothing to test in %s (no 'split' column, and no subject "
-            "numbered above %03d): 'vid2reid eval' will have no test sequences; number test people "
-            "%03d-124, add a split column, or use --protocol all (non-standard)",
-            proto.name, data, proto.last_train_subject, proto.last_train_subject + 1)
-
-
 # fmt: off
 @app.command("train")
 def train_cli(
     data: List[Path] = typer.Option([Path("skeletons")], "--data", "-d", help="Skeleton store to learn from (written by 'vid2reid extract'). --method ms-clr takes it more than once: stores of the same recordings in different joint layouts (e.g. made with 'vid2reid convert')."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write. Default: runs/<date-time>."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write. Default: the unfinished run in runs/ with the same settings and data, which this continues, else a new runs/<date-time>."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Reproduce the SimMC paper on a data set: its settings and DBSCAN pseudo-labels (casia-b, ks20, kgbd, ias-a, ias-b, biwi-w, biwi-s; any case). Default: none, the label-free defaults (walk-group pseudo-labels, nothing tuned per data set; give --f)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs (one clustering round + one pass each). Default: 30."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
@@ -90,6 +67,7 @@ def train_cli(
     """
     setup_logging(verbose)
     from vid2reid.config import make_config
+    from vid2reid.protocols import warn_if_nothing_to_test
     from vid2reid.runs import default_run_dir
     from vid2reid.train import train
 
@@ -117,7 +95,7 @@ def train_cli(
                           smsge_heads=graph_heads, smsge_lambda=graph_lambda,
                           msclr_cross=cross.strip().lower() if cross else None)
         run_dir = out if out is not None else default_run_dir(Path("runs"), cfg, data, resume)
-        _warn_if_nothing_to_test(data[0], cfg.protocol)
+        warn_if_nothing_to_test(data[0], cfg.protocol)
         result = train(cfg, data[0] if len(data) == 1 else data, run_dir, resume=resume,
                        progress=progress and sys.stderr.isatty())
         last = result.history[-1] if result.history else {}
