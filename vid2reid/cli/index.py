@@ -1,0 +1,42 @@
+"""``vid2reid index``: embed a gallery store once, for repeated ``vid2reid match`` calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vid2reid.cli._app import app, setup_logging, user_errors
+
+
+# fmt: off
+@app.command("index")
+def index_cli(
+    data: Path = typer.Option(..., "--data", "-d", help="Gallery skeleton store.", file_okay=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Index file to write (e.g. gallery.idx).", dir_okay=False),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run directory. Default: the latest run in --runs-dir.", file_okay=False),
+    condition: Optional[str] = typer.Option(None, "--condition", help="Only rows of this condition (Normal/nm, Bags/bg, ...)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only train or test rows."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
+) -> None:
+    # fmt: on
+    """Store a gallery's walk features, manifest rows and the run's identity in one file.
+
+    'vid2reid match QUERY --gallery FILE' then embeds only the queries; it refuses an
+    index built by another run (other weights or settings).
+    """
+    setup_logging(verbose)
+    from vid2reid.retrieval import build_index, load_run
+
+    with user_errors():
+        if run is None:
+            from vid2reid.evaluate import latest_run
+
+            run = latest_run(runs_dir)
+        index = build_index(load_run(run), data, condition, split)
+        index.save(out)
+        w = index.walks
+        typer.echo(f"index written to {out}: {len(w)} walks ({len(w.window_features)} windows, "
+                   f"{w.features.shape[1]} features each) from {data}, run {run}")

@@ -1,0 +1,73 @@
+"""``vid2reid match``: rank a gallery for query walks (videos, folders of videos or stores)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vid2reid.cli._app import app, setup_logging, user_errors
+
+
+# fmt: off
+@app.command("match")
+def match_cli(
+    queries: List[Path] = typer.Argument(..., help="Query walks: video files, folders of videos (extracted with the pose backend that gives the gallery's joint layout, into --cache, reused next time), or skeleton stores."),
+    gallery: Path = typer.Option(..., "--gallery", "-g", help="Gallery: a skeleton store, or an index file written by 'vid2reid index' (then only the queries are embedded)."),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run directory written by 'vid2reid train'. Default: the index's run, else the latest run in --runs-dir.", file_okay=False),
+    top: int = typer.Option(10, "--top", "-k", min=1, help="Gallery walks listed per query, best first."),
+    level: str = typer.Option("sequence", "--level", help="sequence (a walk against a walk: the mean of its windows' features, as eval's sequence level) or window (every f-frame window on its own)."),
+    query_condition: Optional[str] = typer.Option(None, "--query-condition", help="Store queries: only rows of this condition (Normal/nm, Bags/bg, Clothes/cl or any code)."),
+    query_split: Optional[str] = typer.Option(None, "--query-split", help="Store queries: only train or test rows (the manifest's split column, else eval's default subject ranges)."),
+    gallery_condition: Optional[str] = typer.Option(None, "--gallery-condition", help="Gallery store: only rows of this condition."),
+    gallery_split: Optional[str] = typer.Option(None, "--gallery-split", help="Gallery store: only train or test rows."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rankings as JSON.", dir_okay=False),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write one CSV row per (query, rank): query, rank, gallery, distance, margin, subjects, ...", dir_okay=False),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write DIR/index.html (opens from disk): each query and its top matches as strips of video frames with the skeleton drawn (or the skeleton alone), distances under them.", file_okay=False),
+    cache: Path = typer.Option(Path("match-cache"), "--cache", help="Where video queries' skeletons are kept (one store per query argument; delete it to extract again).", file_okay=False),
+    backend: str = typer.Option("auto", "--backend", "-b", help="Pose backend for video queries: auto (the one that gives the gallery's layout: mediapipe for blazepose-33, mmpose for h36m-17), mmpose or mediapipe."),
+    use_faiss: bool = typer.Option(False, "--faiss", help="Search through a flat FAISS index (pip install faiss-cpu); exact search needs nothing extra."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
+) -> None:
+    # fmt: on
+    """Re-identify: the gallery walks nearest to each query walk, with distances and a margin.
+
+    A gallery walk identical to a query (the same recording) is never listed. Identities
+    in the manifests are shown but never used for ranking. A query that cannot be used
+    (no person in the video, too short, another joint layout) is reported in one line and
+    the others go on; the exit code is then 1.
+    """
+    setup_logging(verbose)
+    from vid2reid.retrieval import format_results, match, results_csv, results_json, write_text
+
+    with user_errors():
+        out = match(queries, gallery, run_dir=run, top=top, level=level.strip().lower(),
+                    query_condition=query_condition, query_split=query_split,
+                    gallery_condition=gallery_condition, gallery_split=gallery_split,
+                    cache=cache, backend=backend, use_faiss=use_faiss, runs_dir=runs_dir)
+        for line in out.errors:
+            typer.echo(f"error: {line}", err=True)
+        if not out.results:
+            typer.echo("error: no query walk could be matched", err=True)
+            raise typer.Exit(1)
+        if json_path is not None:
+            info = {"gallery": str(gallery), "level": level, "top": top, "notes": out.notes,
+                    "errors": out.errors}
+            write_text(json_path, json.dumps(results_json(out.results, info), indent=2) + "\n")
+            typer.echo(f"rankings written to {json_path}")
+        if csv_path is not None:
+            write_text(csv_path, results_csv(out.results))
+            typer.echo(f"rankings written to {csv_path}")
+        if report is not None:
+            from vid2reid.match_report import write_match_report
+
+            index = write_match_report(out.results, report)
+            typer.echo(f"page written to {index} (open it in a browser)")
+        for note in out.notes:
+            typer.echo(f"note: {note}")
+        typer.echo(format_results(out.results, level))
+        if out.errors:
+            raise typer.Exit(1)
