@@ -744,6 +744,7 @@ class MatchOutcome:
     notes: list[str]
     gallery: Walks
     queries: Walks | None
+    f: int  # the run's frames per window
 
 
 def load_queries(run: LoadedRun, queries: list[Path | str], gallery_layout: str,
@@ -811,4 +812,4 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
     q, errors = load_queries(run, list(queries), g.layout, cache, query_condition, query_split,
                              backend)
     results = [] if q is None else rank_gallery(q, g, top, level, use_faiss)
-    return MatchOutcome(results, errors, notes, g, q)
+    return MatchOutcome(results, errors, notes, g, q, run.f)

@@ -64,7 +64,8 @@ def match_cli(
         if report is not None:
             from vid2reid.match_report import write_match_report
 
-            index = write_match_report(out.results, report)
+            index = write_match_report(out.results, report,
+                                       window=out.f if level.strip().lower() == "window" else None)
             typer.echo(f"page written to {index} (open it in a browser)")
         for note in out.notes:
             typer.echo(f"note: {note}")

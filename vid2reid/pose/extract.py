@@ -30,6 +30,8 @@ from pathlib import Path
 
 import multiprocessing as mp
 
+import numpy as np
+
 from vid2reid.errors import ConfigError, PoseError, Vid2ReidError
 from vid2reid.pose.boxes import BOX_METHODS, make_box_finder
 from vid2reid.pose.mediapipe_backend import MediaPipeSettings
@@ -307,7 +309,10 @@ def extract_video(video: Path, root: Path | None, backend, settings: ExtractSett
     for seq in poses.sequences:
         rel = f"{name.stem}.s{seq.start:05d}.npz" if multi else f"{name.stem}.npz"
         # "detected" (per frame, False = interpolated) is an array, so it stays out of the manifest
+        # the 2D keypoints (pixels, NaN where not detected) let 'match --report' draw the walk
+        keypoints_2d = poses.keypoints_2d[seq.start:seq.start + len(seq.joints)].astype(np.float32)
         save_sequence(out, rel, seq.joints, poses.layout, start_frame=seq.start, detected=seq.detected,
+                      keypoints_2d=keypoints_2d,
                       detected_fraction=round(float(seq.detected.mean()), 4),
                       mean_score=round(seq.mean_score, 4), **base_meta)
         written.append(rel)

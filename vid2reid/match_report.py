@@ -1,0 +1,222 @@
+"""The ranked-results page of ``vid2reid match --report DIR``.
+
+``DIR/index.html`` opens from disk with no network: one row per query, the query
+first, then its top matches, each walk a short strip of frames. Where the walk's
+store records its video (``source`` and ``start_frame``, as ``vid2reid extract``
+writes them) the strip shows those frames, cropped around the walker with the 2D
+skeleton drawn (``keypoints_2d`` in the sequence file); a store without 2D
+keypoints gets the frames and the 3D skeleton beside them; a store without a video
+(Kinect data sets, imports) gets the 3D skeleton alone. Thumbnails are JPEG files
+in ``DIR/thumbs/``. Borders are green (same subject) or red (another) only where
+both manifests name the subject, and the page says that these identities were not
+used for ranking.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vid2reid.retrieval import QueryResult, has_identity
+from vid2reid.store import atomic_write_bytes
+
+STRIP_HEIGHT = 112
+LAYOUT_2D = {33: "blazepose-33", 17: "coco-17"}
+
+
+def _find_video(source: str, store: Path) -> Path | None:
+    """The walk's video: as recorded (relative to the working folder), else next to the store."""
+    if not source:
+        return None
+    for cand in (Path(source), store.parent / source, store / source):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _read_frames(video: Path, wanted: list[int]) -> dict[int, np.ndarray]:
+    """Frames ``wanted`` (indices) of a video, decoded in order (exact for any codec)."""
+    cap = cv2.VideoCapture(str(video))
+    out: dict[int, np.ndarray] = {}
+    try:
+        if not cap.isOpened():
+            return out
+        last = max(wanted)
+        want = set(wanted)
+        for t in range(last + 1):
+            ok = cap.grab()
+            if not ok:
+                break
+            if t in want:
+                ok, frame = cap.retrieve()
+                if ok:
+                    out[t] = frame
+    finally:
+        cap.release()
+    return out
+
+
+def _fit(img: np.ndarray, height: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+
+
+def _placeholder(text: str, height: int = STRIP_HEIGHT) -> np.ndarray:
+    img = np.full((height, 2 * height, 3), 40, np.uint8)
+    cv2.putText(img, text, (6, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (200, 200, 200), 1,
+                cv2.LINE_AA)
+    return img
+
+
+def walk_strip(row: dict, start: int = 0, length: int | None = None, frames: int = 4,
+               height: int = STRIP_HEIGHT) -> tuple[np.ndarray, str]:
+    """A strip of ``frames`` pictures of one walk (rows ``start..start+length`` of its file),
+    and what it shows: "video+skeleton", "video+3d", "skeleton" or "missing"."""
+    from vid2reid.pose.visualize import draw_3d_panel, draw_skeleton
+
+    store = Path(row.get("store", ""))
+    path = store / row.get("path", "")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            joints = np.asarray(data["joints"], np.float32)
+            layout = str(data["layout"]) if "layout" in data.files else ""
+            kp = np.asarray(data["keypoints_2d"], np.float32) if "keypoints_2d" in data.files \
+                else None
+    except Exception:
+        return _placeholder("walk file not found", height), "missing"
+    end = len(joints) if length is None else min(len(joints), start + length)
+    ts = sorted(set(np.linspace(start, max(start, end - 1), frames).round().astype(int).tolist()))
+    from vid2reid.layouts import root_joint
+
+    try:
+        root = root_joint(layout)
+    except Exception:
+        root = 0
+    rel = joints[start:end] - joints[start:end, root:root + 1]
+    extent = float(np.abs(rel).max()) if rel.size else 1.0
+    video = _find_video(row.get("source") or row.get("video", ""), store)
+    try:
+        first = int(float(row.get("start_frame") or 0))
+    except ValueError:
+        first = 0
+    pics: list[np.ndarray] = []
+    if video is not None:
+        got = _read_frames(video, [first + t for t in ts])
+        if got:
+            if kp is not None and kp.shape[0] == len(joints):
+                layout_2d = LAYOUT_2D.get(kp.shape[1], "")
+                pics = [_crop_on_walker(draw_skeleton(got[first + t], kp[t], layout_2d), kp[t])
+                        for t in ts if first + t in got]
+                kind = "video+skeleton"
+            else:
+                mid = ts[len(ts) // 2]
+                pics = [got[first + t] for t in ts[:2] if first + t in got]
+                pics.append(draw_3d_panel(joints[mid], layout, pics[0].shape[0], extent))
+                kind = "video+3d"
+            return np.hstack([_fit(p, height) for p in pics]), kind
+    pics = [draw_3d_panel(joints[t], layout, height, extent) for t in ts]
+    return np.hstack(pics), "skeleton"
+
+
+def _crop_on_walker(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The part of ``frame`` around the keypoints (K, 2), padded, at least half as wide as
+    tall (the whole frame when no keypoint is known)."""
+    pts = points[np.isfinite(points).all(1)]
+    if not len(pts):
+        return frame
+    h, w = frame.shape[:2]
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    bh = max(y1 - y0, 8.0) * 1.3
+    bw = max(x1 - x0 + 0.3 * bh, 0.55 * bh)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    xa, xb = int(max(0, cx - bw / 2)), int(min(w, cx + bw / 2))
+    ya, yb = int(max(0, cy - bh / 2)), int(min(h, cy + bh / 2))
+    return frame[ya:yb, xa:xb] if xb > xa and yb > ya else frame
+
+
+def _caption(row: dict, path: str, extra: str = "") -> str:
+    who = row.get("subject", "") if has_identity(row) else ""
+    cs = "-".join(x for x in (row.get("condition", ""), row.get("sequence", "")) if x)
+    bits = [b for b in (f"subject {who}" if who else "", cs, row.get("view", "")) if b]
+    return (f"{extra}<span class=path>{html.escape(path)}</span>"
+            + (f"<br>{html.escape(' '.join(bits))}" if bits else ""))
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 16px; background: #fafafa; color: #222; }
+table { border-collapse: separate; border-spacing: 6px; }
+td { vertical-align: top; }
+figure { margin: 0; font-size: 11px; max-width: 214px; }
+img { display: block; border: 4px solid #999; max-width: 204px; }
+img.query { border-color: #3366cc; }
+img.same { border-color: #1a9a3a; }
+img.other { border-color: #cc2222; }
+.path { color: #555; word-break: break-all; }
+.d { font-weight: bold; font-size: 12px; }
+.note { background: #eef; padding: 6px; display: inline-block; }
+"""
+
+
+def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: int = 4,
+                       title: str = "vid2reid match", window: int | None = None) -> Path:
+    """Write ``out_dir/index.html`` and its thumbnails (``out_dir/thumbs/*.jpg``); returns
+    the page's path. ``window``: frames per window, for window-level results."""
+    out = Path(out_dir)
+    thumbs = out / "thumbs"
+    any_ids = any(r.subject and m.subject for r in results for m in r.matches)
+    rows_html = []
+    cache: dict[tuple, str] = {}
+
+    def thumb(row: dict, start: int | None, name: str) -> str:
+        key = (row.get("store"), row.get("path"), start)
+        if key not in cache:
+            img, _ = walk_strip(row, start or 0, None if start is None else window,
+                                frames)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            if not ok:
+                raise ValueError(f"{name}: JPEG encoding failed")
+            atomic_write_bytes(thumbs / name, buf.tobytes())
+            cache[key] = f"thumbs/{name}"
+        return cache[key]
+
+    for qi, res in enumerate(results):
+        src = thumb(res.row, res.window_start, f"q{qi:04d}.jpg")
+        at = "" if res.window_start is None else f"window at frame {res.window_start}<br>"
+        margin = ("" if res.margin is None else
+                  f"<br>margin {res.margin:.4f} (nearest {html.escape(res.margin_to)} minus "
+                  f"rank 1)")
+        excl = (f"<br>{res.excluded} identical walk(s) left out" if res.excluded else "")
+        cells = [f"<td><figure><img class=query src=\"{src}\" alt=\"query {qi + 1}\">"
+                 f"<figcaption><b>query {qi + 1}</b><br>{at}{_caption(res.row, res.path)}"
+                 f"{margin}{excl}</figcaption>"
+                 f"</figure></td>"]
+        for m in res.matches:
+            src = thumb(m.row, m.window_start, f"q{qi:04d}-r{m.rank:02d}.jpg")
+            cls = ""
+            if res.subject and m.subject:
+                cls = " class=same" if res.subject == m.subject else " class=other"
+            at = "" if m.window_start is None else f"window at frame {m.window_start}<br>"
+            cells.append(f"<td><figure><img{cls} src=\"{src}\" alt=\"rank {m.rank}\">"
+                         f"<figcaption><span class=d>#{m.rank} distance {m.distance:.4f}</span>"
+                         f"<br>{at}{_caption(m.row, m.path)}</figcaption></figure></td>")
+        rows_html.append("<tr>" + "".join(cells) + "</tr>")
+    legend = ("<p class=note>Borders: <b style=\"color:#1a9a3a\">green</b> = same subject, "
+              "<b style=\"color:#cc2222\">red</b> = another subject, "
+              "<b>identities from the manifest, not used for ranking</b>; grey where a walk "
+              "names no subject. Blue: the query.</p>" if any_ids else
+              "<p class=note>No borders by identity: the query or the gallery names no subject."
+              "</p>")
+    page = (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+            f"</title><style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f"<p>Each row: a query walk, then the gallery walks nearest to it, best first. "
+            f"Distance: Euclidean distance between the run's features (smaller = more alike; "
+            f"not a probability). Pictures: frames of the walk's video with the estimated "
+            f"skeleton, or the 3D skeleton alone where the store records no video.</p>\n"
+            f"{legend}\n<table>\n" + "\n".join(rows_html) + "\n</table>\n</body></html>\n")
+    index = out / "index.html"
+    atomic_write_bytes(index, page.encode())
+    return index
+
