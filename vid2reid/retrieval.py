@@ -113,6 +113,11 @@ class LoadedRun:
                                                              layout or None), np.float32)
                                for i in range(0, len(windows), EMBED_BATCH)])
 
+    def walks(self, store: "Path | str", condition: str | None = None,
+              split: str | None = None) -> "Walks":
+        """Every (selected) walk of a store with its features, paths and manifest rows."""
+        return embed_store(self, store, condition, split)
+
     def embed(self, data: "Path | str | np.ndarray", level: str = "sequence",
               layout: str = "") -> np.ndarray:
         """Features of a store or of joints.

@@ -1,0 +1,186 @@
+"""``vid2reid match`` and ``vid2reid index`` through the real command line: outputs, the page,
+one-line errors, and a video query through the real MediaPipe backend."""
+
+import csv
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vid2reid.cli import app
+from vid2reid.synthetic import make_synthetic_store
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_videos"
+TINY = ["--epochs", "1", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
+        "--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+def _err(result) -> str:
+    try:
+        return result.stderr
+    except (ValueError, AttributeError):  # older click mixes stderr into output
+        return result.output
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in _err(result).splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("match")
+    store = make_synthetic_store(root / "skeletons", n_subjects=6, frames=(60, 80), seed=3)
+    r = runner.invoke(app, ["train", "--data", str(store), "--out", str(root / "run"), *TINY])
+    assert r.exit_code == 0, r.output
+    return store, root / "run"
+
+
+def test_store_query_table_csv_json_and_page(setup, tmp_path: Path):
+    store, run = setup
+    out_csv, out_json, page = tmp_path / "m.csv", tmp_path / "m.json", tmp_path / "page"
+    r = runner.invoke(app, ["match", str(store), "--gallery", str(store), "--run", str(run),
+                            "--query-split", "test", "--query-condition", "Bags",
+                            "--gallery-split", "test", "--gallery-condition", "Normal",
+                            "--top", "3", "--csv", str(out_csv), "--json", str(out_json),
+                            "--report", str(page)])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out_csv.open()))
+    assert {"query", "rank", "gallery", "distance"} <= set(rows[0])
+    queries = sorted({row["query"] for row in rows})
+    # 3 test subjects x 2 Bags walks, each with its top 3 of 12 Normal walks
+    assert len(queries) == 6 and len(rows) == 18
+    assert all(re.fullmatch(r"\d{3}/\d{3}-bg-0[12]-090\.npz", q) for q in queries)
+    for q in queries:
+        mine = [row for row in rows if row["query"] == q]
+        assert [int(row["rank"]) for row in mine] == [1, 2, 3]
+        d = [float(row["distance"]) for row in mine]
+        assert d == sorted(d)
+        assert all("-nm-" in row["gallery"] for row in mine)
+    data = json.loads(out_json.read_text())
+    assert len(data["queries"]) == 6 and data["queries"][0]["matches"][0]["rank"] == 1
+    assert "query" in r.output and "margin" in r.output
+    html = (page / "index.html").read_text()
+    srcs = re.findall(r'<img[^>]* src="([^"]+)"', html)
+    assert len(srcs) == 6 * (1 + 3)  # each query and its top 3
+    for src in set(srcs):
+        img = cv2.imread(str(page / src))
+        assert img is not None and img.shape[0] > 20, src
+    assert "identities from the manifest, not used for ranking" in html
+    assert "class=same" in html or "class=other" in html
+    assert "http" not in html  # opens from disk, nothing fetched
+
+
+def test_index_round_trip_and_refusal(setup, tmp_path: Path):
+    store, run = setup
+    idx = tmp_path / "gallery.idx"
+    r = runner.invoke(app, ["index", "--run", str(run), "--data", str(store), "--split", "test",
+                            "--out", str(idx)])
+    assert r.exit_code == 0, r.output
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    r = runner.invoke(app, ["match", str(store), "--gallery", str(idx), "--query-split", "test",
+                            "--top", "4", "--csv", str(a)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["match", str(store), "--gallery", str(store), "--run", str(run),
+                            "--query-split", "test", "--gallery-split", "test", "--top", "4",
+                            "--csv", str(b)])
+    assert r.exit_code == 0, r.output
+    assert a.read_text() == b.read_text()
+    rows = list(csv.DictReader(a.open()))
+    assert all(row["query"] != row["gallery"] for row in rows)  # never itself
+    other = tmp_path / "other"
+    r = runner.invoke(app, ["train", "--data", str(store), "--out", str(other), "--seed", "5",
+                            *TINY])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["match", str(store), "--gallery", str(idx), "--run", str(other),
+                            "--query-split", "test"])
+    assert r.exit_code == 1
+    lines = _error_lines(r)
+    assert len(lines) == 1 and "built by run" in lines[0] and str(idx) in lines[0]
+
+
+def test_errors_are_one_line(setup, tmp_path: Path):
+    store, run = setup
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.csv").write_text("subject,condition,sequence,view,path,frames\n")
+    r = runner.invoke(app, ["match", str(store), "--gallery", str(empty), "--run", str(run)])
+    assert r.exit_code == 1 and len(_error_lines(r)) == 1 and "empty store" in _err(r)
+    from vid2reid.convert import convert_store
+
+    coco = tmp_path / "coco"
+    convert_store(store, "coco-17", coco, progress=False)
+    r = runner.invoke(app, ["match", str(store), "--gallery", str(coco), "--run", str(run)])
+    assert r.exit_code == 1
+    lines = _error_lines(r)
+    assert len(lines) == 1 and "coco-17" in lines[0] and "h36m-17" in lines[0]
+    # a bad query among good ones: reported, the others still matched, exit code 1
+    r = runner.invoke(app, ["match", str(coco), str(tmp_path / "nope.avi"), str(store),
+                            "--gallery", str(store), "--run", str(run), "--query-split", "test",
+                            "--top", "2"])
+    assert r.exit_code == 1
+    lines = _error_lines(r)
+    assert len(lines) == 2
+    assert any("nope.avi" in line and "no such file" in line for line in lines)
+    assert any("coco-17" in line for line in lines)
+    assert r.output.count("query ") >= 6
+
+
+needs_mediapipe = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
+                                     reason="MediaPipe is not installed")
+
+
+@pytest.mark.slow
+@needs_mediapipe
+def test_video_query_end_to_end_with_mediapipe(tmp_path: Path):
+    """Sample clips through the real MediaPipe backend: the gallery from `extract`, a video
+    query extracted into the cache (reused next call), its own recording never returned, and a
+    video with nobody in it reported in one line."""
+    clips = ["075-nm-01-090.avi", "075-nm-02-090.avi", "076-nm-01-090.avi"]
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    for c in clips:
+        (vids / c).symlink_to(SAMPLES / c)
+    gallery = tmp_path / "gallery"
+    r = runner.invoke(app, ["extract", str(vids), "--out", str(gallery), "--backend",
+                            "mediapipe", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--data", str(gallery), "--out", str(run), "--protocol",
+                            "all", *TINY])
+    assert r.exit_code == 0, r.output
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (160, 120))
+    for _ in range(50):
+        writer.write(np.full((120, 160, 3), 200, np.uint8))
+    writer.release()
+    query = str(vids / clips[0])
+    cache, out_csv, page = tmp_path / "cache", tmp_path / "m.csv", tmp_path / "page"
+    args = ["match", query, str(empty), "--gallery", str(gallery), "--run", str(run),
+            "--cache", str(cache), "--top", "5", "--csv", str(out_csv), "--report", str(page)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1, r.output  # the empty video is an error, the clip is matched
+    lines = _error_lines(r)
+    assert len(lines) == 1 and str(empty) in lines[0] and "no person" in lines[0]
+    rows = list(csv.DictReader(out_csv.open()))
+    assert {row["query"] for row in rows} == {query}
+    # the query is the same recording as 075-nm-01 in the gallery: never listed
+    assert [row["gallery"] for row in rows] and all("075-nm-01" not in row["gallery"]
+                                                    for row in rows)
+    assert len(rows) == 2 and "1 gallery walk(s) identical to the query left out" in r.output
+    html = (page / "index.html").read_text()
+    for src in re.findall(r'<img[^>]* src="([^"]+)"', html):
+        assert cv2.imread(str(page / src)) is not None
+    markers = sorted(cache.rglob("*.json"))
+    assert markers
+    stamp = [m.stat().st_mtime_ns for m in markers]
+    r = runner.invoke(app, args)  # second call: the cache is reused, nothing re-extracted
+    assert r.exit_code == 1
+    assert [m.stat().st_mtime_ns for m in markers if "summary" not in m.name] == \
+        [s for m, s in zip(markers, stamp) if "summary" not in m.name]

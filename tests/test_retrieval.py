@@ -1,0 +1,217 @@
+"""vid2reid.retrieval: rankings against oracles computed here (eval's features, brute-force
+float64 distances), the self-match rule, the gallery index, load_run and the README example."""
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vid2reid.cli import app
+from vid2reid.errors import ConfigError, ProtocolError, StoreError
+from vid2reid.retrieval import (Searcher, build_index, embed_store, load_index, load_run, match,
+                                rank_gallery)
+from vid2reid.store import load_joints, read_manifest, save_sequence, write_manifest
+from vid2reid.synthetic import make_synthetic_store
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
+        "--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+def train_tiny(store: Path, out: Path, seed: int = 0) -> Path:
+    r = CliRunner().invoke(app, ["train", "--data", str(store), "--out", str(out),
+                                 "--seed", str(seed), *TINY])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_synthetic_store(tmp_path_factory.mktemp("retr") / "skeletons", n_subjects=6,
+                                frames=(60, 80), seed=11)
+
+
+@pytest.fixture(scope="module")
+def run(store: Path) -> Path:
+    return train_tiny(store, store.parent / "runs" / "tiny")
+
+
+def _key(row: dict) -> str:
+    return "|".join((row["subject"], row["condition"], row["sequence"], row["view"]))
+
+
+def test_rankings_equal_eval_sequence_level(store: Path, run: Path):
+    from vid2reid.evaluate import evaluate
+
+    res = evaluate(store, run_dir=run, probe="Bags", gallery="Normal", keep_features=True)
+    p, g = res["features"]["sequence"]["probe"], res["features"]["sequence"]["gallery"]
+    # oracle: eval's sequence features, float64 Euclidean distances, ties by gallery order
+    d = np.sqrt(((p["x"][:, None, :].astype(np.float64) - g["x"][None].astype(np.float64)) ** 2)
+                .sum(-1))
+    m = load_run(run)
+    queries = embed_store(m, store, condition="Bags", split="test", side="query")
+    gallery = embed_store(m, store, condition="Normal", split="test")
+    assert sorted(_key(r) for r in queries.rows) == sorted(p["video"].tolist())
+    results = rank_gallery(queries, gallery, top=len(gallery))
+    assert len(results) == len(p["video"])
+    for res_q in results:
+        i = p["video"].tolist().index(_key(res_q.row))
+        np.testing.assert_array_equal(queries.features[queries.paths.index(res_q.path)],
+                                      p["x"][i])
+        order = np.lexsort((np.arange(len(g["video"])), d[i]))
+        assert [_key(mm.row) for mm in res_q.matches] == g["video"][order].tolist()
+        np.testing.assert_allclose([mm.distance for mm in res_q.matches], d[i][order],
+                                   rtol=1e-6, atol=1e-7)
+        # margin: nearest walk of another subject than the best match, minus the best
+        best = res_q.matches[0].subject
+        other = min(mm.distance for mm in res_q.matches if mm.subject != best)
+        assert res_q.margin == pytest.approx(other - res_q.matches[0].distance)
+        assert res_q.margin_to == "other subject"
+
+
+def test_self_match_rule_is_by_content(store: Path, run: Path, tmp_path: Path):
+    """The query's own recording is never returned, under any name; a walk that differs by a
+    millimetre is."""
+    records = [r for r in read_manifest(store) if r.split == "test"]
+    gal = tmp_path / "gallery"
+    kept = []
+    for r in records:
+        kept.append(save_sequence(gal, r.path, load_joints(store, r), r.layout, subject=r.subject,
+                                  condition=r.condition, sequence=r.sequence, view=r.view))
+    first = records[0]
+    j = load_joints(store, first)
+    kept.append(save_sequence(gal, "copy/renamed.npz", j, first.layout, subject="999",
+                              condition="nm", sequence="09", view="090"))
+    moved = j.copy()
+    moved[:, 3, 0] += 0.001
+    kept.append(save_sequence(gal, "copy/moved.npz", moved, first.layout, subject="998",
+                              condition="nm", sequence="09", view="090"))
+    write_manifest(gal, kept)
+    m = load_run(run)
+    q = embed_store(m, store, condition=first.condition, split="test", side="query")
+    g = embed_store(m, gal)
+    results = rank_gallery(q, g, top=len(g))
+    mine = next(r for r in results if r.path == first.path)
+    listed = [mm.path for mm in mine.matches]
+    assert first.path not in listed and "copy/renamed.npz" not in listed
+    assert mine.excluded == 2 and len(listed) == len(g) - 2
+    assert "copy/moved.npz" in listed
+    for res in results:  # no query meets itself
+        assert res.path not in [mm.path for mm in res.matches]
+
+
+def test_searcher_matches_brute_force_with_ties_and_exclusions():
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(3000, 24)).astype(np.float32)
+    g[100] = g[7]  # an exact tie: the lower index comes first
+    q = g[7] + rng.normal(scale=1e-3, size=24).astype(np.float32)
+    s = Searcher(g)
+    d = np.sqrt(((g.astype(np.float64) - q.astype(np.float64)) ** 2).sum(1))
+    for exclude in (None, np.array([7, 5, 2999])):
+        idx, dist = s.rank(q, 20, exclude)
+        dd = d.copy()
+        if exclude is not None:
+            dd[exclude] = np.inf
+        want = np.lexsort((np.arange(len(g)), dd))[:20]
+        assert idx.tolist() == want.tolist()
+        np.testing.assert_allclose(dist, dd[want], rtol=1e-9)
+    assert s.rank(q, 20)[0][:2].tolist() == [7, 100]
+    assert len(s.rank(q, 5000)[0]) == 3000  # k larger than the gallery: all, in order
+
+
+def test_searcher_through_faiss_equals_exact():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(2000, 16)).astype(np.float32)
+    q = rng.normal(size=16).astype(np.float32)
+    a, da = Searcher(g).rank(q, 10)
+    b, db = Searcher(g, use_faiss=True).rank(q, 10)
+    assert a.tolist() == b.tolist()
+    np.testing.assert_allclose(da, db)
+
+
+def test_index_round_trip_and_refusal(store: Path, run: Path, tmp_path: Path):
+    m = load_run(run)
+    index = build_index(m, store, condition="Normal", split="test")
+    path = index.save(tmp_path / "gallery.idx")
+    back = load_index(path)
+    np.testing.assert_array_equal(back.walks.features, index.walks.features)
+    np.testing.assert_array_equal(back.walks.window_features, index.walks.window_features)
+    assert back.walks.rows == index.walks.rows and back.walks.hashes == index.walks.hashes
+    assert back.run_identity == m.identity
+    via_store = match([store], store, run_dir=run, top=5, query_condition="Bags",
+                      query_split="test", gallery_condition="Normal", gallery_split="test")
+    via_index = match([store], path, top=5, query_condition="Bags", query_split="test")
+    assert [[(mm.path, mm.distance) for mm in r.matches] for r in via_index.results] == \
+        [[(mm.path, mm.distance) for mm in r.matches] for r in via_store.results]
+    other = train_tiny(store, tmp_path / "other", seed=1)
+    with pytest.raises(ConfigError, match="built by run"):
+        match([store], path, run_dir=other, query_split="test")
+    (tmp_path / "junk.idx").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(StoreError, match="junk.idx"):
+        load_index(tmp_path / "junk.idx")
+
+
+def test_window_level_best_is_the_nearest_window(store: Path, run: Path):
+    m = load_run(run)
+    q = embed_store(m, store, condition="Bags", split="test")
+    g = embed_store(m, store, condition="Normal", split="test")
+    results = rank_gallery(q, g, top=3, level="window")
+    assert len(results) == len(q.window_features)
+    for res, qf in zip(results, q.window_features):
+        d = np.sqrt(((g.window_features.astype(np.float64) - qf) ** 2).sum(1))
+        assert res.matches[0].distance == pytest.approx(d.min(), rel=1e-6)
+        best = int(np.argmin(d))
+        assert res.matches[0].path == g.paths[g.window_walk[best]]
+        assert res.matches[0].window_start == g.window_start[best]
+
+
+def test_errors_name_the_problem(store: Path, run: Path, tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.csv").write_text("subject,condition,sequence,view,path,frames\n")
+    with pytest.raises(StoreError, match="empty store"):
+        match([store], empty, run_dir=run)
+    with pytest.raises(ProtocolError, match="no gallery walks"):
+        match([store], store, run_dir=run, gallery_condition="xx")
+    # a store in another joint layout than the run: the gallery is refused, a query reported
+    from vid2reid.convert import convert_store
+
+    coco = tmp_path / "coco"
+    convert_store(store, "coco-17", coco)
+    with pytest.raises(StoreError, match=r"coco.*layout coco-17.*trained on h36m-17"):
+        match([store], coco, run_dir=run)
+    out = match([coco, store], store, run_dir=run, query_split="test", gallery_split="test")
+    assert len(out.errors) == 1 and "coco-17" in out.errors[0] and "\n" not in out.errors[0]
+    assert out.results  # the good query still ran
+
+
+def test_load_run_embed_store_and_arrays(store: Path, run: Path):
+    m = load_run(run)
+    feats = m.embed(store)
+    walks = embed_store(m, store)
+    np.testing.assert_array_equal(feats, walks.features)
+    rec = read_manifest(store)[0]
+    one = m.embed(load_joints(store, rec))
+    i = walks.paths.index(rec.path)
+    np.testing.assert_allclose(one[0], walks.features[i], rtol=1e-5, atol=1e-6)
+    with pytest.raises(StoreError, match="shorter than the run's window"):
+        m.embed(load_joints(store, rec)[:5])
+
+
+def test_readme_example_runs(store: Path, run: Path, tmp_path: Path, monkeypatch):
+    """The README's Python example, executed as written against a small trained run."""
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"## Match your own videos.*?```python\n(.*?)```", text, re.S)
+    assert block, "README has no Python block under 'Match your own videos'"
+    (tmp_path / "runs").mkdir()
+    shutil.copytree(run, tmp_path / "runs" / "quickstart")
+    shutil.copytree(store, tmp_path / "skeletons-samples")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    feats = scope["feats"]
+    assert feats.shape == (len(embed_store(load_run(run), store)), 32)
