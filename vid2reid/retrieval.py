@@ -192,6 +192,8 @@ class Walks:
     window_start: np.ndarray  # (N,) first frame of the window within its walk's row
     layout: str = ""
     skipped_short: int = 0
+    # search structures, built on first use and kept (an index answers many queries)
+    _prepared: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -597,12 +599,31 @@ class QueryResult:
     window_start: int | None = None
 
 
-def _groups(walks: Walks) -> np.ndarray:
-    """Per walk, the group the margin is taken against: its subject when every walk names one,
-    else the walk itself."""
-    if all(walks.subjects):
-        return np.asarray(walks.subjects)
-    return np.asarray([f"#walk{i}" for i in range(len(walks))])
+def _prepare(gallery: Walks, level: str, use_faiss: bool) -> dict:
+    """The gallery's search structures for one level, built once per Walks object.
+
+    ``groups``: per item, the group its margin is taken against (a code of its subject when
+    every walk names one, else of its walk); ``by_hash``: walk indices per content hash.
+    """
+    key = (level, use_faiss)
+    if key not in gallery._prepared:
+        if level == "sequence":
+            feats, walk = gallery.features, np.arange(len(gallery))
+        else:
+            feats, walk = gallery.window_features, gallery.window_walk
+        if all(gallery.subjects):
+            _, codes = np.unique(np.asarray(gallery.subjects), return_inverse=True)
+            groups = codes.ravel()[walk]
+        else:
+            groups = walk
+        by_hash: dict[str, list[int]] = {}
+        for i, h in enumerate(gallery.hashes):
+            by_hash.setdefault(h, []).append(i)
+        gallery._prepared[key] = dict(searcher=Searcher(feats, use_faiss=use_faiss), walk=walk,
+                                      groups=groups, by_hash=by_hash,
+                                      margin_to="other subject" if all(gallery.subjects)
+                                      else "next walk")
+    return gallery._prepared[key]
 
 
 def rank_gallery(queries: Walks, gallery: Walks, top: int = 10, level: str = "sequence",
@@ -617,42 +638,35 @@ def rank_gallery(queries: Walks, gallery: Walks, top: int = 10, level: str = "se
     if queries.features.shape[1] != gallery.features.shape[1]:
         raise ConfigError(f"query features have {queries.features.shape[1]} dimensions, the "
                           f"gallery's {gallery.features.shape[1]}: not made by the same run")
-    walk_groups = _groups(gallery)
-    by_hash: dict[str, list[int]] = {}
-    for i, h in enumerate(gallery.hashes):
-        by_hash.setdefault(h, []).append(i)
+    prep = _prepare(gallery, level, use_faiss)
+    searcher, g_walk, groups = prep["searcher"], prep["walk"], prep["groups"]
     if level == "sequence":
-        g_feats, g_walk = gallery.features, np.arange(len(gallery))
         q_feats, q_walk = queries.features, np.arange(len(queries))
-        q_start = [None] * len(queries)
+        q_start: list[int | None] = [None] * len(queries)
     else:
-        g_feats, g_walk = gallery.window_features, gallery.window_walk
         q_feats, q_walk = queries.window_features, queries.window_walk
         q_start = [int(s) for s in queries.window_start]
-    searcher = Searcher(g_feats, use_faiss=use_faiss)
-    item_groups = walk_groups[g_walk]
-    if not all(gallery.subjects):  # windows of one walk are one group
-        item_groups = np.asarray([f"#walk{w}" for w in g_walk])
+    margin_to = prep["margin_to"]
     results = []
     for qi, (qf, qw) in enumerate(zip(q_feats, q_walk)):
-        same = by_hash.get(queries.hashes[qw], [])
-        exclude = np.flatnonzero(np.isin(g_walk, same)) if same else None
+        same = prep["by_hash"].get(queries.hashes[qw], [])
+        exclude = None
+        if same:
+            exclude = (np.asarray(same) if level == "sequence"
+                       else np.flatnonzero(np.isin(g_walk, same)))
         idx, dist = searcher.rank(qf, top, exclude)
         matches = [Match(r + 1, int(g_walk[i]), float(d), gallery.paths[g_walk[i]],
                          gallery.subjects[g_walk[i]], gallery.rows[g_walk[i]],
                          None if level == "sequence" else int(gallery.window_start[i]))
                    for r, (i, d) in enumerate(zip(idx, dist))]
-        margin, margin_to = None, ("other subject" if all(gallery.subjects) else "next walk")
+        margin = None
         if len(idx):
-            allow = item_groups != item_groups[idx[0]]
-            if exclude is not None:
-                allow[exclude] = False
-            other = None
-            for i, d in zip(idx[1:], dist[1:]):
-                if allow[i]:
-                    other = d
-                    break
+            best = groups[idx[0]]
+            other = next((d for i, d in zip(idx[1:], dist[1:]) if groups[i] != best), None)
             if other is None:
+                allow = groups != best
+                if exclude is not None:
+                    allow[exclude] = False
                 found = searcher.nearest_where(qf, allow)
                 other = None if found is None else found[1]
             margin = None if other is None else float(other - dist[0])
