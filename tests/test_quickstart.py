@@ -41,3 +41,15 @@ def test_quickstart_path_on_reduced_samples(tmp_path: Path, monkeypatch):
     assert result["sequence"]["probes"] == 2 and result["sequence"]["gallery"] == 4  # new people
     assert result["raw"]["sequence"]["probes"] == 2
     assert Path("out/index.html").is_file() and Path("out/training.png").is_file()
+    # the quickstart's last step: new people's clips as queries against the test gallery
+    r = runner.invoke(app, ["match", "videos/075-bg-01-090.avi", "videos/076-bg-01-090.avi",
+                            "--gallery", "skeletons", "--gallery-split", "test",
+                            "--gallery-condition", "nm", "--top", "5", "--csv", "match.csv",
+                            "--report", "match"])
+    assert r.exit_code == 0, r.output
+    rows = Path("match.csv").read_text().strip().splitlines()[1:]
+    # 2 queries x the 4 Normal walks of the test people (fewer than 5)
+    assert len(rows) == 8 and {row.split(",")[0] for row in rows} == \
+        {"videos/075-bg-01-090.avi", "videos/076-bg-01-090.avi"}
+    assert all(row.split(",")[2].split("/")[0] in ("075", "076") for row in rows)
+    assert Path("match/index.html").is_file()
