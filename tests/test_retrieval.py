@@ -151,8 +151,11 @@ def test_index_round_trip_and_refusal(store: Path, run: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="built by run"):
         match([store], path, run_dir=other, query_split="test")
     (tmp_path / "junk.idx").write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(StoreError, match="junk.idx"):
+    with pytest.raises(StoreError, match="junk.idx.*not a gallery index"):
         load_index(tmp_path / "junk.idx")
+    (tmp_path / "notes.txt").write_text("a gallery?")
+    with pytest.raises(StoreError, match="notes.txt.*not a gallery index"):
+        match([store], tmp_path / "notes.txt", run_dir=run)
 
 
 def test_window_level_best_is_the_nearest_window(store: Path, run: Path):

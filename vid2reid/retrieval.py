@@ -450,15 +450,6 @@ def build_index(run: LoadedRun, store: Path | str, condition: str | None = None,
                         run.f)
 
 
-def is_index_file(path: Path | str) -> bool:
-    """True for a file written by :meth:`GalleryIndex.save` (checked by content, not name)."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    with open(p, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
-
-
 def load_index(path: Path | str) -> GalleryIndex:
     """Read an index file; StoreError naming the file when it is not one."""
     path = Path(path)
@@ -807,7 +798,7 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
         raise ConfigError(f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
     notes: list[str] = []
     gallery = Path(gallery)
-    index = load_index(gallery) if is_index_file(gallery) else None
+    index = load_index(gallery) if gallery.is_file() else None  # else a store folder
     if run_dir is None:
         if index is not None:
             run_dir = index.run_path
