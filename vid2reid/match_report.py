@@ -117,8 +117,51 @@ def walk_strip(row: dict, start: int = 0, length: int | None = None, frames: int
                 pics.append(draw_3d_panel(joints[mid], layout, pics[0].shape[0], extent))
                 kind = "video+3d"
             return np.hstack([_fit(p, height) for p in pics]), kind
-    pics = [draw_3d_panel(joints[t], layout, height, extent) for t in ts]
-    return np.hstack(pics), "skeleton"
+    return np.hstack([skeleton_panel(joints, t, layout, height) for t in ts]), "skeleton"
+
+
+def _bones(layout: str, num_joints: int) -> tuple[tuple[int, int], ...]:
+    try:
+        from vid2reid.layouts import bones, get_part_map
+
+        return tuple((a, b) for a, b in bones(get_part_map(layout))
+                     if a < num_joints and b < num_joints)
+    except Exception:  # a layout vid2reid does not know: joints only
+        return ()
+
+
+def skeleton_panel(joints: np.ndarray, t: int, layout: str, height: int) -> np.ndarray:
+    """Frame ``t`` of a walk (T, J, 3) drawn as a stick figure, upright, without a video.
+
+    Stores use different axes (camera-style y down, Kinect y up), so the vertical axis is the
+    one along which the walk's root-relative joints spread most, pointed so that more joints
+    lie above the root than below (head, arms and trunk outnumber the legs in every layout);
+    the horizontal axis is the other one along which joints move most over time (legs and
+    arms swing along the walking direction), so walks are seen from the side. The scale is the same for every frame of the walk.
+    """
+    from vid2reid.layouts import root_joint
+
+    try:
+        root = root_joint(layout)
+    except Exception:
+        root = 0
+    rel = joints - joints[:, root:root + 1]
+    spread = rel.reshape(-1, 3).std(0)
+    v = int(np.argmax(spread))
+    swing = rel.std(axis=0).mean(axis=0)  # per axis: how much joints move during the walk
+    h = int([a for a in np.argsort(-swing) if a != v][0])  # the walking direction: a side view
+    up = 1.0 if (rel[..., v] > 0).sum() >= (rel[..., v] < 0).sum() else -1.0
+    extent = float(np.abs(rel[..., [v, h]]).max()) or 1.0
+    width = int(height * 0.6)
+    img = np.full((height, width, 3), 32, np.uint8)
+    scale = 0.45 * height / extent
+    uv = np.stack([width / 2 + scale * rel[t, :, h], height / 2 - up * scale * rel[t, :, v]], 1)
+    for a, b in _bones(layout, len(uv)):
+        cv2.line(img, tuple(int(x) for x in uv[a]), tuple(int(x) for x in uv[b]), (80, 220, 80),
+                 2, cv2.LINE_AA)
+    for p in uv:
+        cv2.circle(img, (int(p[0]), int(p[1])), 2, (60, 60, 255), -1, cv2.LINE_AA)
+    return img
 
 
 def _crop_on_walker(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
