@@ -184,3 +184,20 @@ def test_video_query_end_to_end_with_mediapipe(tmp_path: Path):
     assert r.exit_code == 1
     assert [m.stat().st_mtime_ns for m in markers if "summary" not in m.name] == \
         [s for m, s in zip(markers, stamp) if "summary" not in m.name]
+
+
+def test_window_level_lists_every_query_window(setup, tmp_path: Path):
+    store, run = setup
+    out_csv = tmp_path / "w.csv"
+    r = runner.invoke(app, ["match", str(store), "--gallery", str(store), "--run", str(run),
+                            "--query-split", "test", "--query-condition", "cl",
+                            "--gallery-split", "test", "--gallery-condition", "nm",
+                            "--level", "window", "--top", "2", "--csv", str(out_csv)])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out_csv.open()))
+    manifest = list(csv.DictReader((store / "manifest.csv").open()))
+    want = {(m["path"], str(s)) for m in manifest if m["split"] == "test" and m["condition"] == "cl"
+            for s in range(0, int(m["frames"]) - 20 + 1, 20)}  # f = 20, non-overlapping
+    assert {(row["query"], row["query_window_start"]) for row in rows} == want
+    assert len(rows) == 2 * len(want)
+    assert all(int(row["gallery_window_start"]) % 20 == 0 for row in rows)
