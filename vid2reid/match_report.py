@@ -121,13 +121,9 @@ def walk_strip(row: dict, start: int = 0, length: int | None = None, frames: int
 
 
 def _bones(layout: str, num_joints: int) -> tuple[tuple[int, int], ...]:
-    try:
-        from vid2reid.layouts import bones, get_part_map
+    from vid2reid.layouts import layout_bones
 
-        return tuple((a, b) for a, b in bones(get_part_map(layout))
-                     if a < num_joints and b < num_joints)
-    except Exception:  # a layout vid2reid does not know: joints only
-        return ()
+    return tuple((a, b) for a, b in layout_bones(layout) if a < num_joints and b < num_joints)
 
 
 def skeleton_panel(joints: np.ndarray, t: int, layout: str, height: int) -> np.ndarray:

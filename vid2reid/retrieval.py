@@ -64,7 +64,8 @@ def _sha256_file(path: Path) -> str:
 
 
 def _load_embedder(run: Path, unit_features: bool | None = None):
-    from vid2reid.train import load_embedder
+    from vid2reid.runs import load_embedder  # torch model code only when a run is loaded
+
     return load_embedder(run, unit_features=unit_features)
 
 
@@ -803,7 +804,7 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
         if index is not None:
             run_dir = index.run_path
         else:
-            from vid2reid.evaluate import latest_run
+            from vid2reid.runs import latest_run
 
             run_dir = latest_run(runs_dir)
     run = load_run(run_dir)

@@ -32,7 +32,7 @@ def index_cli(
 
     with user_errors():
         if run is None:
-            from vid2reid.evaluate import latest_run
+            from vid2reid.runs import latest_run
 
             run = latest_run(runs_dir)
         index = build_index(load_run(run), data, condition, split)
