@@ -184,6 +184,16 @@ def test_video_query_end_to_end_with_mediapipe(tmp_path: Path):
     assert r.exit_code == 1
     assert [m.stat().st_mtime_ns for m in markers if "summary" not in m.name] == \
         [s for m, s in zip(markers, stamp) if "summary" not in m.name]
+    # a folder of videos as the query: each video its own walk, named by its path
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "076-bg-01-090.avi").symlink_to(SAMPLES / "076-bg-01-090.avi")
+    r = runner.invoke(app, ["match", str(folder), "--gallery", str(gallery), "--run", str(run),
+                            "--cache", str(cache), "--top", "2", "--csv", str(out_csv)])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out_csv.open()))
+    assert {row["query"] for row in rows} == {str(folder / "076-bg-01-090.avi")}
+    assert len(rows) == 2  # nothing in the gallery is this recording
 
 
 def test_window_level_lists_every_query_window(setup, tmp_path: Path):
