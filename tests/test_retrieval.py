@@ -218,3 +218,20 @@ def test_readme_example_runs(store: Path, run: Path, tmp_path: Path, monkeypatch
     exec(compile(block.group(1), "README.md", "exec"), scope)
     feats = scope["feats"]
     assert feats.shape == (len(embed_store(load_run(run), store)), 32)
+
+
+def test_msclr_run_matches_across_layouts(store: Path, tmp_path: Path):
+    """A run that reads several layouts (MS-CLR) ranks coco-17 queries against an h36m-17
+    gallery (a single-layout run refuses them: test_errors_name_the_problem)."""
+    from vid2reid.convert import convert_store
+
+    coco = tmp_path / "coco"
+    convert_store(store, "coco-17", coco, progress=False)
+    r = CliRunner().invoke(app, ["train", "--method", "ms-clr", "--data", str(store), "--data",
+                                 str(coco), "--out", str(tmp_path / "ms"), *TINY])
+    assert r.exit_code == 0, r.output
+    out = match([coco], store, run_dir=tmp_path / "ms", top=3, query_split="test",
+                gallery_split="test")
+    assert not out.errors and len(out.results) == len(embed_store(load_run(tmp_path / "ms"),
+                                                                  coco, split="test"))
+    assert all(len(res.matches) == 3 for res in out.results)

@@ -46,7 +46,6 @@ LEVELS = ("sequence", "window")
 INDEX_FORMAT = "vid2reid-gallery-index"
 INDEX_VERSION = 1
 EMBED_BATCH = 4096  # as vid2reid.evaluate: the same batches give the same features
-MULTI_LAYOUT_METHODS = ("ms-clr",)
 # the backend whose 3D joints come in a layout (a video query is extracted to match the gallery)
 BACKEND_FOR_LAYOUT = {"blazepose-33": "mediapipe", "h36m-17": "mmpose"}
 
@@ -94,7 +93,9 @@ class LoadedRun:
     @property
     def any_layout(self) -> bool:
         """True for methods that read several joint layouts (MS-CLR)."""
-        return str(self.config.get("method", "")) in MULTI_LAYOUT_METHODS
+        from vid2reid.methods import get_method
+
+        return bool(get_method(str(self.config.get("method", "simmc"))).several_layouts)
 
     def check_layout(self, layout: str, num_joints: int, where: str) -> None:
         """StoreError naming ``where`` when its skeletons are not in the layout the run reads."""
