@@ -235,3 +235,39 @@ def test_msclr_run_matches_across_layouts(store: Path, tmp_path: Path):
     assert not out.errors and len(out.results) == len(embed_store(load_run(tmp_path / "ms"),
                                                                   coco, split="test"))
     assert all(len(res.matches) == 3 for res in out.results)
+
+
+def test_page_strips_video_skeleton_or_both(tmp_path: Path):
+    """What a walk's strip shows follows what its store records: the video and 2D keypoints
+    (frames cropped on the walker, skeleton drawn), the video alone (frames and the 3D
+    skeleton), or neither (the skeleton alone)."""
+    import cv2
+
+    from vid2reid.match_report import STRIP_HEIGHT, walk_strip
+
+    samples = REPO / "sample_videos"
+    gt = np.load(samples / "075-nm-01-090.gt.npz")
+    joints = gt["joints"]  # camera frame, metres: the rendered walker's true joints
+    uvw = joints @ gt["K"].T
+    uv = (uvw[..., :2] / uvw[..., 2:]).astype(np.float32)  # where they are in the frames
+    video = str(samples / "075-nm-01-090.avi")
+    store = tmp_path / "s"
+    recs = [save_sequence(store, "both.npz", joints, "h36m-17", source=video, start_frame=0,
+                          keypoints_2d=uv),
+            save_sequence(store, "video.npz", joints, "h36m-17", source=video, start_frame=0),
+            save_sequence(store, "none.npz", joints, "h36m-17")]
+    rows = {r.path: {**r.row(), "store": str(store), "source": video if r.path != "none.npz"
+                     else "", "start_frame": "0"} for r in recs}
+    both, kind_both = walk_strip(rows["both.npz"])
+    video_only, kind_video = walk_strip(rows["video.npz"])
+    alone, kind_alone = walk_strip(rows["none.npz"])
+    missing, kind_missing = walk_strip({**rows["none.npz"], "path": "gone.npz"})
+    assert (kind_both, kind_video, kind_alone, kind_missing) == \
+        ("video+skeleton", "video+3d", "skeleton", "missing")
+    assert both.shape[0] == video_only.shape[0] == alone.shape[0] == STRIP_HEIGHT
+    full = round(320 * STRIP_HEIGHT / 240)  # one whole 320 x 240 frame at strip height
+    assert both.shape[1] < 4 * full / 2  # four frames, each cropped to the walker
+    green = (both[..., 1] > 200) & (both[..., 0] < 80) & (both[..., 2] < 80)
+    assert green.sum() > 100  # the skeleton's bones are drawn
+    frame = cv2.VideoCapture(video).read()[1]  # the clip itself has no such green
+    assert ((frame[..., 1] > 200) & (frame[..., 0] < 80) & (frame[..., 2] < 80)).sum() < 10
