@@ -23,3 +23,7 @@ class ProtocolError(Vid2ReidError):
 
 class PoseError(Vid2ReidError):
     """Pose estimation could not run (missing weights, unreadable video, ...)."""
+
+
+class LockError(Vid2ReidError):
+    """Another process is writing the same output folder (a run or a store)."""

@@ -17,21 +17,30 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from vid2reid.errors import StoreError
+from vid2reid import safepath
+from vid2reid.errors import StoreError, Vid2ReidError
 
 MANIFEST = "manifest.csv"
 REQUIRED_COLUMNS = ("subject", "condition", "sequence", "view", "path", "frames")
 COLUMNS = REQUIRED_COLUMNS + ("layout", "split")
 SPLITS = ("", "train", "test")
 _META_KEYS = ("subject", "condition", "sequence", "view", "split")
+CONTENT_HASH = "content_hash"  # manifest column: content_hash() of the file's joints
+REPLACED = ".manifest.csv.replaced"  # the manifest of a store while it is being rewritten
+# A sequence file whose joints would take more memory than this is refused before it is loaded
+# (a few hundred KB of .npz can expand to GBs). 256 MiB: some 650,000 frames of 33 joints.
+# VID2REID_MAX_SEQUENCE_MB overrides it.
+MAX_SEQUENCE_BYTES = 256 << 20
 
 # CASIA-B's condition codes and their long names (case-insensitive).
 _CONDITION_ALIASES = {"normal": "nm", "nm": "nm", "bags": "bg", "bag": "bg", "bg": "bg",
@@ -102,6 +111,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _check_joints(joints: np.ndarray, where: str) -> np.ndarray:
+    if joints.dtype.kind not in "iuf":
+        raise StoreError(f"{where}: joints are of type {joints.dtype}, not real numbers")
     if joints.ndim != 3 or joints.shape[2] != 3 or joints.shape[1] < 1:
         raise StoreError(f"{where}: joints must have shape (T, J, 3), got {tuple(joints.shape)}")
     if joints.shape[0] == 0:
@@ -122,14 +133,48 @@ def save_sequence(store_dir: Path | str, rel_path: str, joints: np.ndarray, layo
     scalar fields (e.g. quality numbers); all are stored inside the file.
     """
     store_dir = Path(store_dir)
-    target = store_dir / rel_path
-    joints = _check_joints(np.asarray(joints, dtype=np.float32), str(target))
+    target = safepath.inside(store_dir, rel_path, f"{store_dir}: sequence to write")
+    joints = np.asarray(joints)
+    if joints.dtype.kind in "iuf":
+        joints = joints.astype(np.float32, copy=False)
+    joints = _check_joints(joints, str(target))
+    meta = {k: v for k, v in meta.items() if k != CONTENT_HASH}
     arrays = {"joints": joints, "layout": np.array(layout)}
     arrays.update({k: np.array(v) for k, v in meta.items()})
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(target, buf.getvalue())
-    return _record_from_meta(rel_path, joints.shape[0], layout, meta)
+    return _record_from_meta(rel_path, joints.shape[0], layout,
+                             {**meta, CONTENT_HASH: content_hash(joints)})
+
+
+def content_hash(joints: np.ndarray) -> str:
+    """What identifies a recording by its data: SHA-256 (first 32 hex digits) of the joints as
+    float32 with their shape. Two rows with the same hash hold the same walk."""
+    arr = np.ascontiguousarray(np.asarray(joints, dtype="<f4"))
+    h = hashlib.sha256(("%s;" % (arr.shape,)).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:32]
+
+
+def record_hash(record: Record) -> str:
+    """The ``content_hash`` a record carries ('' when its manifest has none)."""
+    return dict(record.extra).get(CONTENT_HASH, "")
+
+
+def with_hash(record: Record, value: str) -> Record:
+    """``record`` carrying ``content_hash`` ``value``."""
+    extra = tuple((k, v) for k, v in record.extra if k != CONTENT_HASH) + ((CONTENT_HASH, value),)
+    return replace(record, extra=tuple(sorted(extra)))
+
+
+def data_hash(records: list[Record]) -> str:
+    """One hash for a set of walks (their paths and content hashes): what a training run
+    records so that a resume can check it continues on the same data."""
+    h = hashlib.sha256()
+    for path, value in sorted((r.path, record_hash(r)) for r in records):
+        h.update(f"{path}\t{value}\n".encode())
+    return h.hexdigest()[:32]
 
 
 def _record_from_meta(rel_path: str, frames: int, layout: str, meta: dict) -> Record:
@@ -162,17 +207,64 @@ def read_manifest(store_dir: Path | str) -> list[Record]:
         raise StoreError(f"{store_dir}: skeleton store not found (run 'vid2reid extract' first "
                          f"or pass --data)")
     if not path.is_file():
+        if (store_dir / REPLACED).is_file():
+            raise StoreError(f"{path}: missing: a command rewriting this store (import or "
+                             f"convert) stopped before it finished; run it again")
         raise StoreError(f"{path}: no manifest in this store (run 'vid2reid extract', or write "
                          f"one as described in README 'Skeleton store format')")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise StoreError(f"{path}: missing column(s) {', '.join(missing)}")
-        records = [_parse_row(row, path, i + 2) for i, row in enumerate(reader)]
+    _, rows = read_table(path, REQUIRED_COLUMNS)
+    records, seen = [], {}
+    for line, row in rows:
+        rec = _parse_row(row, path, line, store_dir)
+        key = (store_dir / rec.path).resolve()
+        if key in seen:
+            raise StoreError(f"{path}:{line}: {rec.path!r} is listed twice (also on line "
+                             f"{seen[key]}); list each sequence once")
+        seen[key] = line
+        records.append(rec)
     if not records:
         raise StoreError(f"{path}: manifest has no sequences (empty store)")
     return _resolve_layouts(store_dir, records)
+
+
+def read_table(path: Path, required: tuple[str, ...] | list[str],
+               error: type[Vid2ReidError] = StoreError) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The columns and rows (with line numbers) of a CSV file such as ``manifest.csv``.
+
+    UTF-8 with or without a byte-order mark; names and values are stripped. ``error`` (one
+    line naming the file) for bytes that are not UTF-8, a missing or repeated column, a row
+    with fewer fields than the header (or more that are not empty), or a field over csv's
+    size limit. Blank lines are skipped.
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); save "
+                    f"the file as UTF-8") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [c.strip() for c in next(reader, [])]
+        dup = sorted({c for c in header if c and header.count(c) > 1})
+        if dup:
+            raise error(f"{path}:1: column(s) {', '.join(dup)} appear more than once")
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise error(f"{path}: missing column(s) {', '.join(missing)}")
+        rows = []
+        for cells in reader:
+            line = reader.line_num
+            if not cells or not any(c.strip() for c in cells):
+                continue
+            if len(cells) < len(header) or any(c.strip() for c in cells[len(header):]):
+                raise error(f"{path}:{line}: {len(cells)} field(s), but the header has "
+                            f"{len(header)}")
+            rows.append((line, {k: v.strip() for k, v in zip(header, cells) if k}))
+    except csv.Error as exc:
+        raise error(f"{path}:{reader.line_num}: not a valid CSV row ({exc})") from None
+    return header, rows
 
 
 def file_layout(path: Path | str) -> str:
@@ -207,17 +299,20 @@ def _resolve_layouts(store_dir: Path, records: list[Record]) -> list[Record]:
     return out
 
 
-def _parse_row(row: dict[str, str], path: Path, line: int) -> Record:
+def _parse_row(row: dict[str, str], path: Path, line: int, store_dir: Path) -> Record:
     where = f"{path}:{line}"
     try:
         frames = int(row["frames"])
     except (TypeError, ValueError):
         raise StoreError(f"{where}: 'frames' must be an integer, got {row['frames']!r}") from None
+    if frames < 0:
+        raise StoreError(f"{where}: 'frames' must be 0 or more, got {frames}")
     split = (row.get("split") or "").strip().lower()
     if split not in SPLITS:
         raise StoreError(f"{where}: 'split' must be train, test or empty, got {split!r}")
     if not (row.get("path") or "").strip():
         raise StoreError(f"{where}: empty 'path'")
+    safepath.inside(store_dir, row["path"].strip(), where)
     extra = tuple((k, v or "") for k, v in row.items() if k not in COLUMNS and k is not None)
     return Record(subject=row["subject"].strip(), condition=row["condition"].strip(),
                   sequence=row["sequence"].strip(), view=row["view"].strip(),
@@ -286,19 +381,97 @@ def cut_to_common(stores: list[Path], copies: list[list[tuple[Record, np.ndarray
 
 def load_joints(store_dir: Path | str, record: Record) -> np.ndarray:
     """Load one sequence's joints (T, J, 3) float32, validating shape and values."""
-    path = Path(store_dir) / record.path
+    path = safepath.inside(store_dir, record.path, f"{Path(store_dir) / MANIFEST}")
     if not path.is_file():
         raise StoreError(f"{path}: file listed in manifest is missing")
+    shape = joints_shape(path)
+    check_size(path, shape)
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "joints" not in data:
-                raise StoreError(f"{path}: no 'joints' array in file")
             joints = np.asarray(data["joints"])
+            layout = str(data["layout"]) if "layout" in data.files else ""
     except StoreError:
         raise
     except Exception as exc:  # zip/npz corruption surfaces as many exception types
         raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
-    return _check_joints(joints, str(path))
+    joints = _check_joints(joints, str(path))
+    _check_layout(path, record, layout, joints.shape[1])
+    stored = record_hash(record)
+    if stored and stored != content_hash(joints):
+        raise StoreError(f"{path}: its joints do not match the manifest's content_hash (the file "
+                         f"changed after the manifest was written); write the store again")
+    return joints
+
+
+def _check_layout(path: Path, record: Record, file_layout_: str, joints: int) -> None:
+    """StoreError when the manifest's layout contradicts the file (its layout or joint count)."""
+    from vid2reid.layouts import LAYOUTS
+
+    if record.layout and file_layout_ and record.layout != file_layout_:
+        raise StoreError(f"{path}: the manifest says layout {record.layout!r}, the file says "
+                         f"{file_layout_!r}")
+    known = LAYOUTS.get(record.layout or file_layout_)
+    if known is not None and known.num_joints != joints:
+        raise StoreError(f"{path}: {joints} joints, but layout {known.name!r} has "
+                         f"{known.num_joints}")
+
+
+def joints_shape(path: Path) -> tuple[int, ...]:
+    """The shape of the ``joints`` array in a sequence file, read from the .npy header inside
+    the archive without loading (or decompressing) the array."""
+    if not zipfile.is_zipfile(path):
+        raise StoreError(f"{path}: not an .npz file (no zip archive inside)")
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("joints.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read(fh)
+    except KeyError:
+        raise StoreError(f"{path}: no 'joints' array in file") from None
+    except Exception as exc:  # a corrupt archive or header surfaces as many exception types
+        raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
+    return tuple(int(n) for n in shape)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now (MemAvailable; else total RAM)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _max_sequence_bytes() -> int:
+    value = os.environ.get("VID2REID_MAX_SEQUENCE_MB", "")
+    try:
+        return int(float(value) * (1 << 20)) if value else MAX_SEQUENCE_BYTES
+    except ValueError:
+        return MAX_SEQUENCE_BYTES
+
+
+def check_size(path: Path, shape: tuple[int, ...], already: int = 0) -> int:
+    """The bytes a sequence of ``shape`` takes as float32; StoreError (before anything is
+    loaded) when that is over the per-sequence bound (:data:`MAX_SEQUENCE_BYTES`) or, with the
+    ``already`` loaded bytes, over half the memory available now."""
+    need = 4 * int(np.prod(shape, dtype=np.float64)) if shape else 4
+    bound = _max_sequence_bytes()
+    if need > bound:
+        raise StoreError(f"{path}: joints of shape {shape} would take {need / 2**20:,.0f} MiB, "
+                         f"more than the {bound / 2**20:,.0f} MiB a sequence may have (raise "
+                         f"VID2REID_MAX_SEQUENCE_MB if it is real)")
+    free = available_memory()
+    if already + need > free // 2:
+        raise StoreError(f"{path}: loading it would bring the store to {(already + need) / 2**30:.1f}"
+                         f" GiB, more than half the {free / 2**30:.1f} GiB of memory available")
+    return need
 
 
 def load_store(store_dir: Path | str, min_frames: int = 1) -> LoadedStore:
@@ -308,9 +481,14 @@ def load_store(store_dir: Path | str, min_frames: int = 1) -> LoadedStore:
     must have the same number of joints.
     """
     records = read_manifest(store_dir)
-    kept, arrays, short = [], [], 0
+    kept, arrays, short, loaded = [], [], 0, 0
     for rec in records:
+        path = Path(store_dir) / rec.path
+        if path.is_file() and zipfile.is_zipfile(path):
+            loaded += check_size(path, joints_shape(path), loaded)
         joints = load_joints(store_dir, rec)
+        if not record_hash(rec):
+            rec = with_hash(rec, content_hash(joints))
         if joints.shape[0] < min_frames:
             short += 1
             continue
@@ -326,6 +504,34 @@ def load_store(store_dir: Path | str, min_frames: int = 1) -> LoadedStore:
         raise StoreError(f"{store_dir}: all {len(records)} sequences are shorter than "
                          f"{min_frames} frames")
     return LoadedStore(kept, arrays, short)
+
+
+def retire_manifest(store_dir: Path | str) -> list[Record] | None:
+    """Before a command rewrites a store's files: move its manifest aside (to
+    ``.manifest.csv.replaced``), so that the store is never read with a manifest that
+    disagrees with files already rewritten. Returns the old records (read leniently; None
+    when there was none or it could not be read). :func:`write_manifest` of the new store,
+    then :func:`forget_replaced`, finish the rewrite; an interrupted one leaves a store that
+    says so when read."""
+    store_dir = Path(store_dir)
+    current, aside = store_dir / MANIFEST, store_dir / REPLACED
+    if current.is_file():
+        os.replace(current, aside)
+    if not aside.is_file():
+        return None
+    try:
+        _, rows = read_table(aside, ("path",))
+    except StoreError:
+        return None
+    return [Record(subject=r.get("subject", ""), condition=r.get("condition", ""),
+                   sequence=r.get("sequence", ""), view=r.get("view", ""), path=r["path"],
+                   frames=0, layout=r.get("layout", ""),
+                   extra=((CONTENT_HASH, r.get(CONTENT_HASH, "")),)) for _, r in rows if r["path"]]
+
+
+def forget_replaced(store_dir: Path | str) -> None:
+    """The rewrite of a store finished (its new manifest is written): drop the old one."""
+    (Path(store_dir) / REPLACED).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -368,12 +574,15 @@ def index_store(store_dir: Path | str) -> list[Record]:
         records = []
         for path in sorted(store_dir.rglob("*.npz")):
             rel = path.relative_to(store_dir).as_posix()
+            if not safepath.is_inside(store_dir, path):
+                continue  # a link to a file outside the store is not part of it
             try:
                 with np.load(path, allow_pickle=False) as data:
                     meta = {k: data[k].item() for k in data.files
                             if k not in ("joints", "layout") and data[k].ndim == 0}
                     frames = int(data["joints"].shape[0])
                     layout = str(data["layout"]) if "layout" in data.files else ""
+                    meta[CONTENT_HASH] = content_hash(data["joints"])
             except Exception as exc:
                 raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
             if rel in old_split and old_split[rel]:

@@ -1,0 +1,164 @@
+"""Where vid2reid may read and write: paths inside a root, and output folders it may use.
+
+Every reader and writer of a store, a data set being imported or a run goes through here:
+
+- :func:`inside` turns a path written in a file (a ``manifest.csv`` or ``mapping.csv`` row)
+  into a path under its root, refusing an absolute path, a ``..`` part, and a path that
+  leads out of the root through a symbolic link (the root itself may be a link). The error is
+  one line naming the file (and line) the path came from.
+- :func:`is_inside` says whether a file found by listing a folder (an importer walking SRC)
+  really lies inside it once symbolic links are followed.
+- :func:`folder_kind` says what an existing output folder holds (a run, a store and which
+  command wrote it, nothing, or something else), and :func:`check_output_folder` refuses a
+  folder of another kind unless the user passed ``--force``. The kind a vid2reid command
+  gives a folder is recorded in its lock file (:mod:`vid2reid.locks`); folders written before
+  that are recognised by their files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from vid2reid.errors import StoreError, Vid2ReidError
+
+LOCK_NAME = ".vid2reid.lock"  # the lock file, which also records the folder's kind
+# Files a folder may hold and still count as empty: our own bookkeeping, and Finder's.
+_IGNORED = {LOCK_NAME, ".manifest.lock", ".manifest.csv.replaced", ".DS_Store"}
+RUN_FILES = ("config.json", "checkpoint.pt", "model.pt", "log.jsonl", "train.log")
+
+RUN = "run"
+STORE = "store"  # a store whose writer is unknown (hand-written, import-ground-truth)
+CONVERT = "store:convert"
+EXTRACT = "store:extract"
+IMPORT = "store:import"  # an import of unknown data set (written before the lock file existed)
+
+_NAMES = {RUN: "a training run", STORE: "a skeleton store", CONVERT: "a store written by "
+          "'vid2reid convert'", EXTRACT: "a store written by 'vid2reid extract'",
+          IMPORT: "a store written by 'vid2reid import'", "other": "files that are not "
+          "vid2reid's", "not-a-folder": "a file, not a folder"}
+
+
+def import_kind(dataset: str) -> str:
+    """The kind of a store written by ``vid2reid import DATASET``."""
+    return f"{IMPORT}:{dataset}"
+
+
+def describe(kind: str) -> str:
+    """A kind in words, for messages."""
+    if kind.startswith(IMPORT + ":"):
+        return f"a store written by 'vid2reid import {kind.split(':')[-1]}'"
+    return _NAMES.get(kind, kind)
+
+
+def inside(root: Path | str, rel: str, where: str, error: type[Vid2ReidError] = StoreError
+           ) -> Path:
+    """``root / rel`` for a path ``rel`` read from a file; ``error`` naming ``where`` (the file
+    and line it came from) when ``rel`` is absolute, has a ``..`` part, or leads out of ``root``
+    through a symbolic link."""
+    text = str(rel)
+    posix = PurePosixPath(text.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(text).drive:
+        raise error(f"{where}: path {text!r} is absolute; paths must be relative to {root}")
+    if ".." in posix.parts:
+        raise error(f"{where}: path {text!r} contains '..'; paths must stay inside {root}")
+    target = Path(root) / posix
+    try:
+        ok = target.resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise error(f"{where}: path {text!r} cannot be resolved ({exc})") from None
+    if not ok:
+        raise error(f"{where}: path {text!r} leads outside {root} through a symbolic link "
+                    f"(to {target.resolve()})")
+    return target
+
+
+def is_inside(root: Path | str, path: Path | str) -> bool:
+    """Whether ``path`` (found under ``root``) still lies inside ``root`` with links followed."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _recorded_kind(folder: Path) -> str | None:
+    """The kind a vid2reid command recorded in the folder's lock file (None if none)."""
+    path = folder / LOCK_NAME
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    kind = info.get("kind") if isinstance(info, dict) else None
+    return kind if isinstance(kind, str) and kind else None
+
+
+def _manifest_columns(path: Path) -> set[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            return {c.strip() for c in next(csv.reader(fh), [])}
+    except (OSError, csv.Error):
+        return set()
+
+
+def _is_run_config(path: Path) -> bool:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "method" in info
+
+
+def folder_kind(folder: Path | str) -> str:
+    """What ``folder`` holds: ``missing``, ``not-a-folder``, ``empty``, ``run``, ``store``,
+    ``store:convert``, ``store:extract``, ``store:import[:DATASET]`` or ``other``."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return "missing"
+    if not folder.is_dir():
+        return "not-a-folder"
+    recorded = _recorded_kind(folder)
+    if recorded:
+        return recorded
+    names = {p.name for p in folder.iterdir()} - _IGNORED
+    if not names:
+        return "empty"
+    if (folder / "checkpoint.pt").is_file() or (folder / "model.pt").is_file() or \
+            _is_run_config(folder / "config.json"):
+        return RUN
+    if (folder / ".extract").is_dir():
+        return EXTRACT
+    if (folder / "manifest.csv").is_file():
+        cols = _manifest_columns(folder / "manifest.csv")
+        if "converted_from" in cols:
+            return CONVERT
+        if {"source", "dropped_frames"} <= cols:
+            return IMPORT
+        return STORE
+    if names <= set(RUN_FILES):  # a run that failed before its first epoch
+        return RUN
+    return "other"
+
+
+def same_kind(found: str, wanted: str) -> bool:
+    """Whether a folder of kind ``found`` may be written by a command making ``wanted``."""
+    if found in ("missing", "empty") or found == wanted:
+        return True
+    return found == IMPORT and wanted.startswith(IMPORT + ":")  # an import before lock files
+
+
+def check_output_folder(out: Path | str, kind: str, force: bool = False,
+                        option: str = "--out") -> str:
+    """The kind ``out`` holds now; a one-line error when it holds something else than a
+    ``kind`` folder and ``force`` is false (a file is refused even with ``force``)."""
+    out = Path(out)
+    found = folder_kind(out)
+    if found == "not-a-folder":
+        raise StoreError(f"{out}: exists and is not a folder; choose another {option}")
+    if not same_kind(found, kind) and not force:
+        raise StoreError(f"{out}: holds {describe(found)}, not {describe(kind)}; choose another "
+                         f"{option}, or pass --force to write into it anyway (nothing this "
+                         f"command did not write is deleted)")
+    return found
