@@ -23,9 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2reid import safepath
 from vid2reid.errors import ConfigError, StoreError
 from vid2reid.layouts import LAYOUTS, get_layout
-from vid2reid.store import (MANIFEST, Record, file_layout, read_manifest, save_sequence,
+from vid2reid.locks import claim_output
+from vid2reid.store import (MANIFEST, Record, forget_replaced, load_joints, read_manifest,
+                            content_hash, retire_manifest, save_sequence, with_hash,
                             write_manifest)
 from vid2reid.unified import LIMB_JOINTS, canonical_names, check_layout
 
@@ -176,17 +179,15 @@ def _already_converted(path: Path, dst: str, src: str, frames: int) -> bool:
 
 
 def convert_store(src_dir: Path | str, layout: str, out_dir: Path | str,
-                  progress: bool = True) -> ConvertSummary:
+                  progress: bool = True, force: bool = False) -> ConvertSummary:
     """Write the store at ``src_dir`` in ``layout`` to ``out_dir``: same paths, same manifest
     rows (subject, condition, split, extra columns), converted joints.
 
     Every file is written atomically and the manifest last, so an interrupted conversion leaves
-    whole files only; re-running skips the sequences already converted.
+    whole files only; re-running skips the sequences already converted. ``out_dir`` must be
+    new, empty or an earlier conversion's output unless ``force``; it is locked while written
+    (vid2reid.locks), and its old manifest is moved aside before the first file is rewritten.
     """
-    from tqdm import tqdm
-
-    from vid2reid.store import load_joints
-
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if out_dir.resolve() == src_dir.resolve():
         raise ConfigError(f"{out_dir}: --out must be another folder than the store it converts")
@@ -197,6 +198,16 @@ def convert_store(src_dir: Path | str, layout: str, out_dir: Path | str,
         raise StoreError(f"{src_dir / MANIFEST}: no layout named in the manifest or the sequence "
                          f"files; conversion needs to know the joints' names")
     plan = conversion_plan(src, layout)
+    with claim_output(out_dir, safepath.CONVERT, force):
+        return _convert_into(src_dir, records, plan, out_dir, progress)
+
+
+def _convert_into(src_dir: Path, records: list[Record], plan: ConversionPlan, out_dir: Path,
+                  progress: bool) -> ConvertSummary:
+    """convert_store's writing part, with ``out_dir`` claimed."""
+    from tqdm import tqdm
+
+    src, layout = plan.src, plan.dst
     if (out_dir / MANIFEST).is_file():
         try:
             old = read_manifest(out_dir)
@@ -205,31 +216,40 @@ def convert_store(src_dir: Path | str, layout: str, out_dir: Path | str,
         if any(r.layout and r.layout != layout for r in old):
             raise StoreError(f"{out_dir}: holds a store in another layout; choose another --out")
     written = kept = 0
+    retired = False
     out_records: list[Record] = []
     missing = ",".join(plan.missing)
     for rec in tqdm(records, unit="seq", desc=f"convert to {layout}", disable=not progress):
-        target = out_dir / rec.path
+        target = safepath.inside(out_dir, rec.path, f"{src_dir / MANIFEST}")
         meta = dict(rec.extra)
         meta.update(subject=rec.subject, condition=rec.condition, sequence=rec.sequence,
                     view=rec.view, split=rec.split, converted_from=src, missing=missing)
         if _already_converted(target, layout, src, rec.frames):
             kept += 1
-            out_records.append(_record(rec, layout, src, missing, target))
+            out_records.append(_record(rec, layout, src, missing, out_dir))
             continue
         joints = load_joints(src_dir, rec)
-        out_records.append(save_sequence(out_dir, rec.path, convert_joints(joints, plan), layout,
-                                         **meta))
+        try:
+            converted = convert_joints(joints, plan)
+        except ConfigError as exc:
+            raise StoreError(f"{src_dir / rec.path}: {exc}") from None
+        if not retired:
+            retire_manifest(out_dir)  # never an old manifest over files already rewritten
+            retired = True
+        out_records.append(save_sequence(out_dir, rec.path, converted, layout, **meta))
         written += 1
     write_manifest(out_dir, out_records)
+    forget_replaced(out_dir)
     return ConvertSummary(plan, written, kept, out_dir)
 
 
-def _record(rec: Record, layout: str, src: str, missing: str, path: Path) -> Record:
-    """The manifest row of a sequence converted by an earlier run (as save_sequence gives it)."""
+def _record(rec: Record, layout: str, src: str, missing: str, out_dir: Path) -> Record:
+    """The manifest row of a sequence converted by an earlier run (as save_sequence gives it);
+    load_joints checks the file's layout against ``layout`` (did the file change under us?)."""
     extra = dict(rec.extra)
     extra.update(converted_from=src, missing=missing)
-    if file_layout(path) != layout:  # the file changed under us: let the reader say so
-        raise StoreError(f"{path}: expected layout {layout!r}")
-    return Record(subject=rec.subject, condition=rec.condition, sequence=rec.sequence,
-                  view=rec.view, path=rec.path, frames=rec.frames, layout=layout,
-                  split=rec.split, extra=tuple(sorted(extra.items())))
+    extra.pop("content_hash", None)
+    out = Record(subject=rec.subject, condition=rec.condition, sequence=rec.sequence,
+                 view=rec.view, path=rec.path, frames=rec.frames, layout=layout,
+                 split=rec.split, extra=tuple(sorted(extra.items())))
+    return with_hash(out, content_hash(load_joints(out_dir, out)))

@@ -16,6 +16,7 @@ def convert_cli(
     layout: str = typer.Option(..., "--layout", "-l", help="Target joint layout: h36m-17, coco-17, blazepose-33, kinect-v1-20, kinect-v2-25 or casia-14."),
     out: Path = typer.Option(..., "--out", "-o", help="Store to write (same paths and manifest rows). Re-running skips the sequences already converted."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even when it holds something else than an earlier conversion (nothing convert did not write is deleted)."),
 ) -> None:
     # fmt: on
     """Map a store into another joint layout, joint by joint where the joints correspond.
@@ -29,6 +30,7 @@ def convert_cli(
     from vid2reid.convert import convert_store
 
     with user_errors():
-        summary = convert_store(store, layout.strip().lower(), out, progress=progress)
+        summary = convert_store(store, layout.strip().lower(), out, progress=progress,
+                                force=force)
     for line in summary.lines():
         typer.echo(line)

@@ -20,6 +20,9 @@ app.add_typer(import_app, name="import")
 
 _OUT = typer.Option(..., "--out", "-o", help="Skeleton store to write (re-running rewrites it).")
 _PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+_FORCE = typer.Option(False, "--force", help="Write into --out even when it holds something else "
+                      "than a store of this importer (nothing the import did not write is "
+                      "deleted).")
 
 
 def _seed_option() -> int:
@@ -54,6 +57,7 @@ def kgbd_cli(
     seed: int = _seed_option(),
     trim: int = _trim_option(10, "at both ends of every walk"),
     progress: bool = _PROGRESS,
+    force: bool = _FORCE,
 ) -> None:
     """KGBD: per person 1 probe walk, 2 gallery walks, the rest train (drawn with --seed).
 
@@ -62,7 +66,7 @@ def kgbd_cli(
     """
     from vid2reid.importers.kinect import import_kgbd
 
-    _run(import_kgbd, src=src, out=out, seed=seed, trim=trim, progress=progress)
+    _run(import_kgbd, src=src, out=out, seed=seed, trim=trim, progress=progress, force=force)
 
 
 @import_app.command("ks20")
@@ -73,6 +77,7 @@ def ks20_cli(
     seed: int = _seed_option(),
     trim: int = _trim_option(0, "at both ends of every sequence"),
     progress: bool = _PROGRESS,
+    force: bool = _FORCE,
 ) -> None:
     """KS20: per person one gc setting probe, one gallery, the rest train (drawn with --seed).
 
@@ -81,7 +86,7 @@ def ks20_cli(
     """
     from vid2reid.importers.kinect import import_ks20
 
-    _run(import_ks20, src=src, out=out, seed=seed, trim=trim, progress=progress)
+    _run(import_ks20, src=src, out=out, seed=seed, trim=trim, progress=progress, force=force)
 
 
 @import_app.command("ias")
@@ -91,6 +96,7 @@ def ias_cli(
     trim: int = _trim_option(10, "at the start of Training walks and at both ends of "
                              "TestingA/TestingB walks"),
     progress: bool = _PROGRESS,
+    force: bool = _FORCE,
 ) -> None:
     """IAS-Lab: Training trains; TestingA and TestingB are probe/gallery for each other.
 
@@ -99,7 +105,7 @@ def ias_cli(
     """
     from vid2reid.importers.kinect import import_ias
 
-    _run(import_ias, src=src, out=out, trim=trim, progress=progress)
+    _run(import_ias, src=src, out=out, trim=trim, progress=progress, force=force)
 
 
 @import_app.command("biwi")
@@ -108,6 +114,7 @@ def biwi_cli(
     out: Path = _OUT,
     trim: int = _trim_option(10, "at both ends of every sequence"),
     progress: bool = _PROGRESS,
+    force: bool = _FORCE,
 ) -> None:
     """BIWI: Training trains; Walking and Still are probe/gallery for each other.
 
@@ -116,7 +123,7 @@ def biwi_cli(
     """
     from vid2reid.importers.kinect import import_biwi
 
-    _run(import_biwi, src=src, out=out, trim=trim, progress=progress)
+    _run(import_biwi, src=src, out=out, trim=trim, progress=progress, force=force)
 
 
 @import_app.command("csv")
@@ -135,9 +142,10 @@ def csv_cli(
                                      help="Drop frames with a joint at exactly 0,0,0 (sensor "
                                           "dropout); keep them for root-centred data."),
     progress: bool = _PROGRESS,
+    force: bool = _FORCE,
 ) -> None:
     """Your own skeleton files, described by a mapping CSV (see docs/importers.md)."""
     from vid2reid.importers.generic import import_csv
 
     _run(import_csv, src=src, out=out, layout=layout, mapping=mapping, trim=trim,
-         drop_zero_joints=zero_joints, progress=progress)
+         drop_zero_joints=zero_joints, progress=progress, force=force)

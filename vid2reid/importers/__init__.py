@@ -21,10 +21,20 @@ What every importer does the same way (``vid2reid.importers.common``):
 - A walk file that cannot be read is skipped with a one-line reason naming
   the file; the batch goes on. Only when nothing at all could be imported is
   that an error (``NothingImportedError``, which carries the summary).
-- Every sequence file is written atomically, the manifest last. Re-running
-  into the same store rewrites it: sequence files listed in the previous
-  manifest that the new run does not write are deleted, so nothing of an
-  earlier run with other settings stays listed.
+- Only files inside the data set folder are read: a file that leads out of it
+  through a symbolic link is skipped (named), and a mapping row with an
+  absolute or ``..`` path is an error.
+- The output folder is claimed first (vid2reid.locks): a folder holding
+  something else than a store of the same importer is refused unless
+  ``force``, and a second import into it at the same time is refused.
+- Every sequence file is written atomically, the manifest last; before the
+  first file is written an old manifest is moved aside
+  (``.manifest.csv.replaced``), so a store is never read with a manifest that
+  disagrees with its files (an interrupted import leaves a store that says so).
+  Re-running into a store of the same importer rewrites it: sequence files
+  listed in the previous manifest that the new run does not write are deleted
+  (only those whose joints are still the ones that manifest recorded), so
+  nothing of an earlier run with other settings stays listed.
 """
 
 from vid2reid.importers.common import ImportSummary, NothingImportedError, SourceError

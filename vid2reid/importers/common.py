@@ -5,7 +5,7 @@ See the package docstring (vid2reid.importers) for the rules every importer foll
 
 from __future__ import annotations
 
-import csv
+import functools
 import re
 import time
 import zlib
@@ -15,8 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2reid.errors import ConfigError, StoreError, Vid2ReidError
-from vid2reid.store import MANIFEST, Record, save_sequence, write_manifest
+from vid2reid import safepath
+from vid2reid.errors import ConfigError, Vid2ReidError
+from vid2reid.locks import claim_output
+from vid2reid.store import (Record, content_hash, forget_replaced, record_hash, retire_manifest,
+                            save_sequence, write_manifest)
 
 # Reasons a frame is dropped (the summary's keys).
 NON_FINITE = "NaN or infinite coordinate"
@@ -93,14 +96,19 @@ class Walk:
 
 
 def natural_key(name: str) -> list:
-    """Sort key that orders embedded numbers as numbers: 2.txt before 10.txt."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+    """Sort key that orders embedded numbers as numbers: 2.txt before 10.txt.
+
+    Only ASCII digits count as numbers; other characters that Unicode calls digits
+    (superscripts such as '²') sort as text.
+    """
+    return [(0, int(t), "") if t.isascii() and t.isdigit() else (1, 0, t.lower())
+            for t in re.split(r"([0-9]+)", name)]
 
 
 def person_id(name: str) -> str:
     """A folder name as a subject id: digits lose their zero padding ('007' -> '7')."""
     name = name.strip()
-    return str(int(name)) if name.isdigit() else name
+    return str(int(name)) if name.isdecimal() else name
 
 
 def draw_roles(subject: str, n: int, seed: int, galleries: int) -> list[str]:
@@ -159,32 +167,56 @@ def check_src(src: Path | str) -> Path:
     return src
 
 
-def _listed_paths(out: Path) -> set[str]:
-    """Paths listed in an existing manifest (read leniently: it is about to be replaced)."""
-    path = out / MANIFEST
-    if not path.is_file():
-        return set()
-    try:
-        with open(path, newline="") as fh:
-            return {(row.get("path") or "").strip() for row in csv.DictReader(fh)} - {""}
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return set()
+_open_writers: list["StoreWriter"] = []
+
+
+def releases_output(fn):
+    """Decorator of an importer: the output folder it claimed is unlocked however it ends."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        mark = len(_open_writers)
+        failed = True
+        try:
+            out = fn(*args, **kwargs)
+            failed = False
+            return out
+        finally:
+            while len(_open_writers) > mark:
+                _open_writers.pop().close(failed)
+    return wrapper
 
 
 class StoreWriter:
     """Cleans walks, writes them into the store, and keeps the summary's counts."""
 
-    def __init__(self, dataset: str, src: Path, out: Path | str, layout: str):
+    def __init__(self, dataset: str, src: Path, out: Path | str, layout: str,
+                 force: bool = False):
         out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise StoreError(f"{out}: exists and is not a folder; choose another --out")
         self.src, self.out, self.layout = src, out, layout
         self.summary = ImportSummary(dataset=dataset, src=str(src), out=str(out), layout=layout)
         self.records: list[Record] = []
-        self._old = _listed_paths(out)
+        self._claim = claim_output(out, safepath.import_kind(dataset), force)
+        _open_writers.append(self)
+        # files of an earlier import may be deleted when this one does not write them again
+        self._own = self._claim.previous not in ("missing", "empty", "other") and \
+            safepath.same_kind(self._claim.previous, self._claim.kind)
+        self._old: list[Record] | None = None  # the previous manifest, once moved aside
         self._written: set[str] = set()
         self._subjects: set[str] = set()
         self._start = time.monotonic()
+
+    def close(self, failed: bool = False) -> None:
+        """Unlock the output folder (after a failure: remove it if this import made it and
+        wrote nothing into it)."""
+        self._claim.release(failed=failed)
+
+    def readable(self, path: Path) -> bool:
+        """Whether ``path`` lies inside the data set folder; if not (a symbolic link leading
+        out of it) it is skipped with a line saying so."""
+        if safepath.is_inside(self.src, path):
+            return True
+        self.skip(f"{self.rel(path)}: a symbolic link to a file outside {self.src}; skipped")
+        return False
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the data set folder, for messages and the manifest."""
@@ -240,9 +272,14 @@ class StoreWriter:
 
     def save(self, rel_path: str, walk: Walk, subject: str, condition: str, sequence: str,
              view: str = "", split: str = "", **extra: object) -> None:
-        """Write one walk (atomically) and count it."""
+        """Write one walk (atomically) and count it; a second walk for the same file is
+        skipped and named."""
         if rel_path in self._written:
-            raise SourceError(f"{walk.source}: would be written to {rel_path} a second time")
+            self.skip(f"{walk.source}: gives the same store file {rel_path} as a walk already "
+                      f"imported; skipped")
+            return
+        if self._old is None:
+            self._old = retire_manifest(self.out) or []
         rec = save_sequence(self.out, rel_path, walk.joints, self.layout, subject=subject,
                             condition=condition, sequence=sequence, view=view, split=split,
                             dropped_frames=sum(walk.dropped.values()), source=walk.source,
@@ -270,19 +307,35 @@ class StoreWriter:
             raise NothingImportedError(f"{self.src}: nothing could be imported: "
                                        f"{len(s.skipped)} file(s) skipped{first}", s)
         write_manifest(self.out, self.records)
+        forget_replaced(self.out)
         root = self.out.resolve()
-        for rel in sorted(self._old - self._written):
-            path = (self.out / rel)
+        for old in (self._old or []) if self._own else []:
+            if old.path in self._written:
+                continue
             try:
-                inside = path.resolve().is_relative_to(root)
-            except OSError:
-                inside = False
-            if inside and path.suffix == ".npz" and path.is_file():
-                path.unlink()
-                s.removed_stale += 1
-                _remove_empty_parents(path.parent, root)
+                path = safepath.inside(self.out, old.path, str(self.out))
+            except Vid2ReidError:
+                continue
+            if path.suffix != ".npz" or not path.is_file() or not self._unchanged(path, old):
+                continue
+            path.unlink()
+            s.removed_stale += 1
+            _remove_empty_parents(path.parent, root)
         s.seconds = time.monotonic() - self._start
+        self.close()
         return s
+
+    @staticmethod
+    def _unchanged(path: Path, old: Record) -> bool:
+        """Whether a stale file still holds the joints its manifest row recorded (True for
+        rows of manifests written before content hashes)."""
+        if not record_hash(old):
+            return True
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return content_hash(data["joints"]) == record_hash(old)
+        except Exception:
+            return False  # unreadable: not what the earlier import wrote; leave it
 
 
 def _remove_empty_parents(folder: Path, root: Path) -> None:

@@ -22,20 +22,20 @@ as the first one read.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vid2reid.importers.common import (ImportSummary, SourceError, StoreWriter, check_src, check_trim,
-                                natural_key)
+from vid2reid import safepath
+from vid2reid.importers.common import (ImportSummary, SourceError, StoreWriter, check_src,
+                                       check_trim, natural_key, releases_output)
 from vid2reid.layouts import LAYOUTS
-from vid2reid.store import SPLITS
+from vid2reid.store import SPLITS, read_table
 
 MAPPING_COLUMNS = ("file", "subject", "condition", "split")
-_RESERVED = {"path", "frames", "layout", "joints", "dropped_frames", "source"}
+_RESERVED = {"path", "frames", "layout", "joints", "dropped_frames", "source", "content_hash"}
 _DELIMS = re.compile(r"[,;\t ]+")
 
 
@@ -93,44 +93,41 @@ def read_mapping(path: Path) -> list[tuple[int, dict[str, str]]]:
     if not path.is_file():
         raise SourceError(f"{path}: mapping file not found (columns: "
                           f"{', '.join(MAPPING_COLUMNS)}[, sequence, view]; pass --mapping)")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in MAPPING_COLUMNS if c not in cols]
-        if missing:
-            raise SourceError(f"{path}: missing column(s) {', '.join(missing)} (needs "
-                              f"{', '.join(MAPPING_COLUMNS)}; sequence, view optional)")
-        reserved = sorted(_RESERVED & set(cols))
-        if reserved:
-            raise SourceError(f"{path}: column(s) {', '.join(reserved)} are written by the "
-                              f"importer; rename them")
-        rows, seen = [], {}
-        for i, raw in enumerate(reader):
-            line = i + 2
-            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
-            where = f"{path}:{line}"
-            if not row.get("file"):
-                raise SourceError(f"{where}: empty 'file'")
-            if not row.get("subject"):
-                raise SourceError(f"{where}: empty 'subject'")
-            row["split"] = row.get("split", "").lower()
-            if row["split"] not in SPLITS:
-                raise SourceError(f"{where}: 'split' must be train, test or empty, got "
-                                  f"{row['split']!r}")
-            key = Path(row["file"]).as_posix()
-            if key in seen:
-                raise SourceError(f"{where}: file {row['file']!r} is listed twice (also on "
-                                  f"line {seen[key]})")
-            seen[key] = line
-            rows.append((line, row))
+    cols, table = read_table(path, (), SourceError)
+    missing = [c for c in MAPPING_COLUMNS if c not in cols]
+    if missing:
+        raise SourceError(f"{path}: missing column(s) {', '.join(missing)} (needs "
+                          f"{', '.join(MAPPING_COLUMNS)}; sequence, view optional)")
+    reserved = sorted(_RESERVED & set(cols))
+    if reserved:
+        raise SourceError(f"{path}: column(s) {', '.join(reserved)} are written by the "
+                          f"importer; rename them")
+    rows, seen = [], {}
+    for line, row in table:
+        where = f"{path}:{line}"
+        if not row.get("file"):
+            raise SourceError(f"{where}: empty 'file'")
+        if not row.get("subject"):
+            raise SourceError(f"{where}: empty 'subject'")
+        row["split"] = row.get("split", "").lower()
+        if row["split"] not in SPLITS:
+            raise SourceError(f"{where}: 'split' must be train, test or empty, got "
+                              f"{row['split']!r}")
+        key = Path(row["file"]).as_posix()
+        if key in seen:
+            raise SourceError(f"{where}: file {row['file']!r} is listed twice (also on "
+                              f"line {seen[key]})")
+        seen[key] = line
+        rows.append((line, row))
     if not rows:
         raise SourceError(f"{path}: no rows")
     return rows
 
 
+@releases_output
 def import_csv(src: Path | str, out: Path | str, layout: str, mapping: Path | str | None = None,
                trim: int = 0, drop_zero_joints: bool = True,
-               progress: bool = True) -> ImportSummary:
+               progress: bool = True, force: bool = False) -> ImportSummary:
     """Import your own per-walk skeleton files into the store ``out``.
 
     See the module docstring for the file and mapping formats. Frames with a
@@ -148,17 +145,23 @@ def import_csv(src: Path | str, out: Path | str, layout: str, mapping: Path | st
     known = LAYOUTS.get(layout)
     mapping = Path(mapping) if mapping else src / "mapping.csv"
     rows = read_mapping(mapping)
-    writer = StoreWriter("csv", src, out, layout)
+    # each row's file, inside SRC ('..', absolute paths and links leading out are errors), once
+    targets, seen = {}, {}
+    for line, row in rows:
+        path = safepath.inside(src, row["file"], f"{mapping}:{line}", SourceError)
+        key = path.resolve()
+        if key in seen:
+            raise SourceError(f"{mapping}:{line}: {row['file']!r} is the same file as "
+                              f"{rows[seen[key]][1]['file']!r} on line {rows[seen[key]][0]}")
+        seen[key] = len(targets)
+        targets[line] = path
+    writer = StoreWriter("csv", src, out, layout, force=force)
     joints_per_frame = known.num_joints if known else None
     first_file = f"layout {layout}" if known else ""
     listed = set()
-    root = src.resolve()
     for line, row in tqdm(rows, unit="walk", desc="csv", disable=not progress):
-        path = src / row["file"]
+        path = targets[line]
         listed.add(path.resolve())
-        if not path.resolve().is_relative_to(root):
-            writer.skip(f"{mapping}:{line}: {row['file']} is outside {src}")
-            continue
         if not path.is_file():
             writer.skip(f"{path}: file listed in {mapping.name} (line {line}) not found")
             continue

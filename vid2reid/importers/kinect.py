@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from vid2reid.importers.common import (EMPTY_FRAME, PARTIAL_FRAME, ImportSummary, SourceError,
                                 StoreWriter, check_seed, check_src, check_trim, draw_roles,
-                                find_below, natural_key, person_id)
+                                find_below, natural_key, person_id, releases_output)
 from vid2reid.layouts import LAYOUTS
 
 V1 = "kinect-v1-20"
@@ -150,8 +150,9 @@ def _kgbd_people(src: Path) -> list[tuple[str, Path]]:
     return [(name, path) for name, path, _ in people]
 
 
+@releases_output
 def import_kgbd(src: Path | str, out: Path | str, seed: int = 0, trim: int = 10,
-                progress: bool = True) -> ImportSummary:
+                progress: bool = True, force: bool = False) -> ImportSummary:
     """Import KGBD (Kinect Gait Biometry Dataset) into the store ``out``.
 
     ``src`` holds ``PersonNNN/`` folders with one walk per ``k.txt`` (164
@@ -167,13 +168,21 @@ def import_kgbd(src: Path | str, out: Path | str, seed: int = 0, trim: int = 10,
     seed, trim = check_seed(seed), check_trim(trim)
     src = check_src(src)
     people = _kgbd_people(src)
-    writer = StoreWriter("kgbd", src, out, V1)
+    writer = StoreWriter("kgbd", src, out, V1, force=force)
     walk_files = {}
     for name, folder in people:
-        files = [f for f in folder.iterdir() if f.suffix.lower() == ".txt" and f.is_file()]
+        files = [f for f in folder.iterdir() if f.suffix.lower() == ".txt" and f.is_file()
+                 and writer.readable(f)]
         if not files:
             writer.skip(f"{writer.rel(folder)}: no walk files (*.txt)")
-        walk_files[name] = sorted(files, key=lambda f: natural_key(f.name))
+        walk_files[name] = []
+        for f in sorted(files, key=lambda f: (natural_key(f.name), f.name)):
+            same = next((g for g in walk_files[name] if g.stem == f.stem), None)
+            if same is not None:  # 1.txt and 1.TXT: one walk name, two files
+                writer.skip(f"{writer.rel(f)}: same walk name {f.stem!r} as "
+                            f"{writer.rel(same)}; skipped")
+                continue
+            walk_files[name].append(f)
     bar = tqdm(total=sum(len(v) for v in walk_files.values()), unit="walk", desc="kgbd",
                disable=not progress)
     with bar:
@@ -240,8 +249,9 @@ def read_ks20_frame(path: Path) -> np.ndarray | None:
     return np.array([_numbers(r[1:4], path, k + 1, "x, y, z") for k, r in enumerate(rows)])
 
 
+@releases_output
 def import_ks20(src: Path | str, out: Path | str, seed: int = 0, trim: int = 0,
-                progress: bool = True) -> ImportSummary:
+                progress: bool = True, force: bool = False) -> ImportSummary:
     """Import KS20 (VisLab multi-view Kinect v2 skeletons, txt form) into the store ``out``.
 
     ``src`` holds the five view folders (frontal, left_diagonal, left_lateral,
@@ -261,7 +271,7 @@ def import_ks20(src: Path | str, out: Path | str, seed: int = 0, trim: int = 0,
     if not views:
         hint = find_below(src, lambda d: any((d / v).is_dir() for v in KS20_VIEWS))
         raise SourceError(f"{src}: none of KS20's view folders ({', '.join(KS20_VIEWS)}){hint}")
-    writer = StoreWriter("ks20", src, out, V2)
+    writer = StoreWriter("ks20", src, out, V2, force=force)
     other = sorted(p.name for p in src.iterdir() if p.is_dir() and p.name not in KS20_VIEWS
                    and not p.name.startswith("."))
     if other:
@@ -272,7 +282,7 @@ def import_ks20(src: Path | str, out: Path | str, seed: int = 0, trim: int = 0,
     runs: dict[tuple[str, str, str], list[tuple[int, str, Path]]] = defaultdict(list)
     for view in views:
         for f in sorted((src / view).iterdir()):
-            if f.name.startswith(".") or not f.is_file():
+            if f.name.startswith(".") or not f.is_file() or not writer.readable(f):
                 continue
             m = _KS20_NAME.match(f.name)
             if not m:
@@ -357,7 +367,7 @@ def _leaf_folders(root: Path) -> list[Path]:
 
 def _import_leaf_sets(dataset: str, src: Path | str, out: Path | str,
                       splits: tuple[tuple[str, str, str, tuple[int, int]], ...], exact: bool,
-                      int_names: bool, progress: bool) -> ImportSummary:
+                      int_names: bool, progress: bool, force: bool = False) -> ImportSummary:
     """Shared IAS-Lab / BIWI importer. ``splits``: (folder, condition, split, (trim start, end))."""
     src = check_src(src)
     present = [s for s in splits if (src / s[0]).is_dir()]
@@ -365,7 +375,7 @@ def _import_leaf_sets(dataset: str, src: Path | str, out: Path | str,
         names = ", ".join(s[0] for s in splits)
         hint = find_below(src, lambda d: any((d / s[0]).is_dir() for s in splits))
         raise SourceError(f"{src}: none of {dataset}'s folders ({names}){hint}")
-    writer = StoreWriter(dataset, src, out, V1)
+    writer = StoreWriter(dataset, src, out, V1, force=force)
     missing = [s[0] for s in splits if s not in present]
     if missing:
         writer.note(f"folder(s) not found: {', '.join(missing)}")
@@ -374,11 +384,12 @@ def _import_leaf_sets(dataset: str, src: Path | str, out: Path | str,
         for (folder, condition, split, trim), leaf in leaves:
             bar.update(1)
             start, end = trim
-            if int_names and not leaf.name.strip().isdigit():
+            if int_names and not leaf.name.strip().isdecimal():
                 writer.skip(f"{writer.rel(leaf)}: folder name is not a person number")
                 continue
             frames = sorted((f for f in leaf.iterdir()
-                             if "skel.txt" in f.name.lower() and f.is_file()),
+                             if "skel.txt" in f.name.lower() and f.is_file()
+                             and writer.readable(f)),
                             key=lambda f: natural_key(f.name))
             if not frames:
                 writer.skip(f"{writer.rel(leaf)}: no *skel.txt frame files")
@@ -394,8 +405,9 @@ def _import_leaf_sets(dataset: str, src: Path | str, out: Path | str,
     return writer.finish()
 
 
+@releases_output
 def import_ias(src: Path | str, out: Path | str, trim: int = 10,
-               progress: bool = True) -> ImportSummary:
+               progress: bool = True, force: bool = False) -> ImportSummary:
     """Import IAS-Lab RGBD-ID into the store ``out``.
 
     ``src`` holds ``Training``, ``TestingA`` and ``TestingB``, each with one
@@ -416,11 +428,12 @@ def import_ias(src: Path | str, out: Path | str, trim: int = 10,
         ("Training", "Training", "train", (trim, 0)),
         ("TestingA", "TestingA", "test", (trim, trim)),
         ("TestingB", "TestingB", "test", (trim, trim))), exact=True, int_names=False,
-        progress=progress)
+        progress=progress, force=force)
 
 
+@releases_output
 def import_biwi(src: Path | str, out: Path | str, trim: int = 10,
-                progress: bool = True) -> ImportSummary:
+                progress: bool = True, force: bool = False) -> ImportSummary:
     """Import BIWI RGBD-ID into the store ``out``.
 
     ``src`` holds ``Training``, ``Testing/Walking`` and ``Testing/Still``;
@@ -438,4 +451,4 @@ def import_biwi(src: Path | str, out: Path | str, trim: int = 10,
         ("Training", "Training", "train", (trim, trim)),
         ("Testing/Walking", "Walking", "test", (trim, trim)),
         ("Testing/Still", "Still", "test", (trim, trim))), exact=False, int_names=True,
-        progress=progress)
+        progress=progress, force=force)
