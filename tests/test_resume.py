@@ -53,7 +53,8 @@ def test_changed_settings_are_refused_in_one_line(store: Path, tmp_path: Path):
     base = {"--seed": "7", "--windows": "shifted"}
     first = _cli(store, run, "--epochs", "1", *(a for kv in base.items() for a in kv))
     assert first.exit_code == 0, first.output
-    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "train.log"}
+    before = {p.name: p.read_bytes() for p in run.iterdir()
+              if p.name not in ("train.log", ".vid2reid.lock")}  # the lock names its last holder
     for change, said in ((["--seed", "8"], "seed=7, not 8"), (["--f", "24"], "f=20, not 24"),
                          (["--windows", "all"], "windows='shifted', not 'all'"),
                          (["--method", "himpc"], "method='simmc', not 'himpc'")):
@@ -64,7 +65,8 @@ def test_changed_settings_are_refused_in_one_line(store: Path, tmp_path: Path):
         assert len(errors) == 1 and "Traceback" not in res.output, res.output
         assert errors[0].startswith("error: ") and str(run / "checkpoint.pt") in errors[0]
         assert f"was trained with {said}" in errors[0] and "--no-resume" in errors[0]
-        after = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "train.log"}
+        after = {p.name: p.read_bytes() for p in run.iterdir()
+                 if p.name not in ("train.log", ".vid2reid.lock")}  # the lock names its last holder
         assert after == before, change  # nothing of the run was touched
     # the settings that may change do not stop a resume
     ok = _cli(store, run, "--epochs", "2", "--stop-ari", "0.99",

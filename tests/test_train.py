@@ -73,11 +73,13 @@ def test_only_train_split_is_used(store: Path):
 def test_no_training_set_raises_protocol_error(store: Path, tmp_path: Path):
     recs = read_manifest(store)
     import dataclasses
-    odd = [dataclasses.replace(r, subject=f"p{r.subject}", split="", path=str(store / r.path))
-           for r in recs]
-    write_manifest(tmp_path, odd)
+    import shutil
+
+    odd = [dataclasses.replace(r, subject=f"p{r.subject}", split="") for r in recs]
+    shutil.copytree(store, tmp_path / "odd")  # a store reads only files inside it
+    write_manifest(tmp_path / "odd", odd)
     with pytest.raises(ProtocolError, match="split column"):
-        train(make_config("casia-b", epochs=1, **SMALL), tmp_path, tmp_path / "run",
+        train(make_config("casia-b", epochs=1, **SMALL), tmp_path / "odd", tmp_path / "run",
               progress=False)
 
 

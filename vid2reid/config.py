@@ -143,9 +143,12 @@ def read_run_config(run: Path, purpose: str) -> dict:
         raise ConfigError(f"{purpose} {run}: no model.pt or checkpoint.pt (training never "
                           f"finished an epoch)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{purpose} {path}: unreadable ({exc})") from None
+    from vid2reid.runfile import check_run_config
+
+    return check_run_config(info, path)
 
 
 def init_settings(init: str, method: str, given: dict) -> dict:

@@ -250,3 +250,46 @@ def load_run_file(path: Path | str, map_location=None, required: Iterable[str] =
     if missing:
         raise StoreError(f"{path}: not a vid2reid run file (no {', '.join(map(repr, missing))})")
     return obj
+
+
+def _kind_error(value: object, default: object) -> str | None:
+    """What ``value`` should have been, judged by the setting's default (None when it fits)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float) or default is None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok or (default is None and value is None) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return None if ok else "a list of strings"
+    return None
+
+
+def check_run_config(info: object, path: Path | str) -> dict:
+    """``info`` (a run's parsed config.json) when every setting has the type training gave it;
+    a one-line StoreError naming the file and the setting otherwise (hand-edited files)."""
+    import dataclasses
+
+    from vid2reid.config import TrainConfig
+
+    if not isinstance(info, dict):
+        raise StoreError(f"{path}: not a run's settings (a JSON {type(info).__name__}, not an "
+                         f"object)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in info:
+            want = _kind_error(info[f.name], f.default)
+            if want:
+                raise StoreError(f"{path}: {f.name!r} must be {want}, got "
+                                 f"{repr(info[f.name])[:60]}")
+    n = info.get("num_joints")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise StoreError(f"{path}: 'num_joints' must be a positive integer, got "
+                         f"{repr(n)[:60] if 'num_joints' in info else 'nothing'}")
+    if not isinstance(info.get("layout", ""), str):
+        raise StoreError(f"{path}: 'layout' must be a string, got {repr(info['layout'])[:60]}")
+    return info
+

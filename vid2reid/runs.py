@@ -3,8 +3,9 @@
 A run folder holds ``config.json`` (every setting and what the run found: layout, windows,
 threads, library versions), ``checkpoint.pt`` (after every epoch, atomically), ``model.pt``
 (when training finished), ``log.jsonl`` (one line per finished epoch) and ``train.log``. The
-runs directory's ``LATEST`` names its newest finished run. Run files load without unpickling
-code (vid2reid.runfile).
+runs directory's ``LATEST`` names its newest finished run, when the run's parent is a folder of
+runs (vid2reid.safepath.runs_folder). Run files load without unpickling code
+(vid2reid.runfile). A run folder is claimed and locked while training (vid2reid.locks).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import json
 import logging
 import platform
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +22,12 @@ import numpy as np
 import torch
 
 from vid2reid.config import (LEGACY_DEFAULTS, RESUMABLE_CHANGES, TrainConfig, config_dict,
-                             config_from_run, read_run_config)
-from vid2reid.errors import ConfigError, StoreError
+                             config_from_run, read_run_config, validate)
+from vid2reid import safepath
+from vid2reid.errors import ConfigError, StoreError, Vid2ReidError
+from vid2reid.locks import claim_output
 from vid2reid.methods import get_method
-from vid2reid.runfile import load_run_file, save_run_file
+from vid2reid.runfile import check_run_config, load_run_file, save_run_file
 from vid2reid.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -81,21 +83,51 @@ def load_checkpoint(out: Path, cfg: TrainConfig, device: torch.device) -> dict |
     return ck
 
 
+def check_same_data(saved: object, now: str, out: Path) -> None:
+    """A resume continues on the data the run started with (vid2reid.store.data_hash)."""
+    if saved is None:
+        log.warning("%s: this run recorded no hash of its training data (an older vid2reid), so "
+                    "the resume cannot check that --data is the same", out)
+    elif saved != now:
+        raise ConfigError(f"{out / CHECKPOINT}: was trained on other data (training walks hash "
+                          f"{saved}, this --data gives {now}); use the same --data, another "
+                          f"--out, or --no-resume to start over")
+
+
+def load_state(model: torch.nn.Module, state: object, path: Path,
+               error: type[Vid2ReidError] = StoreError) -> None:
+    """``model.load_state_dict(state)``; one line naming ``path`` when the weights do not fit
+    (a model.pt of another layout, a resume onto other data)."""
+    try:
+        model.load_state_dict(state)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or ["mismatch"])[0][:160]
+        raise error(f"{path}: does not fit the model its config.json describes ({first})"
+                    ) from None
+
+
 def finish(out: Path, model: torch.nn.Module, cfg: TrainConfig, num_joints: int, layout: str,
-           epochs_done: int) -> None:
-    """Write model.pt and name the run in its parent's LATEST (finished runs only)."""
+           epochs_done: int, latest: Path | None = None) -> None:
+    """Write model.pt; name the run in ``latest``/LATEST (the parent when it is a folder of
+    runs, see vid2reid.safepath.runs_folder; None: nowhere)."""
     save_run_file(out / MODEL, {"model": model.state_dict(), "config": config_dict(cfg),
                                 "num_joints": num_joints, "layout": layout,
                                 "epochs_done": epochs_done})
-    atomic_write_bytes(out.parent / "LATEST", (out.name + "\n").encode())
+    if latest is not None:
+        atomic_write_bytes(latest / "LATEST", (out.name + "\n").encode())
+
+
+RUN_SCRATCH = ("train.log", "config.json", "log.jsonl")  # what a run writes before a checkpoint
 
 
 @contextlib.contextmanager
-def run_folder(out: Path) -> Iterator[Path]:
-    """Create ``out`` for a run and log to its train.log; a run that fails before finishing an
-    epoch in a folder it created leaves no folder behind."""
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+def run_folder(out: Path, force: bool = False) -> Iterator[Path]:
+    """Claim ``out`` for a run (refusing a folder that is not a run unless ``force``; locked
+    against a second writer, vid2reid.locks) and log to its train.log. A run that fails before
+    finishing an epoch in a folder it created removes what it wrote and the folder; nothing
+    else is ever deleted."""
+    claim = claim_output(out, safepath.RUN, force)
+    failed = True
     handler = logging.FileHandler(out / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     pkg_log = logging.getLogger("vid2reid")
@@ -104,14 +136,12 @@ def run_folder(out: Path) -> Iterator[Path]:
         pkg_log.setLevel(logging.INFO)
     try:
         yield out
-    except BaseException:
-        if created and not (out / CHECKPOINT).exists():
-            handler.close()
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+        failed = False
     finally:
         pkg_log.removeHandler(handler)
         handler.close()
+        claim.release(failed=failed,
+                      scratch=() if (out / CHECKPOINT).exists() else RUN_SCRATCH)
 
 
 def unfinished_run(runs_dir: Path, cfg: TrainConfig, data: list[str]) -> Path | None:
@@ -231,12 +261,14 @@ def load_embedder(run_dir: Path | str, device: str = "cpu", unit_features: bool 
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
+    if not run_dir.exists():
+        raise StoreError(f"{run_dir}: no such folder (--run)")
     if not cfg_path.is_file():
         raise StoreError(f"{run_dir}: not a training run (no config.json); run 'vid2reid train' "
                          f"or pass --run")
     try:
-        info = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
+        info = check_run_config(json.loads(cfg_path.read_text(encoding="utf-8")), cfg_path)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise StoreError(f"{cfg_path}: unreadable ({exc})") from None
     weights = run_dir / MODEL
     if not weights.is_file():
@@ -244,12 +276,16 @@ def load_embedder(run_dir: Path | str, device: str = "cpu", unit_features: bool 
     if not weights.is_file():
         raise StoreError(f"{run_dir}: no model.pt or checkpoint.pt (training never finished an epoch)")
     cfg = config_from_run(info)
+    try:
+        validate(cfg)
+    except ConfigError as exc:
+        raise StoreError(f"{cfg_path}: {exc}") from None
     method = get_method(cfg.method)
     dev = resolve_device(device)
     num_joints, layout = int(info["num_joints"]), str(info.get("layout", ""))
     model = method.build_model(cfg, num_joints, layout).to(dev)
     state = load_run_file(weights, map_location=dev, required=("model",))
-    model.load_state_dict(state["model"])
+    load_state(model, state["model"], weights)
     model.eval()
 
     def embed(x: np.ndarray, layout_of_x: str | None = None) -> np.ndarray:

@@ -162,3 +162,28 @@ def check_output_folder(out: Path | str, kind: str, force: bool = False,
                          f"{option}, or pass --force to write into it anyway (nothing this "
                          f"command did not write is deleted)")
     return found
+
+
+def runs_folder(out: Path | str) -> Path | None:
+    """The folder whose ``LATEST`` file a training run into ``out`` may update, or None.
+
+    ``LATEST`` belongs in a folder of runs: the parent of ``out`` when this command creates
+    it, when it already holds a ``LATEST`` (written by an earlier run), or when everything
+    else in it is a run folder. ``train --out some_folder`` next to a store or a user's files
+    writes no ``LATEST`` (pass ``--run`` to eval instead).
+    """
+    out = Path(out)
+    parent = out.parent
+    if not parent.exists():
+        return parent
+    latest = parent / "LATEST"
+    if latest.is_file() and not latest.is_symlink():
+        return parent if latest.stat().st_size <= 1024 else None
+    try:
+        others = [p for p in parent.iterdir()
+                  if p.name != out.name and p.name not in _IGNORED and not p.name.startswith(".")]
+    except OSError:
+        return None
+    if all(p.is_dir() and folder_kind(p) in (RUN, "empty") for p in others):
+        return parent
+    return None

@@ -2,7 +2,9 @@
 
 A method (vid2reid.methods) says how to label an epoch and score a batch; this loop owns the
 rest. Only the train split's coordinates reach the method, with the number of each window's
-training walk; no identity label ever does. The run folder is vid2reid.runs'.
+training walk; no identity label ever does. The run folder is vid2reid.runs': claimed and
+locked while training (vid2reid.locks), with the training data's hash (vid2reid.store.data_hash)
+in config.json and the checkpoint, which a resume checks.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vid2reid import interrupts, runs
+from vid2reid import interrupts, runs, safepath
 from vid2reid.config import TrainConfig, config_dict, validate
 from vid2reid.data import SequenceBank, training_sequences
 from vid2reid.errors import ConfigError
 from vid2reid.methods import get_method
 from vid2reid.methods.base import Method, Plan
+from vid2reid.store import data_hash
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ class TrainResult:
     epochs_done: int
     history: list[dict]
     stopped_early: bool
+    latest: Path | None = None  # the LATEST file written (None: the parent is not a runs folder)
 
 
 def epoch_windows(bank: SequenceBank, cfg: TrainConfig, rng: np.random.Generator
@@ -105,19 +109,21 @@ def _training_data(method: Method, cfg: TrainConfig, stores: list[Path | str]
 
 
 def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bool = True,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, force: bool = False) -> TrainResult:
     """Train ``cfg.method`` on the train split of the store at ``data``; write the run to ``out``.
 
     ``data`` may be a list of stores of the same recordings in different layouts for a method
     that takes several (ms-clr). Resumes from ``out/checkpoint.pt`` when it exists and
-    ``resume`` is true.
+    ``resume`` is true, on the same training data only. ``out`` must be new, empty or a run
+    unless ``force``; it is locked while training.
     """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     validate(cfg)
     stores = [data] if isinstance(data, (str, Path)) else list(data)
-    with runs.run_folder(Path(out)) as out, _deterministic():
+    latest = safepath.runs_folder(Path(out))  # decided before this run adds itself to it
+    with runs.run_folder(Path(out), force) as out, _deterministic():
         method = get_method(cfg.method)
         device = runs.resolve_device(cfg.device)
         if cfg.protocol == "all":
@@ -129,7 +135,9 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
         log.info("%s on ~%d training windows per epoch (f=%d, windows %s%s, %d joints, "
                  "%d sequences), device %s", cfg.method, n, cfg.f, mode,
                  " (auto)" if cfg.windows == "auto" else "", num_joints, len(records), device)
+        walks_hash = data_hash(records)
         run_info = {**config_dict(cfg), "data": str(Path(stores[0]).resolve()), "layout": layout,
+                    "data_hash": walks_hash,
                     "num_joints": num_joints, "windows_used": mode, "train_windows": n,
                     "train_sequences": len(records), "stride": max(1, cfg.f // 2),
                     "device_used": str(device), **runs.environment()}
@@ -143,13 +151,15 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
         start, history, stability, stopped = 0, [], Stability(), False
         ck = runs.load_checkpoint(out, cfg, device) if resume else None
         if ck is not None:
-            model.load_state_dict(ck["model"])
+            runs.check_same_data(ck.get("data_hash"), walks_hash, out)
+            runs.load_state(model, ck["model"], out / runs.CHECKPOINT, ConfigError)
             opt.load_state_dict(ck["optim"])
             rng.bit_generator.state = ck["rng"]
             torch.set_rng_state(ck["torch_rng"].cpu())
             start, history, stopped = ck["epoch"], ck["history"], ck["stopped"]
             stability = Stability(ck["prev_labels"], ck.get("prev_keys"), ck["stable"])
-            log.info("resuming %s after epoch %d", out, start)
+            log.info("resuming %s after epoch %d (same training data: %d walks, hash %s)", out,
+                     start, len(records), walks_hash)
         elif (out / runs.CHECKPOINT).is_file():
             log.warning("%s: existing checkpoint ignored (--no-resume); starting over",
                         out / runs.CHECKPOINT)
@@ -184,14 +194,15 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "config": config_dict(cfg), "history": history, "stable": stability.stable,
                     "stopped": stopped, "prev_labels": stability.prev,
-                    "prev_keys": stability.prev_keys})
+                    "prev_keys": stability.prev_keys, "data_hash": walks_hash})
                 runs.append_log(out, row)
                 _log_epoch(row, plan, epoch, cfg)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", clusters=plan.stats.get("clusters"),
                                 outliers=plan.stats.get("outliers"))
             bar.close()
-        runs.finish(out, model, cfg, num_joints, layout, len(history))
-        return TrainResult(out, len(history), history, stopped)
+        runs.finish(out, model, cfg, num_joints, layout, len(history), latest)
+        return TrainResult(out, len(history), history, stopped,
+                           latest / "LATEST" if latest is not None else None)
 
 
 def _warn_one_cluster(plan: Plan, epoch: int, cfg: TrainConfig, first: bool) -> None:

@@ -54,6 +54,7 @@ def train_cli(
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
+    force: bool = typer.Option(False, "--force", help="Train into --out even when it holds something else than a run (nothing training did not write is deleted)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only on a terminal: in a log file the per-epoch lines say the same)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
@@ -97,9 +98,12 @@ def train_cli(
         run_dir = out if out is not None else default_run_dir(Path("runs"), cfg, data, resume)
         warn_if_nothing_to_test(data[0], cfg.protocol)
         result = train(cfg, data[0] if len(data) == 1 else data, run_dir, resume=resume,
-                       progress=progress and sys.stderr.isatty())
+                       progress=progress and sys.stderr.isatty(), force=force)
         last = result.history[-1] if result.history else {}
         typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
                    + (f" (final loss {last['loss']:.4f}"
                       + (f", {last['clusters']} clusters)" if "clusters" in last else ")")
                       if last else ""))
+        if result.latest is None:
+            typer.echo(f"note: {run_dir.parent} is not a folder of runs, so no LATEST file was "
+                       f"written there; pass --run {run_dir} to 'vid2reid eval'")
