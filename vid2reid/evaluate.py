@@ -11,7 +11,12 @@ Under ``opengait`` every metric (top-k and mAP) is computed per (probe view,
 gallery view) pair with different views, averaged over gallery views, then
 over probe views; ``probes`` counts the probes of views that could be scored.
 Metrics conventions (own video excluded, ties, probes without a true match)
-are in vid2reid/metrics.py.
+are in vid2reid/metrics.py. A probe is never scored against its own recording: a gallery
+item from the same video (subject, condition, sequence, view), or one whose joints are
+identical (the manifest's ``content_hash``, computed for stores without it), even when the
+two are listed under other names or come from another store (``--gallery-data``); the
+number of such probe/gallery pairs is reported. Zero scorable probes is an error that says
+why.
 
 ``--baseline raw``: a window's raw feature is the mean over its f
 frames of the root-relative joints, flattened to 3J numbers. It is the
@@ -34,7 +39,8 @@ from vid2reid.errors import ConfigError, ProtocolError, StoreError
 from vid2reid.metrics import RankMetrics, rank_metrics
 from vid2reid.protocols import (eval_records, get_protocol, select_probe_gallery,
                                 uses_split_column)
-from vid2reid.store import Record, cut_to_common, load_joints, read_manifest
+from vid2reid.store import (Record, content_hash, cut_to_common, load_joints, read_manifest,
+                            record_hash)
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +107,8 @@ def _score(items: dict, cross_view: bool) -> tuple[RankMetrics, dict[str, float]
     """
     p, g = items["probe"], items["gallery"]
     if not cross_view:
-        return rank_metrics(p["id"], g["id"], p["x"], g["x"], probe_groups=p["video"],
-                            gallery_groups=g["video"]), {}
+        return rank_metrics(p["id"], g["id"], p["x"], g["x"], probe_groups=p["group"],
+                            gallery_groups=g["group"]), {}
     per_view, view_top1 = [], {}
     no_match = 0
     for pv in sorted(set(p["view"])):
@@ -111,7 +117,7 @@ def _score(items: dict, cross_view: bool) -> tuple[RankMetrics, dict[str, float]
         for gv in sorted(set(g["view"]) - {pv}):
             gm = g["view"] == gv
             m = rank_metrics(p["id"][pm], g["id"][gm], p["x"][pm], g["x"][gm],
-                             probe_groups=p["video"][pm], gallery_groups=g["video"][gm])
+                             probe_groups=p["group"][pm], gallery_groups=g["group"][gm])
             if m.probes:
                 pairs.append(m)
         if pairs:
@@ -129,6 +135,64 @@ def _score(items: dict, cross_view: bool) -> tuple[RankMetrics, dict[str, float]
     n_p = len(p["id"])
     return RankMetrics(top1, top5, top10, mAP, probes=n_p - no_match, gallery=len(g["id"]),
                        no_match=no_match), view_top1
+
+
+def same_recording_groups(keys: dict[str, np.ndarray], hashes: dict[str, np.ndarray]
+                          ) -> dict[str, np.ndarray]:
+    """Per side, a group label for each item: items of one video (same key) or with identical
+    joints (same content hash) share a label, across sides and transitively (a walk listed
+    twice is one recording, and so is every piece cut from its video)."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for side in keys:
+        for k, h in set(zip(keys[side].tolist(), hashes[side].tolist())):
+            ra, rb = find("v" + k), find("h" + h)
+            if ra != rb:
+                parent[rb] = ra
+    return {side: np.array([find("v" + k) for k in keys[side].tolist()]) for side in keys}
+
+
+def exclude_same_recordings(items: dict[str, dict[str, dict]], notes: list[str]) -> None:
+    """Give every item its ``group`` (:func:`same_recording_groups`): a probe is never ranked
+    against a gallery item of its group. Notes how many probe/gallery pairs of sequences hold
+    identical joints."""
+    from collections import Counter
+
+    window = items["window"]
+    groups = same_recording_groups({s: window[s]["video"] for s in window},
+                                   {s: window[s]["content"] for s in window})
+    for side in window:
+        window[side]["group"] = groups[side]
+        _, one = np.unique(window[side]["video"], return_index=True)  # as _video_means
+        items["sequence"][side]["group"] = groups[side][one]
+    seqs = {s: set(zip(window[s]["content"].tolist(), window[s]["video"].tolist()))
+            for s in window}
+    in_gallery = Counter(h for h, _ in seqs["gallery"])
+    same = sum(in_gallery[h] for h, _ in seqs["probe"])
+    renamed = same - len(seqs["probe"] & seqs["gallery"])
+    if same:
+        notes.append(f"{same} probe/gallery pair(s) of sequences with identical joints (one "
+                     f"recording listed twice{f', {renamed} of them under other names' if renamed else ''}"
+                     f") not scored against each other")
+
+
+def _why_no_probe(items: dict, level: str) -> str:
+    """Why no probe could be scored at ``level``, in one line."""
+    p_ids, g_ids = set(items["probe"]["id"].tolist()), set(items["gallery"]["id"].tolist())
+    if not p_ids & g_ids:
+        why = (f"the gallery ({len(g_ids)} subject(s)) holds none of the probes' {len(p_ids)} "
+               f"subject(s)")
+    else:
+        why = ("every gallery item of a probe's subject is that probe's own recording (the same "
+               "video or identical joints), as when --probe and --gallery name the same items")
+    return (f"no probe can be scored at {level} level: {why}; check --probe/--gallery "
+            f"(and --gallery-data)")
 
 
 def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
@@ -200,6 +264,7 @@ def side_items(side: str, stores: list[Path], records: list[Record], idx: np.nda
     f, side_dir = rep.f, stores[0]
     first: tuple[Record, int] | None = None  # one store uses one joint layout
     recs, joints, skipped = _load_side(side_dir, records, idx, f)
+    hash_of = {r.path: record_hash(r) or content_hash(j) for r, j in zip(recs, joints)}
     if not recs:
         raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are shorter "
                             f"than f={f} frames")
@@ -232,7 +297,8 @@ def side_items(side: str, stores: list[Path], records: list[Record], idx: np.nda
     seq_recs = [recs[i] for i in win.seq]
     keys = ["|".join(r.video_key) for r in seq_recs]
     window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
-              "video": np.array(keys), "view": np.array([r.view for r in seq_recs])}
+              "video": np.array(keys), "view": np.array([r.view for r in seq_recs]),
+              "content": np.array([hash_of[r.path] for r in seq_recs])}
     mean, one = _video_means(feats, keys)
     sequence = {"x": mean, **{k: window[k][one] for k in ("id", "video", "view")}}
     return window, sequence, skipped
@@ -304,9 +370,12 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
         skipped += short
     if skipped:
         notes.append(f"{skipped} sequence(s) shorter than f={rep.f} frames skipped")
+    exclude_same_recordings(items, notes)
     result: dict = {}
     for lvl in LEVELS:
         metrics, view_top1 = _score(items[lvl], proto.cross_view)
+        if metrics.probes == 0:
+            raise ProtocolError(_why_no_probe(items[lvl], lvl))
         result[lvl] = metrics.as_dict()
         if view_top1:
             result[lvl]["top1_per_probe_view"] = view_top1

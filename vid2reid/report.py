@@ -172,9 +172,13 @@ def read_history(run_dir: Path | str) -> list[dict]:
         line = line.strip()
         if line:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
-                log.warning("%s: unreadable line skipped", path)
+                row = None
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                log.warning("%s: unreadable line skipped (not an epoch's JSON object)", path)
     return rows
 
 
@@ -327,9 +331,10 @@ def _last_clusters(run: str | None) -> int | None:
         return None
     try:
         lines = (Path(run) / "log.jsonl").read_text().strip().splitlines()
-        value = json.loads(lines[-1]).get("clusters") if lines else None
+        row = json.loads(lines[-1]) if lines else None
     except (OSError, ValueError):
         return None
+    value = row.get("clusters") if isinstance(row, dict) else None
     return int(value) if isinstance(value, (int, float)) else None
 
 
