@@ -277,8 +277,9 @@ def check_run_config(info: object, path: Path | str) -> dict:
     from vid2reid.config import TrainConfig
 
     if not isinstance(info, dict):
-        raise StoreError(f"{path}: not a run's settings (a JSON {type(info).__name__}, not an "
-                         f"object)")
+        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+                type(None): "null"}.get(type(info), type(info).__name__)
+        raise StoreError(f"{path}: not a run's settings (a JSON {kind}, not an object)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in info:
             want = _kind_error(info[f.name], f.default)

@@ -125,8 +125,7 @@ def folder_kind(folder: Path | str) -> str:
     names = {p.name for p in folder.iterdir()} - _IGNORED
     if not names:
         return "empty"
-    if (folder / "checkpoint.pt").is_file() or (folder / "model.pt").is_file() or \
-            _is_run_config(folder / "config.json"):
+    if _is_run_config(folder / "config.json"):
         return RUN
     if (folder / ".extract").is_dir():
         return EXTRACT
@@ -137,7 +136,7 @@ def folder_kind(folder: Path | str) -> str:
         if {"source", "dropped_frames"} <= cols:
             return IMPORT
         return STORE
-    if names <= set(RUN_FILES):  # a run that failed before its first epoch
+    if names <= {"train.log", "log.jsonl"}:  # a run that failed before writing config.json
         return RUN
     return "other"
 

@@ -54,6 +54,8 @@ def extract_cli(
     visualize: bool = typer.Option(False, "--visualize", help="Also write OUT/_visualize/<video>.mp4: "
                                    "each frame with the 2D skeleton drawn, and the 3D skeleton "
                                    "beside it (H.264 where PyAV is installed, else mp4v)."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even when it holds "
+                               "something else than an extracted store."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Estimate 3D skeletons for every video and write the skeleton store.
@@ -71,7 +73,7 @@ def extract_cli(
         settings = ExtractSettings(
             out=out, backend=backend, boxes=boxes, pattern=pattern, min_frames=min_frames,
             max_gap=max_gap, workers=workers, shard=parse_shard(shard) if shard else None,
-            visualize=visualize, checkpoint_det=str(checkpoint_det) if checkpoint_det else None,
+            visualize=visualize, force=force, checkpoint_det=str(checkpoint_det) if checkpoint_det else None,
             mmpose=MMPoseSettings(lifter=lifter, device=device, allow_random_weights=allow_random_weights,
                                   checkpoint_2d=str(checkpoint_2d) if checkpoint_2d else None,
                                   checkpoint_3d=str(checkpoint_3d) if checkpoint_3d else None,

@@ -65,6 +65,7 @@ class ExtractSettings:
     checkpoint_det: str | None = None  # RTMDet weights for --boxes rtmdet
     mmpose: MMPoseSettings = field(default_factory=MMPoseSettings)
     mediapipe: MediaPipeSettings = field(default_factory=MediaPipeSettings)
+    force: bool = False  # write into an --out that holds something else than an extract store
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,11 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
     mine = shard_items(videos, *shard)
     settings = resolve_backend(settings)
     out = Path(settings.out)
+    # shards of one extraction share the store (its manifest rebuild is locked), so the folder
+    # is checked, not locked: a folder of another kind is refused unless --force
+    from vid2reid.safepath import EXTRACT, check_output_folder
+
+    check_output_folder(out, EXTRACT, settings.force)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
