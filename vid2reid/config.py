@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vid2reid.cluster import K1_READINGS, PSEUDO_LABELS
 from vid2reid.data import TRAIN_WINDOWS
-from vid2reid.errors import ConfigError
+from vid2reid.errors import ConfigError, StoreError
 from vid2reid.methods import REGISTRY, get_method
 from vid2reid.presets import get_preset
 from vid2reid.protocols import PROTOCOLS
@@ -146,8 +146,6 @@ def read_run_config(run: Path, purpose: str) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{purpose} {path}: unreadable ({exc})") from None
-    from vid2reid.runfile import check_run_config
-
     return check_run_config(info, path)
 
 
@@ -232,3 +230,43 @@ def config_from_run(info: dict) -> TrainConfig:
     if "himpc_levels" in values:
         values["himpc_levels"] = tuple(values["himpc_levels"])
     return TrainConfig(**values)
+
+
+def _kind_error(value: object, default: object) -> str | None:
+    """What ``value`` should have been, judged by the setting's default (None when it fits)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float) or default is None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok or (default is None and value is None) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return None if ok else "a list of strings"
+    return None
+
+
+def check_run_config(info: object, path: Path | str) -> dict:
+    """``info`` (a run's parsed config.json) when every setting has the type training gave it;
+    a one-line StoreError naming the file and the setting otherwise (hand-edited files)."""
+    if not isinstance(info, dict):
+        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+                type(None): "null"}.get(type(info), type(info).__name__)
+        raise StoreError(f"{path}: not a run's settings (a JSON {kind}, not an object)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in info:
+            want = _kind_error(info[f.name], f.default)
+            if want:
+                raise StoreError(f"{path}: {f.name!r} must be {want}, got "
+                                 f"{repr(info[f.name])[:60]}")
+    n = info.get("num_joints")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise StoreError(f"{path}: 'num_joints' must be a positive integer, got "
+                         f"{repr(n)[:60] if 'num_joints' in info else 'nothing'}")
+    if not isinstance(info.get("layout", ""), str):
+        raise StoreError(f"{path}: 'layout' must be a string, got {repr(info['layout'])[:60]}")
+    return info
+

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from vid2reid.config import (LEGACY_DEFAULTS, RESUMABLE_CHANGES, TrainConfig, config_dict,
-                             config_from_run, read_run_config, validate)
+                             check_run_config, config_from_run, read_run_config,
+                             validate)
 from vid2reid import safepath
 from vid2reid.errors import ConfigError, StoreError, Vid2ReidError
 from vid2reid.locks import claim_output
 from vid2reid.methods import get_method
-from vid2reid.runfile import check_run_config, load_run_file, save_run_file
+from vid2reid.runfile import load_run_file, save_run_file
 from vid2reid.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
