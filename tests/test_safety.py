@@ -476,12 +476,12 @@ def test_13_messages_that_name_the_real_problem(store: Path, run: Path, tmp_path
         fh.truncate(1 << 30)
     line = one_error(cli("eval", "--baseline", "raw", "--f", "20", "--data", src, "--probe", "bg",
                          "--gallery", "nm"))
-    assert line.endswith(f"{src / first.path}: not an .npz file (no zip archive inside)")
+    assert line.endswith(f"{src / first.path}: not an .npz file (not a complete zip archive)")
     (src / first.path).unlink()
     shutil.copy(store / first.path, src / first.path)
     line = one_error(cli("eval", "--baseline", "raw", "--f", "20", "--data", src, "--probe", "bg",
                          "--gallery", "nm"))
-    assert line.endswith(f"{src / second.path}: not an .npz file (no zip archive inside)")
+    assert line.endswith(f"{src / second.path}: not an .npz file (not a complete zip archive)")
     line = one_error(cli("eval", "--run", tmp_path / "nonexist", "--data", store))
     assert line == f"error: {tmp_path / 'nonexist'}: no such folder (--run)"
 

@@ -102,7 +102,8 @@ def load_state(model: torch.nn.Module, state: object, path: Path,
     try:
         model.load_state_dict(state)  # type: ignore[arg-type]
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = (str(exc).strip().splitlines() or ["mismatch"])[0][:160]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["mismatch"]
+        first = lines[1 if len(lines) > 1 else 0][:200]  # the first mismatch, not the heading
         raise error(f"{path}: does not fit the model its config.json describes ({first})"
                     ) from None
 

@@ -420,7 +420,7 @@ def joints_shape(path: Path) -> tuple[int, ...]:
     """The shape of the ``joints`` array in a sequence file, read from the .npy header inside
     the archive without loading (or decompressing) the array."""
     if not zipfile.is_zipfile(path):
-        raise StoreError(f"{path}: not an .npz file (no zip archive inside)")
+        raise StoreError(f"{path}: not an .npz file (not a complete zip archive)")
     try:
         with zipfile.ZipFile(path) as zf, zf.open("joints.npy") as fh:
             version = np.lib.format.read_magic(fh)
