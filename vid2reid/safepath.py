@@ -26,7 +26,6 @@ from vid2reid.errors import StoreError, Vid2ReidError
 LOCK_NAME = ".vid2reid.lock"  # the lock file, which also records the folder's kind
 # Files a folder may hold and still count as empty: our own bookkeeping, and Finder's.
 _IGNORED = {LOCK_NAME, ".manifest.lock", ".manifest.csv.replaced", ".DS_Store"}
-RUN_FILES = ("config.json", "checkpoint.pt", "model.pt", "log.jsonl", "train.log")
 
 RUN = "run"
 STORE = "store"  # a store whose writer is unknown (hand-written, import-ground-truth)
