@@ -555,3 +555,39 @@ def test_16_interrupted_reimport_never_leaves_a_wrong_manifest(tmp_path: Path):
     second = {r.path: r.condition for r in read_manifest(out)}
     assert second.keys() == first.keys() and second != first
     assert not (out / ".manifest.csv.replaced").exists()
+
+
+def test_5_resume_of_a_run_without_data_hash_warns(store: Path, tmp_path: Path):
+    from vid2reid.runfile import load_run_file, save_run_file
+
+    out = tmp_path / "runs" / "old"
+    assert cli("train", "--data", store, "--out", out, *TRAIN).exit_code == 0
+    ck = load_run_file(out / "checkpoint.pt")
+    del ck["data_hash"]  # as runs written before the check
+    save_run_file(out / "checkpoint.pt", ck)
+    res = cli("train", "--data", store, "--out", out, *TRAIN[:-1], "2")
+    assert res.exit_code == 0, res.output
+    assert "recorded no hash of its training data" in (out / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_5_two_processes_training_into_one_folder(store: Path, tmp_path: Path):
+    """Two real ``vid2reid train --out SAME`` at once: one trains, the other stops in one line."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "runs" / "same"
+    cmd = [sys.executable, "-m", "vid2reid", "train", "--data", str(store), "--out", str(out),
+           *TRAIN[:-1], "40"]  # long enough that the second starts while the first trains
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    procs = [subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.communicate()) for p in procs]
+    codes = sorted(rc for rc, _ in results)
+    loser = next(err for rc, (_, err) in results if rc == 1) if codes == [0, 1] else ""
+    assert codes == [0, 1], results
+    errors = [line for line in loser.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "being written by pid" in errors[0] and "Traceback" not in loser
+    epochs = [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 41))  # every epoch once, from one process
