@@ -302,6 +302,7 @@ def test_7_identical_joints_under_another_name_are_not_a_match(tmp_path: Path):
     m = json.loads((tmp_path / "s-metrics.json").read_text())
     assert m["sequence"]["top1"] == 0.0 and m["window"]["top1"] == 0.0
     assert m["sequence"]["probes"] == 4 and m["sequence"]["no_match"] == 0
+    assert m["identical_pairs"] == 4
     assert any("4 probe/gallery pair(s) of sequences with identical joints" in n
                and "4 of them under other names" in n for n in m["setting_notes"])
 

@@ -158,10 +158,10 @@ def same_recording_groups(keys: dict[str, np.ndarray], hashes: dict[str, np.ndar
     return {side: np.array([find("v" + k) for k in keys[side].tolist()]) for side in keys}
 
 
-def exclude_same_recordings(items: dict[str, dict[str, dict]], notes: list[str]) -> None:
+def exclude_same_recordings(items: dict[str, dict[str, dict]], notes: list[str]) -> int:
     """Give every item its ``group`` (:func:`same_recording_groups`): a probe is never ranked
-    against a gallery item of its group. Notes how many probe/gallery pairs of sequences hold
-    identical joints."""
+    against a gallery item of its group. Returns (and notes) how many probe/gallery pairs of
+    sequences hold identical joints."""
     from collections import Counter
 
     window = items["window"]
@@ -180,6 +180,7 @@ def exclude_same_recordings(items: dict[str, dict[str, dict]], notes: list[str])
         notes.append(f"{same} probe/gallery pair(s) of sequences with identical joints (one "
                      f"recording listed twice{f', {renamed} of them under other names' if renamed else ''}"
                      f") not scored against each other")
+    return same
 
 
 def _why_no_probe(items: dict, level: str) -> str:
@@ -370,8 +371,7 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
         skipped += short
     if skipped:
         notes.append(f"{skipped} sequence(s) shorter than f={rep.f} frames skipped")
-    exclude_same_recordings(items, notes)
-    result: dict = {}
+    result: dict = {"identical_pairs": exclude_same_recordings(items, notes)}
     for lvl in LEVELS:
         metrics, view_top1 = _score(items[lvl], proto.cross_view)
         if metrics.probes == 0:
