@@ -171,7 +171,7 @@ STORE_DEFECTS: dict[str, Callable[[Path], None]] = {
     "path missing": _edit_cell("path", "9/none.npz"),
     "symlink out of the store": _symlink_out,
     "row twice": lambda s: _set_lines(s, _lines(s) + [_lines(s)[1]]),
-    "content_hash not the file's": _edit_cell("content_hash", "0" * 32),
+    "content_hash not the file's": _edit_cell("content_hash", "0" * 64),
     "layout contradicting the file": _edit_cell("layout", "coco-17"),
     "text file named .npz": _replace_file(lambda p: p.write_text("subject,frames\n1,2\n")),
     "sparse 1 GB file named .npz": _replace_file(lambda p: open(p, "wb").truncate(1 << 30)),

@@ -243,7 +243,7 @@ def test_5_resume_checks_the_data_is_the_same(store: Path, tmp_path: Path):
     assert res.exit_code == 0, res.output
     assert "same training data" in (out / "train.log").read_text()
     cfg = json.loads((out / "config.json").read_text())
-    assert len(cfg["data_hash"]) == 32
+    assert len(cfg["data_hash"]) == 64
 
 
 # ---------------------------------------------------------------------------

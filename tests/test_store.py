@@ -31,10 +31,10 @@ def test_round_trip_any_joint_count(tmp_path: Path):
         assert (back.subject, back.condition, back.sequence, back.view, back.path, back.frames,
                 back.layout, back.split) == ("001", "nm", "01", "090", "a/001-nm-01-090.npz", 50,
                                              f"layout{j}", "test")
-        # the content hash as docs/store-format.md defines it: SHA-256 of "(T, J, 3);" and the
-        # float32 little-endian bytes, first 32 hex digits
-        digest = hashlib.sha256(f"{joints.shape};".encode() + joints.astype("<f4").tobytes())
-        assert dict(back.extra) == {"quality": "0.25", "content_hash": digest.hexdigest()[:32]}
+        # the content hash as docs/store-format.md defines it: SHA-256 of "(T, J, 3)" and the
+        # float32 little-endian bytes
+        digest = hashlib.sha256(f"{joints.shape}".encode() + joints.astype("<f4").tobytes())
+        assert dict(back.extra) == {"quality": "0.25", "content_hash": digest.hexdigest()}
         # and as stored: a plain numpy file with the joints and labels inside
         with np.load(store / "a/001-nm-01-090.npz") as data:
             np.testing.assert_array_equal(data["joints"], joints)

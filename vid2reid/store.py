@@ -149,12 +149,13 @@ def save_sequence(store_dir: Path | str, rel_path: str, joints: np.ndarray, layo
 
 
 def content_hash(joints: np.ndarray) -> str:
-    """What identifies a recording by its data: SHA-256 (first 32 hex digits) of the joints as
-    float32 with their shape. Two rows with the same hash hold the same walk."""
+    """What identifies a recording by its data: SHA-256 (hex) of the joints' shape as Python
+    writes it, ``(T, J, 3)``, then their little-endian float32 bytes. Two rows with the same
+    hash hold the same walk. (vid2reid.retrieval's ``joints_hash`` is the same function.)"""
     arr = np.ascontiguousarray(np.asarray(joints, dtype="<f4"))
-    h = hashlib.sha256(("%s;" % (arr.shape,)).encode())
+    h = hashlib.sha256(str(arr.shape).encode())
     h.update(arr.tobytes())
-    return h.hexdigest()[:32]
+    return h.hexdigest()
 
 
 def record_hash(record: Record) -> str:
@@ -174,7 +175,7 @@ def data_hash(records: list[Record]) -> str:
     h = hashlib.sha256()
     for path, value in sorted((r.path, record_hash(r)) for r in records):
         h.update(f"{path}\t{value}\n".encode())
-    return h.hexdigest()[:32]
+    return h.hexdigest()
 
 
 def _record_from_meta(rel_path: str, frames: int, layout: str, meta: dict) -> Record:
