@@ -37,8 +37,8 @@ import numpy as np
 
 from vid2reid.data import make_windows
 from vid2reid.errors import ConfigError, PoseError, ProtocolError, StoreError
-from vid2reid.store import (MANIFEST, Record, atomic_write_bytes, canonical_condition, load_joints,
-                            read_manifest, umask_file_mode)
+from vid2reid.store import (MANIFEST, Record, atomic_write_bytes, canonical_condition, content_hash,
+                            load_joints, read_manifest, umask_file_mode)
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +165,6 @@ def load_run(path: Path | str, unit_features: bool | None = None) -> LoadedRun:
 # walks
 
 
-def joints_hash(joints: np.ndarray) -> str:
-    """SHA-256 of a joint array's shape and float32 values: equal for the same recording."""
-    a = np.ascontiguousarray(joints, dtype=np.float32)
-    h = hashlib.sha256(str(a.shape).encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
-
-
 @dataclass
 class Walks:
     """Walks with their features: one entry per walk (recording), and their windows.
@@ -234,7 +226,7 @@ def _embed_records(run: LoadedRun, recs: list[Record], joints: list[np.ndarray],
     paths, rows, subjects, hashes = [], [], [], []
     for k, i in zip(uniq, first):
         rec = recs[int(win.seq[i])]
-        members = sorted((recs[m].path, joints_hash(joints[m])) for m in by_key[str(k)])
+        members = sorted((recs[m].path, content_hash(joints[m])) for m in by_key[str(k)])
         h = members[0][1] if len(members) == 1 else hashlib.sha256(
             "".join(m[1] for m in members).encode()).hexdigest()
         row = {**rec.row(), "store": store}

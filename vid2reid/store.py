@@ -151,7 +151,7 @@ def save_sequence(store_dir: Path | str, rel_path: str, joints: np.ndarray, layo
 def content_hash(joints: np.ndarray) -> str:
     """What identifies a recording by its data: SHA-256 (hex) of the joints' shape as Python
     writes it, ``(T, J, 3)``, then their little-endian float32 bytes. Two rows with the same
-    hash hold the same walk. (vid2reid.retrieval's ``joints_hash`` is the same function.)"""
+    hash hold the same walk."""
     arr = np.ascontiguousarray(np.asarray(joints, dtype="<f4"))
     h = hashlib.sha256(str(arr.shape).encode())
     h.update(arr.tobytes())
