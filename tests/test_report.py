@@ -120,3 +120,41 @@ def test_a_failed_train_leaves_no_run_folder(tmp_path: Path):
     assert r.exit_code == 1
     assert "no train sequences" in _err(r)
     assert not run.exists()
+
+
+def test_training_picture_names_the_runs_classes_and_leaves_out_empty_panels(trained):
+    """The default run (walk groups, no outlier ever): its classes are named as such, not
+    as DBSCAN clusters, and the outliers panel, all zeros, is left out."""
+    root, _, out, _ = trained
+    log_rows = [json.loads(line) for line in (root / "runs" / "r" / "log.jsonl").read_text().splitlines()]
+    assert log_rows and all(r["outliers"] == 0 for r in log_rows)  # the premise, from the log
+    page = (out / "index.html").read_text()
+    caption = re.search(r"<h2>Training curves</h2>.*?<figcaption>(.*?)</figcaption>", page, re.S)
+    assert caption is not None
+    text = caption.group(1)
+    assert "classes: walk groups" in text and "DBSCAN" not in text
+    assert "outliers (windows" not in text and "No window was left out as an outlier" in text
+
+
+def test_training_panels_follow_the_config_and_the_log():
+    from vid2reid.report import plot_training, training_panels
+
+    dbscan = [{"epoch": 1, "loss": 2.0, "clusters": 9, "outliers": 4, "label_ari": None},
+              {"epoch": 2, "loss": 1.5, "clusters": 7, "outliers": 0, "label_ari": 0.8}]
+    titles = [t for _, t in training_panels(dbscan, {"pseudo_labels": "clusters"})]
+    assert titles[0] == "loss" and titles[1] == "classes: clusters (DBSCAN over windows)"
+    assert titles[2].startswith("outliers") and titles[3].startswith("pseudo-label agreement")
+    # a run from before pseudo_labels was recorded clustered with DBSCAN
+    assert "DBSCAN" in training_panels(dbscan, {"method": "simmc"})[1][1]
+    groups = [{"epoch": e, "loss": 1.0 / e, "clusters": 20 - e, "outliers": 0,
+               "label_ari": None if e == 1 else 0.9} for e in (1, 2, 3)]
+    keys = [k for k, _ in training_panels(groups, {"pseudo_labels": "walk-groups", "walk_warmup": 2})]
+    assert keys == ["loss", "clusters", "label_ari"]
+    title = dict(training_panels(groups, {"pseudo_labels": "walk-groups", "walk_warmup": 2}))["clusters"]
+    assert "walk groups" in title and "epochs 1-2" in title
+    walks = dict(training_panels(groups, {"pseudo_labels": "walks", "walk_warmup": 2}))["clusters"]
+    assert "every walk its own class" in walks and "epochs" not in walks
+    # SM-SGE logs only a loss: one panel, no empty ones
+    png, drawn = plot_training([{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.5}],
+                               {"method": "sm-sge", "pseudo_labels": "walk-groups"})
+    assert drawn == ["loss"] and png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,8 +8,10 @@ Writes into DIR (each file atomically):
 - ``feature_map.png``: a 2-D t-SNE map of the test items' features (probe and
   gallery windows), one colour per identity, probes as crosses; at most
   ``MAP_MAX_ITEMS`` items, drawn at random with a fixed seed when there are more;
-- ``training.png``: the run's training curves from its ``log.jsonl``: loss,
-  clusters, outliers and pseudo-label agreement between epochs (ARI);
+- ``training.png``: the run's training curves from its ``log.jsonl``: loss, the
+  number of classes (named after what the run used: walk groups, DBSCAN
+  clusters, ...), outliers when there were any, and pseudo-label agreement
+  between epochs (ARI);
 - ``index.html``: the result table, the notes and the three pictures embedded as
   data URIs, so the page opens from disk, offline, even when copied alone.
 
@@ -182,30 +184,80 @@ def read_history(run_dir: Path | str) -> list[dict]:
     return rows
 
 
-def plot_training(history: list[dict]) -> bytes:
-    """Loss, clusters, outliers and pseudo-label agreement per epoch."""
-    plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(8, 5.5), sharex=True)
+# what a run's classes were, by its config.json's pseudo_labels (vid2reid.cluster.PSEUDO_LABELS)
+_CLASS_TITLES = {"walk-groups": "classes: walk groups (nearest walks paired)",
+                 "walk-chains": "classes: walk chains (nearest walks linked)",
+                 "walks": "classes: walks (every walk its own class)",
+                 "clusters": "classes: clusters (DBSCAN over windows)"}
+
+
+def read_run_config(run_dir: Path | str) -> dict:
+    """A run's ``config.json`` as a dict (empty when it is missing or unreadable)."""
+    try:
+        value = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _numbers(history: list[dict], key: str) -> list[tuple[int, float]]:
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(history)]
-    panels = (("loss", "loss"), ("clusters", "clusters (DBSCAN)"),
-              ("outliers", "outliers (windows sitting the epoch out)"),
-              ("label_ari", "pseudo-label agreement with the\nprevious epoch (ARI)"))
-    for ax, (key, title) in zip(axes.ravel(), panels):
-        ys = [r.get(key) for r in history]
-        pts = [(e, float(y)) for e, y in zip(epochs, ys) if isinstance(y, (int, float))]
+    return [(e, float(r[key])) for e, r in zip(epochs, history)
+            if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+
+
+def training_panels(history: list[dict], config: dict | None = None) -> list[tuple[str, str]]:
+    """The (log key, title) of each training panel worth drawing, and only those.
+
+    The classes panel is named after what the run used (its ``config.json``'s
+    ``pseudo_labels``; runs from before that setting used DBSCAN clusters, runs
+    without a config are "classes"); a warm-up with one class per walk is said.
+    A panel whose value was never logged, and the outliers panel when no window
+    was ever left out (walk groups never leave one out), are left out.
+    """
+    config = config or {}
+    panels = [("loss", "loss")]
+    if _numbers(history, "clusters"):
+        labels = config.get("pseudo_labels", "clusters") if config else None
+        title = _CLASS_TITLES.get(labels, f"classes: {labels}" if labels else "classes")
+        warmup = int(config.get("walk_warmup") or 0) if labels in ("walk-groups", "walk-chains") else 0
+        if warmup:
+            title += f";\nevery walk its own class in epochs 1-{warmup}" if warmup > 1 else \
+                ";\nevery walk its own class in epoch 1"
+        panels.append(("clusters", title))
+    if any(y != 0 for _, y in _numbers(history, "outliers")):
+        panels.append(("outliers", "outliers (windows sitting the epoch out)"))
+    if _numbers(history, "label_ari"):
+        panels.append(("label_ari", "pseudo-label agreement with the\nprevious epoch (ARI)"))
+    return panels
+
+
+def plot_training(history: list[dict], config: dict | None = None) -> tuple[bytes, list[str]]:
+    """The training curves worth drawing (:func:`training_panels`), one panel each, and
+    their titles."""
+    plt = _plt()
+    panels = training_panels(history, config)
+    from matplotlib.ticker import MaxNLocator
+
+    cols = len(panels) if len(panels) <= 3 else 2
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax, (key, title) in zip(flat, panels):
+        pts = _numbers(history, key)
         if pts:
             ax.plot(*zip(*pts), "o-", ms=3)
         else:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in axes[1]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("training curves (from the run's log.jsonl)", fontsize=10)
     fig.tight_layout()
     data = _png(fig)
     plt.close(fig)
-    return data
+    return data, [title.replace("\n", " ") for _, title in panels]
 
 
 def _table_html(result: dict) -> str:
@@ -258,12 +310,16 @@ def write_report(result: dict, out_dir: Path | str) -> Path:
                         f"to the model. Distances between far-apart groups mean little in t-SNE."))
     history = read_history(result["run"]) if result.get("run") else []
     if history:
-        train_png = plot_training(history)
+        train_png, titles = plot_training(history, read_run_config(result["run"]))
         atomic_write_bytes(out / "training.png", train_png)
+        left_out = ("" if any(t.startswith("outliers") for t in titles)
+                    or not _numbers(history, "outliers")
+                    else " No window was left out as an outlier in any epoch (panel left out).")
         figures.append(_img("Training curves", train_png, "training.png",
                             f"{len(history)} epoch(s) from {html.escape(str(result['run']))}"
-                            f"/log.jsonl. No identity label is used in training; these curves "
-                            f"are what a user can watch without labels."))
+                            f"/log.jsonl: {html.escape('; '.join(titles))}.{left_out} No identity "
+                            f"label is used in training; these curves are what a user can watch "
+                            f"without labels."))
     verdict = _verdict(result) if result.get("raw") else ""
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result["setting_notes"])
     summary = without_features(result)
