@@ -110,7 +110,7 @@ def train_test_records(records: list[Record],
     When any record has a ``split`` value, the split column decides for every
     protocol (records without a value are left out of both). Otherwise
     ``all`` returns every record for both sides and the others use CASIA-B
-    subject ranges.
+    subject ranges (``all`` is non-standard: its callers say so).
     """
     proto = get_protocol(protocol)
     n = len(records)
@@ -123,7 +123,7 @@ def train_test_records(records: list[Record],
             log.warning("%d sequence(s) have an empty 'split' value and are not used", unassigned)
         return train, test
     if proto.last_train_subject is None:
-        log.warning("protocol 'all' is NON-STANDARD: it trains and evaluates on every sequence")
+        # not logged here: training warns once, evaluation says it in its table and notes
         every = np.arange(n, dtype=np.int64)
         return every, every.copy()
     last = proto.last_train_subject

@@ -362,14 +362,21 @@ def _verdict(result: dict) -> str:
     run, raw = result["window"], result["raw"]["window"]
     d1, dm = 100 * (run["top1"] - raw["top1"]), 100 * (run["mAP"] - raw["mAP"])
     probe = 100.0 / max(1, run["probes"])
-    if abs(d1) < probe and abs(dm) < probe:
-        head = "the trained model and raw joint coordinates are level"
-    elif d1 >= 0 and dm >= 0:
-        head = "the trained model beats raw joint coordinates"
-    elif d1 <= 0 and dm <= 0:
-        head = "raw joint coordinates beat the trained model"
+    # a metric moved when its gap shows at one decimal; the head names which one(s) moved
+    up = [m for m, d in (("top-1", d1), ("mAP", dm)) if round(d, 1) > 0]
+    down = [m for m, d in (("top-1", d1), ("mAP", dm)) if round(d, 1) < 0]
+    level = [m for m in ("top-1", "mAP") if m not in up + down]
+    if up and down:
+        head = (f"the trained model and raw joint coordinates split the metrics: the trained "
+                f"model ahead on {up[0]}, raw coordinates on {down[0]}")
+    elif up:
+        head = "the trained model beats raw joint coordinates" + (
+            f" on {up[0]} only, level on {level[0]}" if level else "")
+    elif down:
+        head = "raw joint coordinates beat the trained model" + (
+            f" on {down[0]} only, level on {level[0]}" if level else "")
     else:
-        head = "the trained model and raw joint coordinates split the metrics"
+        head = "the trained model and raw joint coordinates are level"
     small = (f"; with {run['probes']} probes one probe moves top-1 by {probe:.1f} points, so "
              f"read gaps under ~{2 * probe:.0f} points as noise" if run["probes"] < 100 else "")
     clusters = _last_clusters(result.get("run"))

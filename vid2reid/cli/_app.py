@@ -25,6 +25,83 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed vid2reid's version (the package's own when it runs from a source tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("vid2reid")
+    except PackageNotFoundError:
+        from vid2reid import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vid2reid {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                      help="Print vid2reid's version and exit."),
+) -> None:
+    """RGB walking videos -> 3D skeletons -> unsupervised skeleton person re-ID."""
+
+
+# What help shows for an option's value and an argument, in words rather than Python types:
+# typer (0.2x) writes '<list[Path]>', '<int range>', '<str>', and '{videos}...' for a required
+# argument in the usage line.
+_WORDS = {"path": "PATH", "file": "FILE", "dir": "DIR", "directory": "DIR", "int": "N",
+          "int range": "N", "float": "X", "float range": "X", "str": "TEXT", "bool": ""}
+
+
+def _plain_word(label: str) -> str:
+    inner = label[1:-1] if label.startswith("<") and label.endswith(">") else label
+    while inner.startswith("list[") and inner.endswith("]"):
+        inner = inner[5:-1]
+    return _WORDS.get(inner.lower(), inner if "|" in inner else inner.upper())
+
+
+def _plain_help_words() -> None:
+    """Make help show PATH, N, TEXT, ... instead of Python type names, and arguments by their
+    upper-case names (VIDEOS...), where typer's help formatter is the one this was written for."""
+    try:
+        from typer.core import TyperArgument, _TyperParameter
+    except ImportError:  # older typer: click's formatter, which has no Python type names
+        return
+    if getattr(_TyperParameter, "_vid2reid_words", False) or not all(
+            hasattr(c, n) for c, n in ((_TyperParameter, "display_type"),
+                                       (TyperArgument, "display_type_rich"),
+                                       (TyperArgument, "_usage_display_name"),
+                                       (TyperArgument, "_rich_display_name"))):
+        return
+    display_type = _TyperParameter.display_type
+
+    def plain_display_type(self, ctx):  # type: ignore[no-untyped-def]
+        label = display_type(self, ctx)
+        return _plain_word(label) if isinstance(label, str) else label
+
+    def argument_name(self) -> str:  # type: ignore[no-untyped-def]
+        name = self.metavar or self.name.upper()
+        return name + ("..." if self.nargs != 1 and not name.endswith("...") else "")
+
+    def argument_usage(self) -> str:  # type: ignore[no-untyped-def]
+        return argument_name(self) if self.required else f"[{argument_name(self)}]"
+
+    _TyperParameter.display_type = plain_display_type
+    TyperArgument.display_type_rich = lambda self, ctx: None  # its name says it
+    TyperArgument._rich_display_name = argument_name
+    TyperArgument._usage_display_name = argument_usage
+    _TyperParameter._vid2reid_words = True
+
+
+_plain_help_words()
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn library errors into a one-line message on stderr and exit code 1.
@@ -42,6 +119,11 @@ def user_errors() -> Iterator[None]:
         typer.echo("interrupted: finished work is kept; re-run the same command to resume",
                    err=True)
         raise typer.Exit(130) from None
+
+
+def show_progress(progress: bool) -> bool:
+    """Progress bars only on a terminal: in a log file (redirected stderr) they are noise."""
+    return progress and sys.stderr.isatty()
 
 
 def setup_logging(verbose: bool = False) -> None:

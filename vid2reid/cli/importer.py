@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 import typer
 
-from vid2reid.cli._app import app, user_errors
+from vid2reid.cli._app import app, show_progress, user_errors
 
 import_app = typer.Typer(
     name="import",
@@ -19,7 +19,8 @@ import_app = typer.Typer(
 app.add_typer(import_app, name="import")
 
 _OUT = typer.Option(..., "--out", "-o", help="Skeleton store to write (re-running rewrites it).")
-_PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+_PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only "
+                         "on a terminal).")
 _FORCE = typer.Option(False, "--force", help="Write into --out even when it holds something else "
                       "than a store of this importer (nothing the import did not write is "
                       "deleted).")
@@ -39,6 +40,7 @@ def _run(fn: Callable, **kwargs) -> None:
     """Call an importer, print its summary; exit 1 (with the skip list) if nothing was imported."""
     from vid2reid.importers import NothingImportedError
 
+    kwargs["progress"] = show_progress(kwargs.get("progress", True))
     with user_errors():
         try:
             summary = fn(**kwargs)

@@ -7,6 +7,7 @@ while the pose model runs. Frames are BGR uint8 arrays as OpenCV returns them.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -20,6 +21,13 @@ from vid2reid import interrupts
 from vid2reid.errors import PoseError
 
 log = logging.getLogger(__name__)
+
+# FFmpeg (inside OpenCV) prints its decoder's complaints straight to stderr, e.g.
+# "[h264 @ 0x...] error while decoding MB 7 11" for a truncated clip, next to
+# vid2reid's own one-line warning. OpenCV reads this level once, when it opens its
+# first video, so it is set here, before any capture; 8 = AV_LOG_FATAL. An
+# OPENCV_FFMPEG_LOGLEVEL already set (e.g. 32 to debug a video) is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
 
 
 @dataclass(frozen=True)
