@@ -61,6 +61,7 @@ class OutputClaim:
         self.path, self.kind = Path(out), kind
         self.previous = check_output_folder(self.path, kind, force, option)
         self.created = False
+        self._new_parents = [d for d in self.path.parents if not d.exists()]  # e.g. runs/
         try:
             self.path.mkdir(parents=True)
             self.created = True
@@ -91,7 +92,8 @@ class OutputClaim:
 
     def release(self, failed: bool = False, scratch: tuple[str, ...] = ()) -> None:
         """Unlock. After a failure in a folder this command created, the ``scratch`` files it
-        wrote are removed, and the folder too when nothing else is left in it."""
+        wrote are removed, and the folder too when nothing else is left in it (and the parent
+        folders it made, such as runs/, while empty)."""
         if self._fd is None:
             return
         try:
@@ -102,6 +104,8 @@ class OutputClaim:
                     (self.path / LOCK_NAME).unlink(missing_ok=True)  # still locked: no one waits
                     try:
                         self.path.rmdir()
+                        for parent in self._new_parents:  # the folders made for it (runs/)
+                            parent.rmdir()  # innermost first; stops at one not empty
                     except OSError:
                         pass  # someone else created a file meanwhile: leave it
         finally:

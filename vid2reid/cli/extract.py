@@ -56,6 +56,11 @@ def extract_cli(
                                    "beside it (H.264 where PyAV is installed, else mp4v)."),
     force: bool = typer.Option(False, "--force", help="Write into --out even when it holds "
                                "something else than an extracted store."),
+    threads: int = typer.Option(None, "--threads", min=1,
+                                help="CPU threads for PyTorch, shared among the --workers "
+                                     "processes. Default: the cores not busy with other work "
+                                     "when extraction starts (every core on an idle machine, 1 "
+                                     "on a busy one)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Estimate 3D skeletons for every video and write the skeleton store.
@@ -67,6 +72,9 @@ def extract_cli(
     """
     setup_logging(verbose)
     with user_errors():
+        from vid2reid.threads import set_threads
+
+        set_threads(threads)
         from vid2reid.pose.extract import ExtractSettings, parse_shard, run_extract
         from vid2reid.pose.mmpose_backend import MMPoseSettings
 

@@ -52,7 +52,7 @@ def train_cli(
     graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1."),
     cross: Optional[str] = typer.Option(None, "--cross", help="MS-CLR: how a window's conventions are pulled together: mutual (every pair towards each other, SimSiam both ways; default) or anchor (the other conventions learn to predict the first --data store's features, which are not pulled towards them)."),
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for PyTorch (default: all cores; use 1 when the machine is shared with other jobs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch. Default: the cores not busy with other work when training starts (every core on an idle machine, 1 on a busy one)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     force: bool = typer.Option(False, "--force", help="Train into --out even when it holds something else than a run (nothing training did not write is deleted)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only on a terminal: in a log file the per-epoch lines say the same)."),
@@ -67,15 +67,15 @@ def train_cli(
     that 'vid2reid eval' finds it. Re-running the same command resumes.
     """
     setup_logging(verbose)
+    from vid2reid.threads import set_threads
+
+    with user_errors():
+        set_threads(threads)
     from vid2reid.config import make_config
     from vid2reid.protocols import warn_if_nothing_to_test
     from vid2reid.runs import default_run_dir
     from vid2reid.train import train
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     with user_errors():
         cfg = make_config(preset, method=method, ablation=ablation, epochs=epochs, seed=seed,
                           protocol=protocol.strip().lower(), device=device.strip().lower(), f=f,

@@ -480,7 +480,9 @@ def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
             for video, root in todo:
                 record(_safe_extract(video, root, backend, settings, detector))
         elif todo:
-            threads = max(1, (os.cpu_count() or 1) // n_workers)
+            import torch  # its thread count was chosen by vid2reid.threads.set_threads
+
+            threads = max(1, torch.get_num_threads() // n_workers)
             pool = ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"),
                                        initializer=_init_worker, initargs=(settings, threads))
             try:
