@@ -62,6 +62,12 @@ def _timed(cmd: list[str], env: dict) -> float:
     return wall
 
 
+def _epoch_seconds(run: Path) -> float:
+    """Seconds the epochs themselves took, from the run's log.jsonl (no start-up, no imports)."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    return sum(float(r.get("epoch_s", 0.0)) for r in rows)
+
+
 def _spinners(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
@@ -92,6 +98,7 @@ def measure(data: str, variants: list[str], busy: int, epochs: int, repeats: int
                 time.sleep(3)  # let the spinners be scheduled
             times: dict[tuple[str, str], list[float]] = {}
             loads: dict[tuple[str, str], list[float]] = {}
+            epochs_s: dict[str, list[float]] = {}
             for rep in range(repeats):
                 order = variants if rep % 2 == 0 else variants[::-1]
                 for v in order:
@@ -105,11 +112,18 @@ def measure(data: str, variants: list[str], busy: int, epochs: int, repeats: int
                     for task, cmd in tasks:
                         loads.setdefault((v, task), []).append(os.getloadavg()[0])
                         times.setdefault((v, task), []).append(_timed(cmd, _env(v)))
+                        if task == "train":
+                            epochs_s.setdefault(v, []).append(_epoch_seconds(work / "r"))
+                        print(f"{state}, {v}, {task}: {times[(v, task)][-1]:.1f} s wall "
+                              f"(load {loads[(v, task)][-1]:.1f})", file=sys.stderr, flush=True)
             for (v, task), ts in times.items():
                 rows.append({"machine": state, "busy_loops": n_busy, "variant": v, "task": task,
                              "wall_s": [round(t, 2) for t in ts],
                              "median_s": round(statistics.median(ts), 2),
                              "load1_before": [round(x, 2) for x in loads[(v, task)]]})
+                if task == "train":
+                    rows[-1]["epochs_s"] = [round(t, 2) for t in epochs_s[v]]
+                    rows[-1]["epochs_median_s"] = round(statistics.median(epochs_s[v]), 2)
         finally:
             _stop(procs)
             if n_busy:
@@ -118,7 +132,8 @@ def measure(data: str, variants: list[str], busy: int, epochs: int, repeats: int
 
 
 def table(rows: list[dict], variants: list[str]) -> str:
-    """Median wall seconds: one line per task and variant, one column per machine state."""
+    """Median wall seconds (train: and the epochs' own seconds from log.jsonl): one line per
+    task and variant, one column per machine state."""
     states = list(dict.fromkeys(r["machine"] for r in rows))
     by = {(r["task"], r["variant"], r["machine"]): r for r in rows}
     head = f"{'task':<6}{'threads':<12}" + "".join(f"{s:>28}" for s in states)
@@ -132,7 +147,8 @@ def table(rows: list[dict], variants: list[str]) -> str:
                     cells.append(f"{'-':>28}")
                     continue
                 load = statistics.mean(r["load1_before"])
-                cells.append(f"{r['median_s']:>9.1f} s (load {load:4.1f}){'':>5}")
+                inner = f" [{r['epochs_median_s']:.1f}]" if "epochs_median_s" in r else ""
+                cells.append(f"{r['median_s']:.1f} s{inner} (load {load:.1f})".rjust(28))
             lines.append(f"{task:<6}{v:<12}" + "".join(cells))
     return "\n".join(lines)
 
@@ -160,6 +176,8 @@ def main() -> None:
             "usable_cores": usable_cores(), "torch_default_threads": torch.get_num_threads(),
             "vid2reid_default_now": default_threads(), "load_at_start": [round(x, 2) for x in load0],
             "load_at_end": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+    print("median wall seconds of each command [train: of its epochs alone, from log.jsonl]; "
+          "load = mean 1-minute load average before the runs")
     print(table(rows, variants))
     print(json.dumps({k: v for k, v in info.items() if k != "rows"}))
     if a.json:
