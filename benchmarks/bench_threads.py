@@ -10,8 +10,10 @@ epochs, so only the threads differ.
 Thread settings (``--variants``, comma-separated):
 
 - ``N``: ``--threads N``;
-- ``N:passive``: ``--threads N`` with ``OMP_WAIT_POLICY=passive`` (OpenMP threads
-  sleep instead of spinning while they wait);
+- ``N:passive`` / ``N:active`` / ``N:unset``: ``--threads N`` with OpenMP's wait
+  policy passive (waiting threads sleep), active (they spin) or OpenMP's default
+  (they spin a while, then sleep: torch's threads under vid2reid before
+  2026-12-05);
 - ``default``: no ``--threads`` (vid2reid's default, ``vid2reid.threads``).
 
 Example (a store of the sample videos' ground-truth joints)::
@@ -42,8 +44,11 @@ def _env(variant: str) -> dict:
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("OMP_NUM_THREADS", None)
     env.pop("OMP_WAIT_POLICY", None)
-    if variant.endswith(":passive"):
-        env["OMP_WAIT_POLICY"] = "passive"
+    if ":" in variant:
+        policy = variant.split(":")[1]
+        # "unset": OpenMP's own default (what torch had before vid2reid set a policy). An empty
+        # value keeps vid2reid from setting one, and OpenMP reads it as unset (with a warning).
+        env["OMP_WAIT_POLICY"] = "" if policy == "unset" else policy
     return env
 
 
@@ -170,11 +175,11 @@ def main() -> None:
         rows = measure(a.data, variants, a.busy, a.epochs, a.repeats, Path(tmp), not a.no_eval)
     import torch
 
-    from vid2reid.threads import default_threads, usable_cores
+    from vid2reid.threads import usable_cores
 
     info = {"started": started, "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
             "usable_cores": usable_cores(), "torch_default_threads": torch.get_num_threads(),
-            "vid2reid_default_now": default_threads(), "load_at_start": [round(x, 2) for x in load0],
+            "load_at_start": [round(x, 2) for x in load0],
             "load_at_end": [round(x, 2) for x in os.getloadavg()], "rows": rows}
     print("median wall seconds of each command [train: of its epochs alone, from log.jsonl]; "
           "load = mean 1-minute load average before the runs")

@@ -28,7 +28,7 @@ def eval_cli(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     raw: bool = typer.Option(True, "--raw/--no-raw", help="When scoring a run, also score raw root-relative joint coordinates through the same windows and protocol, and print both side by side with one line on what the difference means."),
     report: Path = typer.Option(None, "--report", help="Also write an HTML report to this folder: index.html (opens from disk) with the result table, the CMC curve (rank 1-20, trained vs raw), a 2-D map of the test features coloured by identity and the run's training curves, each also as a PNG. Needs matplotlib.", file_okay=False),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch. Default: the cores not busy with other work when evaluation starts (every core on an idle machine, 1 on a busy one)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch. Default: one per core; waiting threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE unless set), so other jobs on the same cores slow it down no more than they would one thread."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on

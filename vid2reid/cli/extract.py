@@ -58,9 +58,8 @@ def extract_cli(
                                "something else than an extracted store."),
     threads: int = typer.Option(None, "--threads", min=1,
                                 help="CPU threads for PyTorch, shared among the --workers "
-                                     "processes. Default: the cores not busy with other work "
-                                     "when extraction starts (every core on an idle machine, 1 "
-                                     "on a busy one)."),
+                                     "processes. Default: one per core; waiting threads sleep "
+                                     "instead of spinning (OMP_WAIT_POLICY=PASSIVE unless set)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Estimate 3D skeletons for every video and write the skeleton store.

@@ -52,7 +52,7 @@ def train_cli(
     graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1."),
     cross: Optional[str] = typer.Option(None, "--cross", help="MS-CLR: how a window's conventions are pulled together: mutual (every pair towards each other, SimSiam both ways; default) or anchor (the other conventions learn to predict the first --data store's features, which are not pulled towards them)."),
     part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch. Default: the cores not busy with other work when training starts (every core on an idle machine, 1 on a busy one)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch. Default: one per core; waiting threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE unless set), so other jobs on the same cores slow it down no more than they would one thread."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     force: bool = typer.Option(False, "--force", help="Train into --out even when it holds something else than a run (nothing training did not write is deleted)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only on a terminal: in a log file the per-epoch lines say the same)."),
