@@ -3,14 +3,12 @@
 Torch's OpenMP threads wait for each other at the end of every parallel step,
 and by default a waiting thread spins: it keeps its core busy. On cores that
 other processes also want, the operating system then sets a spinning thread's
-work aside for theirs, and every step waits for it: 5-epoch training took 41 s
-with torch's two threads and 8 s with one on 2 shared cores. Telling OpenMP to
-let waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) removes that, and keeps
-every core's share when the cores are free. ``benchmarks/bench_threads.py``
-measured it against one thread and against spinning threads, on the machine as
-it was and with busy loops added (docs/benchmarks.md, "Threads"): with the
-passive policy, all cores were never slower than one thread and, under busy
-loops, twice as fast.
+work aside for theirs, and every step waits for it: on 2 cores shared with other
+jobs (load average ~11), two training epochs took 45 s with torch's two threads
+and 3.8 s with one. Telling OpenMP to let waiting threads sleep
+(``OMP_WAIT_POLICY=PASSIVE``) removes that: the same epochs took 3.5 s with two
+threads, and 3.9 s against 9.1 s for one thread with two busy loops added
+(``benchmarks/bench_threads.py``; docs/benchmarks.md, "Threads").
 
 OpenMP reads the policy once, when torch is imported; :func:`set_threads` sets
 it when torch has not been imported yet (the command line calls it first), and
