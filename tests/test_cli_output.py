@@ -24,6 +24,8 @@ TINY = ["--epochs", "1", "--f", "20", "--x", "5", "--batch-size", "16", "--hidde
         "--device", "cpu", "--no-progress", "--threads", "1"]
 COMMANDS = [["extract"], ["train"], ["eval"], ["convert"], ["import", "kgbd"], ["import", "csv"],
             ["render-samples"], ["import-ground-truth"], []]
+COMMANDS += [[c.name] for c in app.registered_commands
+             if c.name and [c.name] not in COMMANDS]  # commands added since (match, index, ...)
 
 
 def _err(result) -> str:
