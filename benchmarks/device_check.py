@@ -571,9 +571,17 @@ def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[P
         row.peak_mb = dev.peak_mb()
         del x
         p, g = slice(0, n), slice(n, 2 * n)
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from bench_eval import _reset_peak, _status_kb  # the CPU's peak memory of the ranking
+
+        rss0 = _status_kb("VmRSS") if _reset_peak() else None
         m, t_rank = dev.timed(rank_metrics, subject[order][p], subject[order][g], feats[p],
                               feats[g], probe_groups=video[order][p],
                               gallery_groups=video[order][g])
+        if rss0 is not None:
+            extra = (_status_kb("VmHWM") - rss0) / 1024
+            row.numbers["rank_extra_peak_rss_mb"] = extra
+            row.note += f"; ranking's extra peak CPU memory {extra:.0f} MB"
         row.size = f"{n} x {n} windows"
         row.rate = f"embed {t_embed:.1f} s + rank {t_rank:.1f} s"
         row.agreement = "- (see eval rankings)"
