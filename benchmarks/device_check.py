@@ -55,7 +55,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -326,7 +325,7 @@ class _FirstBatchDone(Exception):
 def train_config(method: str, device: str, epochs: int = 1, preset: str | None = "kgbd"):
     """The paper's KGBD settings for ``method`` (f = 6, DBSCAN pseudo-labels); ``preset=None``:
     the label-free defaults at f = 6 (walk groups; in the first epoch every walk is a class)."""
-    from vid2reid.train import make_config
+    from vid2reid.config import make_config
 
     if preset is None:
         return make_config(None, method=method, f=6, epochs=epochs, seed=0, device=device)
@@ -348,13 +347,12 @@ def first_batch(method_name: str, stores: list[Path], device: str) -> dict:
     compare labels on their own)."""
     import torch
 
-    from vid2reid.train import epoch_windows, method_module, run_epoch, training_sequences
+    from vid2reid.methods import get_method
+    from vid2reid.train import _training_data, epoch_windows, run_epoch
 
     cfg = train_config(method_name, device, preset=None)
-    method = method_module(method_name)
-    multi = getattr(method, "MULTI_STORE", False)
-    bank, _, layout = (method.training_sequences(stores, cfg) if multi
-                       else training_sequences(stores[0], cfg))
+    method = get_method(method_name)
+    bank, _, layout = _training_data(method, cfg, stores)
     torch.manual_seed(cfg.seed)  # as vid2reid.train.train does, in the same order
     rng = np.random.default_rng(cfg.seed)
     model = method.build_model(cfg, bank.frames.shape[1], layout).to(device)
@@ -373,7 +371,7 @@ def first_batch(method_name: str, stores: list[Path], device: str) -> dict:
                     clusters=plan.stats.get("clusters"))
         raise _FirstBatchDone
 
-    observer = SimpleNamespace(prepare_epoch=method.prepare_epoch, batch_loss=batch_loss)
+    observer = replace(method, batch_loss=batch_loss)  # the method, its first loss recorded
     try:
         run_epoch(observer, model, opt, x, cfg, rng, 0, walks=keys >> 32)
     except _FirstBatchDone:
@@ -455,7 +453,7 @@ def clustering_rows(dev: Device, quick: bool, budget: Budget) -> list[Row]:
     import torch
 
     from vid2reid.cluster import pseudo_labels
-    from vid2reid.train import make_config
+    from vid2reid.config import make_config
 
     cases = [("cluster walk-groups", make_config(None, walk_warmup=0),
               (60, 20) if quick else (13_640, 8), "torch kNN of walk means on the device"),
@@ -514,7 +512,8 @@ def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[P
     """A run's embedder on the device vs the CPU (rankings), then 100k x 100k in chunks."""
     from vid2reid.evaluate import _embed
     from vid2reid.metrics import rank_metrics
-    from vid2reid.train import load_embedder, train
+    from vid2reid.runs import load_embedder
+    from vid2reid.train import train
 
     rows = []
     row = Row("eval rankings", target="-", note="a 1-epoch SimMC run's embedder")
