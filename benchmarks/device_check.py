@@ -93,7 +93,7 @@ class Row:
     target: str = ""
     peak_mb: float | None = None
     agreement: str = ""
-    status: str = "ok"  # ok | MISMATCH | FAILED | skipped
+    status: str = "not run"  # then: ok | MISMATCH | FAILED | skipped
     note: str = ""
     numbers: dict = field(default_factory=dict)
 
@@ -304,6 +304,8 @@ def extraction_rows(dev: Device, args: argparse.Namespace, work: Path, budget: B
             fps = n_frames / seconds
             row.size = f"{len(clips)} clips, {n_frames} frames"
             row.rate = f"{fps:.1f} frames/s"
+            if precision == "bf16" and not args.quick:
+                row.rate += " MET" if fps >= TARGETS["extract"][1] else " missed"
             row.numbers.update(frames=n_frames, seconds=seconds, frames_per_s=fps)
             row.peak_mb = dev.peak_mb()
             row.status = "ok" if good else "MISMATCH"
