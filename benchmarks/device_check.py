@@ -81,6 +81,7 @@ FEAT_ATOL = 1e-4  # eval features, device vs CPU
 PX_TOL, MM_TOL = 1.0, 1.0  # extraction fp32: 2D keypoints within 1 px, 3D joints within 1 mm ...
 WITHIN_SHARE = 0.99  # ... for at least 99 % of them
 BF16_PX_MEDIAN, BF16_MM_MEDIAN = 2.0, 10.0  # bf16 with real weights: medians within these
+CALIBRATE = 10_000  # eval 100k x 100k: first ranks 10k x 10k to see whether the rest fits
 
 
 @dataclass
@@ -575,10 +576,21 @@ def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[P
         sys.path.insert(0, str(REPO / "benchmarks"))
         from bench_eval import _reset_peak, _status_kb  # the CPU's peak memory of the ranking
 
+        sub, vid = subject[order], video[order]
+        if n > CALIBRATE:  # the ranking's cost grows with probes x gallery: time 1 % of it first
+            _, t_small = dev.timed(rank_metrics, sub[:CALIBRATE], sub[n:n + CALIBRATE],
+                                   feats[:CALIBRATE], feats[n:n + CALIBRATE],
+                                   probe_groups=vid[:CALIBRATE], gallery_groups=vid[n:n + CALIBRATE])
+            need = 1.2 * t_small * (n / CALIBRATE) ** 2
+            row.numbers.update(calibration_s=t_small, rank_estimate_s=need)
+            if need > budget.left():
+                row.status = "skipped"
+                row.note = (f"budget: ranking needs ~{need:.0f} s ({CALIBRATE // 1000}k x "
+                            f"{CALIBRATE // 1000}k took {t_small:.1f} s), {budget.left():.0f} s left")
+                return rows
         rss0 = _status_kb("VmRSS") if _reset_peak() else None
-        m, t_rank = dev.timed(rank_metrics, subject[order][p], subject[order][g], feats[p],
-                              feats[g], probe_groups=video[order][p],
-                              gallery_groups=video[order][g])
+        m, t_rank = dev.timed(rank_metrics, sub[p], sub[g], feats[p], feats[g],
+                              probe_groups=vid[p], gallery_groups=vid[g])
         if rss0 is not None:
             extra = (_status_kb("VmHWM") - rss0) / 1024
             row.numbers["rank_extra_peak_rss_mb"] = extra
@@ -610,7 +622,7 @@ ESTIMATES = {
     "extract": (15, 40, 600), "train-simmc": (8, 45, 300),
     "train-himpc": (8, 70, 900), "train-sm-sge": (10, 40, 600), "train-ms-clr": (8, 50, 400),
     "cluster walk-groups": (2, 10, 60), "cluster dbscan": (2, 10, 60),
-    "eval-rankings": (5, 10, 30), "eval-scale": (5, 60, 900),
+    "eval-rankings": (5, 10, 30), "eval-scale": (5, 20, 60),
 }
 
 
