@@ -670,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="sample clips for extraction throughput (default 1 quick, 40 otherwise)")
     ap.add_argument("--checkpoint-2d", default=None, help="RTMPose-m weights (default: random)")
     ap.add_argument("--checkpoint-3d", default=None, help="lifter weights (default: random)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's, one per core)")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep stores and runs in this folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
@@ -683,6 +684,15 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("vid2reid").propagate = False
     if not args.verbose:
         warnings.simplefilter("ignore")
+    from vid2reid.threads import set_threads
+
+    from vid2reid.errors import Vid2ReidError
+
+    try:
+        set_threads(args.threads)  # as the commands do: OpenMP's passive wait, --threads if given
+    except Vid2ReidError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     problem = check_device(args.device)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -692,8 +702,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     args.clips = args.clips or (1 if args.quick else 40)
     dev = Device(args.device)
     column = 0 if args.quick else (1 if dev.cuda else 2)
