@@ -167,8 +167,8 @@ def test_simmc_beats_raw_baseline(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_default_walk_groups_beat_raw_on_same_people(tmp_path: Path):
-    """The label-free default (no preset: walk-group pseudo-labels) against raw coordinates.
+def test_default_people_beat_raw_on_same_people(tmp_path: Path):
+    """The label-free default (no preset: walks grouped into people) against raw coordinates.
 
     Measured (store seed 1, 8 epochs): window mAP 35.8 vs raw 15.4, sequence mAP 47.6 vs
     42.9, sequence top-1 tied at 46.7; window top-1 47.7 vs raw 55.6 is below raw on these
@@ -181,10 +181,10 @@ def test_default_walk_groups_beat_raw_on_same_people(tmp_path: Path):
     data = make_synthetic_store(tmp_path / "s", n_subjects=15, walks=walks, train_walks=walks,
                                 seed=1)
     cfg = make_config(f=6, epochs=8, seed=0, batch_size=64)
-    assert (cfg.preset, cfg.pseudo_labels, cfg.x) == ("none", "walk-groups", 2)
+    assert (cfg.preset, cfg.pseudo_labels, cfg.x) == ("none", "people", 2)
     res = train(cfg, data, tmp_path / "run", progress=False)
     assert res.history[0]["clusters"] == 15 * 10  # warm-up: one class per training walk
-    assert res.history[-1]["clusters"] < 15 * 10  # then mutual nearest walks are grouped
+    assert res.history[-1]["clusters"] < 15 * 10  # then walks are grouped into people
     ours = evaluate(data, run_dir=tmp_path / "run", probe="nm", gallery="nm")
     raw = evaluate(data, baseline="raw", f=cfg.f, probe="nm", gallery="nm")
     assert ours["window"]["mAP"] > 2 * raw["window"]["mAP"]
@@ -194,10 +194,10 @@ def test_default_walk_groups_beat_raw_on_same_people(tmp_path: Path):
 
 def test_label_free_defaults_and_clear_errors():
     cfg = make_config()
-    assert (cfg.preset, cfg.pseudo_labels, cfg.f, cfg.x) == ("none", "walk-groups", 40, 10)
+    assert (cfg.preset, cfg.pseudo_labels, cfg.f, cfg.x) == ("none", "people", 40, 10)
     assert make_config("kgbd").pseudo_labels == "clusters"  # a preset reproduces the paper
     assert make_config("kgbd", pseudo_labels="walks").eps == 0.6
     with pytest.raises(ConfigError, match="only apply to --pseudo-labels clusters"):
         make_config(f=6, eps=0.5)
     with pytest.raises(ConfigError, match="pseudo-labels must be one of"):
-        make_config(pseudo_labels="people")
+        make_config(pseudo_labels="persons")

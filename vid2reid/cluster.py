@@ -1,10 +1,11 @@
 """Per-epoch pseudo-labels: SimMC's k-reciprocal Jaccard distance + DBSCAN, or walk groups.
 
 ``pseudo_labels`` picks the source (``cfg.pseudo_labels``): "clusters" is the
-DBSCAN clustering below; "walks", "walk-groups" and "walk-chains" label windows by
-the training walk they come from (``walk_groups``: mutual nearest walks joined, or
-for "walk-chains" every walk joined to its nearest), with no distance threshold
-to tune.
+DBSCAN clustering below; "people" (the label-free default), "walks", "walk-groups"
+and "walk-chains" label windows by the training walk they come from ("people":
+walks associated into people by vid2reid.association; ``walk_groups``: mutual
+nearest walks joined, or for "walk-chains" every walk joined to its nearest),
+with no distance threshold to tune.
 
 The distance is the re-ranking distance of Zhong et al., "Re-ranking Person
 Re-identification with k-reciprocal Encoding" (CVPR 2017), as used by SimMC
@@ -54,8 +55,9 @@ from vid2reid.errors import ConfigError
 K1_READINGS = ("reference", "zhong")
 # Where the pseudo-labels come from (see ``pseudo_labels``): "clusters" = SimMC's DBSCAN over
 # windows; "walks" = every training walk its own class; "walk-groups" = walks grouped with the
-# walks they are mutual nearest neighbours of; "walk-chains" = every walk with its nearest walk.
-PSEUDO_LABELS = ("clusters", "walks", "walk-groups", "walk-chains")
+# walks they are mutual nearest neighbours of; "walk-chains" = every walk with its nearest walk;
+# "people" = walks associated into people by features and body proportions (vid2reid.association).
+PSEUDO_LABELS = ("people", "clusters", "walks", "walk-groups", "walk-chains")
 
 
 def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -433,7 +435,7 @@ def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1, mutual: bool 
 
 
 def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None, cfg: object,
-                  epoch: int) -> list[np.ndarray]:
+                  epoch: int, windows: torch.Tensor | np.ndarray | None = None) -> list[np.ndarray]:
     """One label array (N,) per feature set, from the source ``cfg.pseudo_labels`` names.
 
     ``walk`` (N,) says which training walk each window comes from (not who is
@@ -454,6 +456,15 @@ def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None,
     w = w.astype(np.int64)
     if source == "walks" or epoch < getattr(cfg, "walk_warmup", 0):
         return [w for _ in feature_sets]
+    if source == "people":
+        from vid2reid.association import associate, body_proportions, window_walk_frames
+
+        body = None
+        if windows is not None:
+            xw = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else windows
+            body = body_proportions(window_walk_frames(xw, w))
+        return [associate(walk_means(fs, w).cpu().numpy(), body, seed=epoch).labels[w]
+                for fs in feature_sets]
     mutual = source == "walk-groups"
     return [walk_groups(walk_means(fs, w), mutual=mutual)[w] for fs in feature_sets]
 

@@ -1,6 +1,6 @@
 """Training settings: one frozen dataclass whose field defaults are the defaults.
 
-Order of precedence, lowest first: the field defaults (label-free: walk-group pseudo-labels,
+Order of precedence, lowest first: the field defaults (label-free: people pseudo-labels,
 nothing tuned per data set), a data-set preset (the SimMC paper's settings, DBSCAN clusters),
 the method's own defaults (vid2reid.methods), the ablation, the run an ``--init`` starts from,
 explicit options. Everything is saved to the run's config.json.
@@ -58,8 +58,8 @@ class TrainConfig:
     k2: int = 6
     k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
     windows: str = "auto"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
-    pseudo_labels: str = "walk-groups"  # vid2reid.cluster.PSEUDO_LABELS; presets use "clusters"
-    walk_warmup: int = 2  # walk-groups/-chains: epochs with every walk its own class first
+    pseudo_labels: str = "people"  # vid2reid.cluster.PSEUDO_LABELS; presets use "clusters"
+    walk_warmup: int = 2  # people/walk-groups/-chains: epochs with every walk its own class first
     unit_features: bool = True  # score unit-length features (cosine), as training compares them
     lr: float = 3.5e-4
     batch_size: int = 256

@@ -154,7 +154,8 @@ def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: TrainConfig, rng: np.
     feats = sequence_features(model, x)
     labels, protos, stats = {}, {}, {}
     inlier = np.ones(len(x), dtype=bool)
-    level_labels = cluster.pseudo_labels([feats[lv] for lv in model.levels], walks, cfg, epoch)
+    level_labels = cluster.pseudo_labels([feats[lv] for lv in model.levels], walks, cfg, epoch,
+                                         x)
     for lv, lab in zip(model.levels, level_labels):
         lab = np.asarray(lab)
         n_clusters = int(lab.max()) + 1 if lab.size and lab.max() >= 0 else 0

@@ -99,7 +99,7 @@ def prepare_epoch(model: SimMCModel, x: torch.Tensor, cfg: TrainConfig,
     model.eval()
     feats = encode_views(model, x, masks)
     model.train()
-    keep, lab, protos, stats = label_views(feats, walks, cfg, epoch)
+    keep, lab, protos, stats = label_views(feats, walks, cfg, epoch, x)
     return SimMCPlan(keep=keep, stats=stats, masks=masks,
                      targets=torch.from_numpy(lab).to(x.device), protos=protos, labels=lab[0])
 

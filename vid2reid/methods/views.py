@@ -29,16 +29,18 @@ def draw_masks(rng: np.random.Generator, n: int, f: int, x: int, q: int) -> np.n
     return keep
 
 
-def label_views(feats: torch.Tensor, walks: np.ndarray | None, cfg: TrainConfig, epoch: int
+def label_views(feats: torch.Tensor, walks: np.ndarray | None, cfg: TrainConfig, epoch: int,
+                windows: torch.Tensor | None = None
                 ) -> tuple[np.ndarray, np.ndarray, list[torch.Tensor], dict]:
     """Pseudo-labels of every view's features (q, N, H) and their fixed unit-length prototypes.
 
     Returns the windows labelled in every view (the rest sit the epoch out), the
-    (q, N) labels, the per-view prototypes and the epoch's statistics.
+    (q, N) labels, the per-view prototypes and the epoch's statistics. ``windows``
+    (N, f, J, 3): the windows themselves, for the body proportions of "people" labels.
     """
     n = feats.shape[1]
     labels, protos, counts = [], [], []
-    for i, lab in enumerate(pseudo_labels(list(feats), walks, cfg, epoch)):
+    for i, lab in enumerate(pseudo_labels(list(feats), walks, cfg, epoch, windows)):
         c = int(lab.max()) + 1
         if c == 0:
             raise ClusteringError(

@@ -1,0 +1,147 @@
+"""Walk association (vid2reid/association.py): walks grouped into people without labels.
+
+Oracles: generated walks whose people are known by construction (the association never
+sees them), hand-counted pair tables, and synthetic bodies whose bone lengths are set.
+"""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from vid2reid.association import (associate, body_proportions, compare_with_subjects,
+                                  pair_lengths, rigid_pairs, walk_pair_stats, window_walk_frames)
+from vid2reid.cluster import pseudo_labels
+from vid2reid.errors import ConfigError
+from vid2reid.synthetic import random_body, walk
+
+
+def _people(counts: list[int], dim: int = 32, spread: float = 0.15, seed: int = 0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Walk vectors of known people: a random centre per person, small noise per walk."""
+    rng = np.random.default_rng(seed)
+    who = np.repeat(np.arange(len(counts)), counts)
+    centres = rng.normal(size=(len(counts), dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = centres[who] + spread * rng.normal(size=(len(who), dim)) / np.sqrt(dim)
+    perm = rng.permutation(len(who))  # people interleaved, not in blocks
+    return x[perm], who[perm]
+
+
+@pytest.mark.parametrize("counts", [[2] * 40, [50] * 6, [1] * 5 + [2] * 10 + [5] * 6 + [30] * 3],
+                         ids=["2-each", "50-each", "mixed"])
+def test_finds_the_people_whatever_their_number_of_walks(counts):
+    x, who = _people(counts)
+    a = associate(x, None)
+    assert adjusted_rand_score(who, a.labels) == pytest.approx(1.0)
+    assert a.people == len(counts)
+    assert a.singletons == sum(c == 1 for c in counts)
+
+
+def test_two_cues_together_beat_either_alone():
+    """Each cue alone confuses some people (a different half of them); together they do not."""
+    rng = np.random.default_rng(3)
+    counts = [4] * 30
+    who = np.repeat(np.arange(30), counts)
+    # cue A separates people 0-14 only, cue B people 15-29 only (the others share a centre)
+    ca = rng.normal(size=(30, 16))
+    ca[15:] = ca[15]
+    cb = rng.normal(size=(30, 8))
+    cb[:15] = cb[0]
+    fa = ca[who] + 0.05 * rng.normal(size=(len(who), 16))
+    fb = cb[who] + 0.05 * rng.normal(size=(len(who), 8))
+    both = adjusted_rand_score(who, associate(fa, fb).labels)
+    assert both > 0.95
+    assert both > adjusted_rand_score(who, associate(fa, None).labels) + 0.2
+    assert both > adjusted_rand_score(who, associate(None, fb).labels) + 0.2
+
+
+def test_forced_number_of_people_and_bad_requests():
+    x, who = _people([3] * 10)
+    for n in (1, 4, 10, 17, 30):
+        assert associate(x, None, people=n).people == n
+    with pytest.raises(ConfigError, match="--people must lie in 1..30"):
+        associate(x, None, people=31)
+    with pytest.raises(ConfigError, match="needs sequence features or body proportions"):
+        associate(None, None)
+
+
+def test_confidence_is_high_for_clear_groups_and_low_for_a_walk_between_two():
+    x, who = _people([5] * 8, spread=0.1)
+    a = associate(x, None, with_confidence=True)
+    assert a.confidence.min() > 0.6
+    mid = (x[who == 0].mean(axis=0) + x[who == 1].mean(axis=0)) / 2  # halfway: no one's walk
+    b = associate(np.vstack([x, mid]), None, with_confidence=True)
+    assert b.confidence[-1] < 0.2
+    assert ((b.confidence >= 0) & (b.confidence <= 1)).all()
+
+
+def test_body_proportions_pick_rigid_pairs_and_tell_bodies_apart():
+    """Synthetic walkers (h36m-17) of set bone lengths: the chosen pairs are a tree over all
+    17 joints, more rigid than the rest (length spread measured here frame by frame), never
+    the two ankles (their distance is the stride), and another walk of the same body is
+    the nearest by the proportions."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(0)
+    bodies = [random_body(rng) for _ in range(6)]
+    walks, who = [], []
+    for p, b in enumerate(bodies):
+        for _ in range(3):
+            walks.append(walk(b, 80, rng, noise=0.003))
+            who.append(p)
+    who = np.array(who)
+    med, cv = walk_pair_stats(walks)
+    i, j = np.triu_indices(17, k=1)
+    chosen = rigid_pairs(cv, med, 17)
+    assert len(chosen) == 16
+    tree = coo_matrix((np.ones(16), (i[chosen], j[chosen])), shape=(17, 17))
+    assert connected_components(tree, directed=False)[0] == 1
+    assert (3, 6) not in {(int(i[k]), int(j[k])) for k in chosen}
+    spread = np.median([[np.linalg.norm(w[:, a] - w[:, b], axis=1).std()
+                         / np.linalg.norm(w[:, a] - w[:, b], axis=1).mean() for a, b in zip(i, j)]
+                        for w in walks], axis=0)
+    rest = np.setdiff1d(np.arange(len(i)), chosen)
+    assert spread[chosen].max() < np.median(spread[rest])
+    z = body_proportions(walks)
+    assert z.shape == (18, 16)
+    d = np.linalg.norm(z[:, None] - z[None], axis=2) + np.eye(18) * 1e9
+    assert (who[d.argmin(axis=1)] == who).mean() >= 0.9
+    assert np.allclose(pair_lengths(walks[0][:1])[0, 0],
+                       np.linalg.norm(walks[0][0, 0] - walks[0][0, 1]), atol=1e-5)
+
+
+def test_people_pseudo_labels_never_split_a_walk():
+    """Every window of a walk gets its walk's label; body proportions come from the windows."""
+    rng = np.random.default_rng(1)
+    bodies = [random_body(rng) for _ in range(5)]
+    frames, walk_of, x_walks = [], [], []
+    for p, b in enumerate(bodies):
+        for _ in range(4):
+            w = walk(b, 60, rng, noise=0.003)
+            x_walks.append(w)
+    windows = np.concatenate([np.stack([w[s:s + 6] for s in range(0, 54, 3)]) for w in x_walks])
+    walk_of = np.repeat(np.arange(len(x_walks)), 18)
+    feats = torch.from_numpy(rng.normal(size=(len(windows), 8)).astype(np.float32))
+
+    class Cfg:
+        pseudo_labels, walk_warmup = "people", 1
+
+    assert len(set(pseudo_labels([feats], walk_of, Cfg, epoch=0, windows=windows)[0])) == 20
+    lab = pseudo_labels([feats, feats], walk_of, Cfg, epoch=1, windows=windows)
+    for view in lab:
+        for w in range(20):
+            assert len(set(view[walk_of == w])) == 1
+    assert len(window_walk_frames(windows, walk_of, per_walk=5)) == 20
+    assert window_walk_frames(windows, walk_of, per_walk=5)[0].shape == (30, 17, 3)
+
+
+def test_compare_with_subjects_counts_pairs():
+    # groups {a a b} {b} {c c}: pairs in a group: 3 + 0 + 1 = 4, of them one subject: 1 + 1 = 2;
+    # pairs of one subject: a 1, b 1, c 1 = 3, of them together: 2
+    e = compare_with_subjects(np.array([0, 0, 0, 1, 2, 2]), ["a", "a", "b", "b", "c", "c"])
+    assert e["precision"] == pytest.approx(2 / 4)
+    assert e["recall"] == pytest.approx(2 / 3)
+    assert e["subjects"] == 3
+    assert compare_with_subjects(np.array([5, 5, 7]), ["x", "x", "y"])["ari"] == 1.0

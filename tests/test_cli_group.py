@@ -1,0 +1,103 @@
+"""``vid2reid group`` end to end through typer's test runner: a tiny synthetic store, a run
+trained on it for two epochs, the CSV, the summary, the evaluation and the report page."""
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+from typer.testing import CliRunner
+
+from vid2reid.cli import app
+from vid2reid.store import read_manifest, save_sequence, write_manifest
+from vid2reid.synthetic import make_synthetic_store
+from vid2reid.train import make_config, train
+
+runner = CliRunner()
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # one training run
+
+
+def _err(result) -> str:
+    try:
+        return result.stderr
+    except (ValueError, AttributeError):  # older click mixes stderr into output
+        return result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("group")
+    store = make_synthetic_store(root / "s", n_subjects=5, walks={"nm": 2}, train_walks={"nm": 3},
+                                 frames=(40, 50), seed=2)
+    cfg = make_config(f=6, epochs=2, batch_size=64, hidden=32, seed=0)
+    train(cfg, store, root / "run", progress=False)
+    return store, root / "run"
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_walk_gets_a_person_summary_and_evaluation(trained, tmp_path: Path):
+    store, run = trained
+    out = tmp_path / "people.csv"
+    r = runner.invoke(app, ["group", "--run", str(run), "--data", str(store), "--out", str(out),
+                            "--report", str(tmp_path / "rep"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rows = _rows(out)
+    assert list(rows[0]) == ["path", "person", "confidence"]
+    manifest = {rec.path: rec.subject for rec in read_manifest(store)}
+    assert sorted(row["path"] for row in rows) == sorted(manifest)  # each walk exactly once
+    person = np.array([int(row["person"]) for row in rows])
+    conf = np.array([float(row["confidence"]) for row in rows])
+    assert ((conf >= 0) & (conf <= 1)).all()
+    sizes = np.bincount(person)
+    m = re.search(r"(\d+) walks, (\d+) people found, (\d+) singletons", r.output)
+    assert m and [int(g) for g in m.groups()] == [len(rows), len(set(person)),
+                                                  int((sizes == 1).sum())]
+    ari = adjusted_rand_score([manifest[row["path"]] for row in rows], person)
+    m = re.search(r"evaluation against the store's 5 subjects .*ARI (-?[\d.]+)", r.output)
+    assert m and float(m.group(1)) == pytest.approx(ari, abs=1e-3)
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert page.count("<img ") == len(rows)
+    assert len(list((tmp_path / "rep" / "walks").glob("*.png"))) == len(rows)
+
+
+def test_forced_number_of_people(trained, tmp_path: Path):
+    store, run = trained
+    out = tmp_path / "p.csv"
+    r = runner.invoke(app, ["group", "--run", str(run), "--data", str(store), "--out", str(out),
+                            "--people", "3", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert len({row["person"] for row in _rows(out)}) == 3
+
+
+def test_store_without_walks_is_one_line_error(trained, tmp_path: Path):
+    _, run = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_manifest(empty, [])
+    r = runner.invoke(app, ["group", "--run", str(run), "--data", str(empty), "--out",
+                            str(tmp_path / "x.csv"), "--no-progress"])
+    msg = _err(r).strip()
+    assert r.exit_code == 1 and len(msg.splitlines()) == 1
+    assert msg.startswith("error:") and str(empty) in msg and "no sequences" in msg
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_run_of_another_layout_is_one_line_error(trained, tmp_path: Path):
+    _, run = trained  # trained on h36m-17
+    other = tmp_path / "kinect"
+    rng = np.random.default_rng(0)
+    recs = [save_sequence(other, f"p{k}/1.npz", rng.normal(size=(30, 20, 3)), "kinect-v1-20",
+                          subject=f"p{k}", condition="nm", sequence="1", split="train")
+            for k in range(3)]
+    write_manifest(other, recs)
+    r = runner.invoke(app, ["group", "--run", str(run), "--data", str(other), "--out",
+                            str(tmp_path / "x.csv"), "--no-progress"])
+    msg = _err(r).strip()
+    assert r.exit_code == 1 and len(msg.splitlines()) == 1
+    assert "kinect-v1-20" in msg and "h36m-17" in msg and msg.startswith("error:")

@@ -1,0 +1,700 @@
+"""Walk association: which walks are one person, found without identity labels.
+
+Used two ways: as training's default pseudo-labels (``--pseudo-labels people``,
+``vid2reid.cluster.pseudo_labels``) and by ``vid2reid group`` (``group_store``).
+
+Every walk is one recording of one person, so walks are the units: a walk is
+never split, only joined with others. Two cues describe a walk:
+
+- **sequence features**: the mean (unit-length) feature of the walk's windows
+  under the current encoder, which follows gait and posture;
+- **body proportions**: the walk's median length of each bone (log, z-scored
+  over the walks). The bones are read from the data, not from a layout's table:
+  the tree over all joints whose pairs vary least in length within walks (a
+  minimum spanning tree), so any layout works. Bone lengths do not change with
+  gait, bags or speed.
+
+Each cue is divided by its own median distance between two random walks, so
+both weigh the same across the population, and the two are concatenated.
+
+Walks are then merged bottom-up: level after level, every two groups that are
+each other's nearest group merge (distance: the root-mean-square distance
+between their walks, exact from the groups' means and spreads; only the k
+nearest group means are searched, never a walks x walks matrix). That linkage
+is reducible, so the merges sorted by distance are one dendrogram, and cutting
+it at a distance is a candidate grouping. Which cut: the silhouette (how much
+nearer a walk is to its own group than to the next one, a walk alone counting
+0) of each cut, minus the silhouette of the same hierarchy built on Gaussian
+walks of the data's own mean and covariance (the null reference of the gap
+statistic): any cloud scores some silhouette when cut into a few big groups,
+and the null says how much. The finest prominent peak of that excess is kept,
+so two walks per person or a hundred, the number of people comes from the data
+with no threshold to set. With ``people=N`` the dendrogram is cut at N groups.
+
+Per-walk confidence: the walk's silhouette clipped to [0, 1] (own group against
+the nearest other group, root-mean-square distances); for a walk left alone,
+its nearest group's distance against the typical within-group distance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from dataclasses import dataclass
+
+import numpy as np
+
+from vid2reid.errors import ConfigError
+
+K_GRAPH = 10  # nearest group means searched per walk or group (then ranked exactly)
+CUTS = 60  # candidate cuts of the tree, group counts spaced evenly in log scale
+DENSE_BLOCK = 1_000_000
+SEARCH_DIMS = 32  # dimensions (principal axes) of that search for nearest walks
+NEIGHBOURS = 20  # many walks: a walk's nearest other group is sought among its 20 nearest walks  # below this many walk x group pairs, all pairs are compared at once
+
+
+@dataclass
+class Association:
+    """Groups of walks: ``labels`` (W,) 0..P-1, ``confidence`` (W,) in [0, 1]."""
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    silhouette: float  # mean silhouette of the chosen cut (label-free quality)
+
+    @property
+    def people(self) -> int:
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+    @property
+    def singletons(self) -> int:
+        return int((np.bincount(self.labels) == 1).sum()) if len(self.labels) else 0
+
+
+# ---------------------------------------------------------------------------
+# Body proportions
+
+def pair_lengths(frames: np.ndarray) -> np.ndarray:
+    """(T, J(J-1)/2) distance of every joint pair in every frame of (T, J, 3) joints."""
+    i, j = np.triu_indices(frames.shape[1], k=1)
+    return np.linalg.norm(frames[:, i] - frames[:, j], axis=2)
+
+
+def _frame_valid(frames: np.ndarray) -> np.ndarray:
+    return np.isfinite(frames).all(axis=(1, 2)) & (np.abs(frames).sum(axis=(1, 2)) > 0)
+
+
+def walk_pair_stats(walk_frames: Sequence[np.ndarray], max_frames: int = 200
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per walk: median length (W, P) and coefficient of variation (W, P) of every joint pair.
+
+    At most ``max_frames`` frames per walk, evenly spaced (medians need no more).
+    Frames with missing joints (NaN or all zero) are left out.
+    """
+    med, cv = [], []
+    for fr in walk_frames:
+        fr = np.asarray(fr, dtype=np.float32)
+        fr = fr[_frame_valid(fr)]
+        if len(fr) == 0:
+            raise ConfigError("a walk has no frame with every joint present")
+        if len(fr) > max_frames:
+            fr = fr[np.linspace(0, len(fr) - 1, max_frames).astype(int)]
+        d = pair_lengths(fr)
+        m = np.median(d, axis=0)
+        med.append(m)
+        cv.append(d.std(axis=0) / np.maximum(d.mean(axis=0), 1e-9))
+    return np.stack(med), np.stack(cv)
+
+
+def rigid_pairs(cv: np.ndarray, med: np.ndarray, num_joints: int) -> np.ndarray:
+    """Indices (into the J(J-1)/2 pairs) of the skeleton's bones, read from the data: the
+    tree over all joints whose pairs vary least in length within walks (minimum spanning
+    tree of the median coefficient of variation), so every joint is attached by its most
+    rigid link, J - 1 pairs."""
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    score = np.median(cv, axis=0)
+    typical = np.median(med, axis=0)
+    score = np.where(typical > 1e-6 * max(float(typical.max()), 1e-12), score, 1e6)
+    i, j = np.triu_indices(num_joints, k=1)
+    w = np.zeros((num_joints, num_joints))
+    w[i, j] = score + 1e-9  # zero weights would read as missing edges
+    tree = minimum_spanning_tree(w).tocoo()
+    index = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(i, j))}
+    return np.sort([index[(min(a, b), max(a, b))] for a, b in zip(tree.row, tree.col)])
+
+
+def body_proportions(walk_frames: Sequence[np.ndarray]) -> np.ndarray:
+    """(W, B) z-scored log median length of each rigid joint pair of every walk.
+
+    ``walk_frames``: per walk, (T, J, 3) joints (any layout, root-relative or not).
+    """
+    if len(walk_frames) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    med, cv = walk_pair_stats(walk_frames)
+    keep = rigid_pairs(cv, med, np.asarray(walk_frames[0]).shape[1])
+    logs = np.log(np.maximum(med[:, keep], 1e-6))
+    sd = logs.std(axis=0)
+    return ((logs - logs.mean(axis=0)) / np.where(sd > 1e-9, sd, 1.0)).astype(np.float32)
+
+
+def window_walk_frames(x: np.ndarray, walk: np.ndarray, per_walk: int = 40) -> list[np.ndarray]:
+    """Frames of each walk 0..W-1 from its training windows (N, f, J, 3), at most ``per_walk``
+    windows each (evenly spaced), for ``body_proportions``."""
+    walk = np.asarray(walk)
+    order = np.argsort(walk, kind="stable")
+    bounds = np.searchsorted(walk[order], np.arange(int(walk.max()) + 2))
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        idx = order[a:b]
+        if len(idx) > per_walk:
+            idx = idx[np.linspace(0, len(idx) - 1, per_walk).astype(int)]
+        out.append(np.asarray(x[idx]).reshape(-1, *x.shape[2:]))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Combining the cues
+
+def _pair_scale(v: np.ndarray, rng: np.random.Generator, pairs: int = 20000) -> float:
+    """Median distance between two walks drawn at random (on up to ``pairs`` pairs)."""
+    n = len(v)
+    if n < 2:
+        return 1.0
+    i = rng.integers(0, n, pairs)
+    j = (i + rng.integers(1, n, pairs)) % n  # never i itself
+    s = float(np.median(np.linalg.norm(v[i] - v[j], axis=1)))
+    return s if s > 1e-9 else 1.0
+
+
+def combine_cues(feats: np.ndarray | None, body: np.ndarray | None, seed: int = 0
+                 ) -> np.ndarray:
+    """(W, D + B) walk vectors: unit features and body proportions, each divided by its own
+    median distance between random walks, so that both weigh the same across the
+    population (either may be None)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for cue, unit in ((feats, True), (body, False)):
+        if cue is None or cue.shape[1] == 0:
+            continue
+        c = np.asarray(cue, dtype=np.float64)
+        if unit:
+            c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        parts.append(c / _pair_scale(c, rng))
+    if not parts:
+        raise ConfigError("walk association needs sequence features or body proportions")
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Hierarchy and cut
+
+def _nearest_groups(x: np.ndarray, mu: np.ndarray, s2: np.ndarray, k: int, exclude: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of x: the group g (of means mu, spreads s2) with the smallest
+    ``|x - mu_g|^2 + s2_g`` (the mean squared distance from x to g's walks) among the k
+    nearest means, skipping ``exclude[i]``; returns (group, squared distance)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    g = len(mu)
+    kk = min(k + (exclude is not None), g)
+    if len(x) * g <= DENSE_BLOCK:  # small: one exact block is faster than a search structure
+        d2 = ((x ** 2).sum(axis=1)[:, None] + (mu ** 2).sum(axis=1)[None, :] - 2.0 * x @ mu.T
+              + s2[None, :])
+        idx = np.broadcast_to(np.arange(g), d2.shape)
+        d2 = np.maximum(d2, s2[None, :])
+    else:
+        dist, idx = NearestNeighbors(n_neighbors=kk).fit(mu).kneighbors(x)
+        d2 = dist.astype(np.float64) ** 2 + s2[idx]
+    if exclude is not None:
+        d2[idx == exclude[:, None]] = np.inf
+    j = np.argmin(d2, axis=1)
+    rows = np.arange(len(x))
+    return idx[rows, j], d2[rows, j]
+
+
+def _nearest_among(x: np.ndarray, own: np.ndarray, cand: np.ndarray, mu: np.ndarray,
+                   s2: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``_nearest_groups`` (excluding each row's own group ``own``) but only among the
+    candidate groups ``cand`` (rows, K): the groups of each walk's nearest walks, for many
+    walks. Rows with no candidate fall back to the search over all group means."""
+    best = np.full(len(x), -1, dtype=np.int64)
+    out = np.full(len(x), np.inf)
+    for a in range(0, len(x), chunk):
+        c = cand[a:a + chunk]
+        diff = x[a:a + chunk, None, :].astype(np.float32) - mu[c].astype(np.float32)
+        d2 = np.einsum("ikd,ikd->ik", diff, diff).astype(np.float64) + s2[c]
+        d2[c == own[a:a + chunk, None]] = np.inf
+        j = np.argmin(d2, axis=1)
+        rows = np.arange(len(c))
+        best[a:a + chunk], out[a:a + chunk] = c[rows, j], d2[rows, j]
+    lost = ~np.isfinite(out)
+    if lost.any() and len(mu) > 1:
+        best[lost], out[lost] = _nearest_groups(x[lost], mu, s2, K_GRAPH, exclude=own[lost])
+    return best, out
+
+
+def walk_neighbours(v: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray | None:
+    """(W, k) nearest walks of every walk, for collections too big to compare every walk
+    with every group (None below that size: the exact search is used)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(v)
+    if n * n <= DENSE_BLOCK:
+        return None
+    x = np.asarray(v, dtype=np.float32)
+    if x.shape[1] > SEARCH_DIMS:  # candidates only: the principal axes suffice to find them
+        from sklearn.decomposition import PCA
+
+        x = PCA(SEARCH_DIMS, svd_solver="randomized", random_state=0).fit_transform(x)
+    return NearestNeighbors(n_neighbors=min(k + 1, n)).fit(x).kneighbors(
+        x, return_distance=False)[:, 1:]
+
+
+@dataclass
+class _Groups:
+    labels: np.ndarray  # (W,) group of each walk
+    mu: np.ndarray  # (G, D) mean vector of each group
+    s2: np.ndarray  # (G,) mean squared distance of a group's walks to its mean
+    size: np.ndarray  # (G,) walks per group
+
+
+def _singletons(v: np.ndarray) -> _Groups:
+    n = len(v)
+    return _Groups(np.arange(n), v.astype(np.float64), np.zeros(n), np.ones(n))
+
+
+def _merge(gr: _Groups, a: np.ndarray, b: np.ndarray) -> _Groups:
+    """Groups b[i] joined into a[i] (disjoint pairs); means and spreads updated exactly."""
+    g = len(gr.mu)
+    new = np.arange(g)
+    new[b] = a
+    _, new = np.unique(new, return_inverse=True)
+    m = int(new.max()) + 1
+    size = np.bincount(new, weights=gr.size, minlength=m)
+    mu = np.zeros((m, gr.mu.shape[1]))
+    np.add.at(mu, new, gr.mu * gr.size[:, None])
+    mu /= size[:, None]
+    second = np.bincount(new, weights=(gr.s2 + (gr.mu ** 2).sum(axis=1)) * gr.size, minlength=m)
+    s2 = np.maximum(second / size - (mu ** 2).sum(axis=1), 0.0)
+    return _Groups(new[gr.labels], mu, s2, size)
+
+
+def merge_levels(v: np.ndarray, k: int = K_GRAPH, nbr: np.ndarray | None = None):
+    """The hierarchy, one level at a time (a generator): every pair of groups that are each
+    other's nearest group merges (distance: root-mean-square distance between their walks,
+    from ``|mu_a - mu_b|^2 + s2_a + s2_b``, exact from the groups' means and spreads).
+
+    Level 0 is every walk alone; level 1 joins mutual nearest walks (as ``walk-groups``).
+    Yields, per level, (groups, then the next level's merges a, b and their distances);
+    the last level has no merges. Only group means are searched (k nearest), never a
+    walks x walks matrix.
+    """
+    gr = _singletons(v)
+    while True:
+        g = len(gr.mu)
+        if g < 2:
+            yield gr, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+            return
+        if nbr is not None and g * g > DENSE_BLOCK:
+            best, d2 = _nearest_linked_groups(gr, nbr)
+        else:
+            best, d2 = _nearest_groups(gr.mu, gr.mu, gr.s2, k, exclude=np.arange(g))
+        d2 = d2 + gr.s2
+        mutual = (best[best] == np.arange(g)) & (np.arange(g) < best)
+        a = np.flatnonzero(mutual)
+        yield gr, a, best[a], np.sqrt(d2[a])
+        if len(a) == 0:
+            return
+        gr = _merge(gr, a, best[a])
+
+
+def _nearest_linked_groups(gr: _Groups, nbr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's nearest other group (|mu_a - mu_b|^2 + s2_b) among the groups its walks'
+    nearest walks belong to (groups with none: among all group means)."""
+    g = len(gr.mu)
+    a = np.repeat(gr.labels, nbr.shape[1])
+    b = gr.labels[nbr.ravel()]
+    keep = a != b
+    key = np.unique(a[keep] * g + b[keep])
+    a, b = key // g, key % g
+    d2 = np.empty(len(a))
+    for i in range(0, len(a), 65536):
+        diff = gr.mu[a[i:i + 65536]] - gr.mu[b[i:i + 65536]]
+        d2[i:i + 65536] = np.einsum("ij,ij->i", diff, diff) + gr.s2[b[i:i + 65536]]
+    order = np.lexsort((d2, a))
+    a, b, d2 = a[order], b[order], d2[order]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = a[1:] != a[:-1]
+    best = np.full(g, -1, dtype=np.int64)
+    out = np.full(g, np.inf)
+    best[a[first]], out[a[first]] = b[first], d2[first]
+    lost = best < 0
+    if lost.any():
+        best[lost], out[lost] = _nearest_groups(gr.mu[lost], gr.mu, gr.s2, K_GRAPH,
+                                                exclude=np.flatnonzero(lost))
+    return best, out
+
+
+def rms_silhouettes(v: np.ndarray, gr: _Groups, k: int = K_GRAPH,
+                    nbr: np.ndarray | None = None) -> np.ndarray:
+    """(W,) silhouette of every walk by root-mean-square distances: a = to the other walks
+    of its group, b = to the walks of the nearest other group; 0 for a walk alone."""
+    x = np.asarray(v, dtype=np.float64)
+    own = gr.labels
+    n_own = gr.size[own]
+    a2 = ((x - gr.mu[own]) ** 2).sum(axis=1) + gr.s2[own]
+    a = np.sqrt(np.maximum(a2 * n_own / np.maximum(n_own - 1, 1), 0.0))
+    if len(gr.mu) < 2:
+        return np.zeros(len(x))
+    if nbr is not None and len(x) * len(gr.mu) > DENSE_BLOCK:
+        _, b2 = _nearest_among(x, own, own[nbr], gr.mu, gr.s2)
+    else:
+        _, b2 = _nearest_groups(x, gr.mu, gr.s2, k, exclude=own)
+    b = np.sqrt(b2)
+    sil = np.where(np.isfinite(b), (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return np.where(n_own > 1, sil, 0.0)
+
+
+def _confidence(v: np.ndarray, gr: _Groups, nbr: np.ndarray | None = None) -> np.ndarray:
+    """Per walk confidence in [0, 1]: its silhouette; for a walk alone, the nearest group's
+    RMS distance against the typical within-group distance (module docstring)."""
+    sil = rms_silhouettes(v, gr, nbr=nbr)
+    alone = gr.size[gr.labels] == 1
+    if alone.any() and len(gr.mu) > 1:
+        x = np.asarray(v, dtype=np.float64)
+        if nbr is not None:
+            _, b2 = _nearest_among(x[alone], gr.labels[alone], gr.labels[nbr[alone]], gr.mu, gr.s2)
+        else:
+            _, b2 = _nearest_groups(x[alone], gr.mu, gr.s2, K_GRAPH, exclude=gr.labels[alone])
+        multi = gr.size > 1
+        typical = float(np.sqrt(np.median(2 * gr.s2[multi] * gr.size[multi]
+                                          / (gr.size[multi] - 1)))) if multi.any() else 0.0
+        b = np.sqrt(b2)
+        sil[alone] = (b - typical) / np.maximum(np.maximum(b, typical), 1e-12)
+    elif alone.any():
+        sil[alone] = 1.0
+    return np.clip(sil, 0.0, 1.0)
+
+
+def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | None = None,
+              seed: int = 0, with_confidence: bool = False) -> Association:
+    """Group walks into people from their features and/or body proportions (no labels).
+
+    ``feats`` (W, D) walk features, ``body`` (W, B) from ``body_proportions``; ``people``
+    forces the number of groups. Returns labels (W,) numbered by first appearance.
+    """
+    v = combine_cues(feats, body, seed)
+    n = len(v)
+    if people is not None and not 1 <= people <= max(n, 1):
+        raise ConfigError(f"--people must lie in 1..{n} (the number of walks), got {people}")
+    if n < 2:
+        return Association(np.zeros(n, np.int64), np.ones(n), 0.0)
+    nbr = walk_neighbours(v)
+    pairs, dist = merge_tree(v, nbr)
+    if people is None:
+        labels, sil = _best_cut(v, pairs, seed, nbr)
+    else:
+        labels = cut(pairs, n, max(0, min(n - people, len(pairs))))
+        sil = float(rms_silhouettes(v, groups_of(v, labels), nbr=nbr).mean())
+    gr = groups_of(v, labels)
+    conf = _confidence(v, gr, nbr) if with_confidence else np.ones(n)
+    return Association(_renumber(labels), conf, sil)
+
+
+def merge_tree(v: np.ndarray, nbr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every merge of the hierarchy as (M, 2) walks whose groups it joins, and its distance
+    (M,), in order of distance: the dendrogram of ``merge_levels`` (the linkage is
+    reducible, so merging mutual nearest groups level by level builds the same tree as
+    one merge at a time; cutting it at a distance keeps the merges below it)."""
+    reps, dists = [], []
+    for gr, a, b, d in merge_levels(v, nbr=nbr):
+        if len(a) == 0:
+            break
+        first = np.full(len(gr.mu), -1, dtype=np.int64)
+        order = np.arange(len(gr.labels))[::-1]
+        first[gr.labels[order]] = order  # a walk of each group (its first)
+        reps.append(np.stack([first[a], first[b]], axis=1))
+        dists.append(d)
+    if not reps:
+        return np.zeros((0, 2), np.int64), np.zeros(0)
+    pairs, dist = np.concatenate(reps), np.concatenate(dists)
+    order = np.argsort(dist, kind="stable")
+    return pairs[order], dist[order]
+
+
+def cut(pairs: np.ndarray, n: int, merges: int) -> np.ndarray:
+    """(n,) group of each walk after the ``merges`` closest merges of ``merge_tree``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    p = pairs[:merges]
+    g = coo_matrix((np.ones(len(p), np.int8), (p[:, 0], p[:, 1])), shape=(n, n))
+    return connected_components(g, directed=False)[1].astype(np.int64)
+
+
+def groups_of(v: np.ndarray, labels: np.ndarray) -> _Groups:
+    """Means, spreads and sizes of the groups a labelling makes."""
+    x = np.asarray(v, dtype=np.float64)
+    _, lab = np.unique(labels, return_inverse=True)
+    m = int(lab.max()) + 1
+    size = np.bincount(lab, minlength=m).astype(np.float64)
+    mu = np.zeros((m, x.shape[1]))
+    np.add.at(mu, lab, x)
+    mu /= size[:, None]
+    second = np.bincount(lab, weights=(x ** 2).sum(axis=1), minlength=m) / size
+    return _Groups(lab, mu, np.maximum(second - (mu ** 2).sum(axis=1), 0.0), size)
+
+
+def _silhouette_curve(v: np.ndarray, pairs: np.ndarray, counts: np.ndarray,
+                      nbr: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Mean silhouette (and labels) of the tree cut at each group count."""
+    n = len(v)
+    sils, labels = [], []
+    for p in counts:
+        lab = cut(pairs, n, max(0, min(n - int(p), len(pairs))))
+        labels.append(lab)
+        sils.append(float(rms_silhouettes(v, groups_of(v, lab), nbr=nbr).mean()))
+    return np.array(sils), labels
+
+
+def null_walks(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Walks with the same mean and covariance as ``v`` but no groups (Gaussian): the
+    reference of the gap statistic (Tibshirani et al. 2001), drawn along v's principal axes."""
+    x = np.asarray(v, dtype=np.float64)
+    mean = x.mean(axis=0)
+    _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
+    z = rng.standard_normal((len(x), len(sv)))
+    return (mean + (z * (sv / np.sqrt(max(len(x) - 1, 1)))) @ vt).astype(np.float32)
+
+
+def _best_cut(v: np.ndarray, pairs: np.ndarray, seed: int, nbr: np.ndarray | None = None
+              ) -> tuple[np.ndarray, float]:
+    """The cut where the mean silhouette exceeds that of walks without groups.
+
+    Any cloud of walks scores some silhouette when cut into a few big groups (tall
+    against short); the same hierarchy built on a Gaussian cloud of the walks' own mean
+    and covariance (``null_walks``) says how much, for every number of groups. The cut
+    kept is the finest strong peak of the excess (``_finest_strong_peak``): the number
+    of groups the data itself supports, with no threshold to set.
+    """
+    n = len(v)
+    fewest = max(n - len(pairs), 1)
+    counts = np.unique(np.round(np.geomspace(n, fewest, CUTS)).astype(int))[::-1]
+    sil, labels = _silhouette_curve(v, pairs, counts, nbr)
+    ref = null_walks(v, np.random.default_rng(seed))
+    ref_nbr = walk_neighbours(ref)
+    ref_pairs, _ = merge_tree(ref, ref_nbr)
+    ref_sil, _ = _silhouette_curve(ref, ref_pairs, counts, ref_nbr)
+    best = _finest_strong_peak(sil - ref_sil)
+    # then every group count between the best one's neighbours on the grid
+    hi = counts[max(best - 1, 0)]
+    lo = counts[min(best + 1, len(counts) - 1)]
+    fine = np.arange(hi, lo - 1, -1)
+    if len(fine) > 2 * CUTS:
+        fine = np.unique(np.round(np.linspace(lo, hi, 2 * CUTS)).astype(int))[::-1]
+    fsil, flabels = _silhouette_curve(v, pairs, fine, nbr)
+    fref, _ = _silhouette_curve(ref, ref_pairs, fine, ref_nbr)
+    k = int(np.argmax(fsil - fref))
+    return flabels[k], float(fsil[k])
+
+
+def _finest_strong_peak(excess: np.ndarray) -> int:
+    """Index (counts from many groups to few) of the finest prominent peak of the excess:
+    at least half the largest excess, and towards fewer groups the excess falls to half
+    of it before it ever rises above it.
+
+    Persons are many small groups; a few large groups (walking direction, a type of
+    gait, tall against short) can score as well or better, and when two cuts are both
+    well supported the finer one merges less: the safer training signal.
+    """
+    top = float(excess.max())
+    if top <= 0:
+        return int(np.argmax(excess))
+    for i in range(1, len(excess)):
+        e = excess[i]
+        if e < top / 2:
+            continue
+        for later in excess[i + 1:]:
+            if later > e:
+                break
+            if later <= e / 2:
+                return i
+        else:
+            return i
+    return int(np.argmax(excess))
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Groups numbered 0.. in order of their first walk."""
+    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))
+    return rank[inv].astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Grouping a store's walks with a trained run (``vid2reid group``)
+
+@dataclass
+class StoreGrouping:
+    """Every walk of a store with its person and confidence (``group_store``)."""
+
+    records: list  # vid2reid.store.Record, one per walk, manifest order
+    association: Association
+    skipped: list[str]  # "path: why" for walks left out (too short, unreadable)
+    evaluation: dict | None  # ARI and pairwise precision/recall against subjects, if any
+
+
+def walk_features(store_dir: Path | str, run_dir: Path | str, progress: bool = True,
+                  device: str = "cpu") -> tuple[list, np.ndarray, np.ndarray, list[str]]:
+    """Read every walk of a store once: (records, unit mean features (W, D), body
+    proportions (W, B), skipped walks). One walk in memory at a time."""
+    from tqdm import tqdm
+
+    from vid2reid.data import cut_windows, normalise
+    from vid2reid.errors import StoreError
+    from vid2reid.store import load_joints, read_manifest
+    from vid2reid.runs import load_embedder
+
+    store_dir = Path(store_dir)
+    records = read_manifest(store_dir)
+    if not records:
+        raise StoreError(f"{store_dir}: the store has no walks (manifest.csv lists none)")
+    embed, info = load_embedder(run_dir, device=device)
+    run_layout = str(info.get("layout", ""))
+    layouts = sorted({r.layout for r in records if r.layout})
+    if run_layout and layouts and layouts != [run_layout]:
+        raise StoreError(f"{store_dir}: walks of layout {', '.join(layouts)} but the run "
+                         f"{run_dir} was trained on {run_layout!r}; group with a run of the "
+                         f"same layout (or convert the store with 'vid2reid convert')")
+    f = int(info.get("f", 40))
+    kept, feats, frames, skipped = [], [], [], []
+    for rec in tqdm(records, desc="walks", unit="walk", disable=not progress, dynamic_ncols=True):
+        try:
+            joints = load_joints(store_dir, rec)
+        except StoreError as exc:
+            skipped.append(str(exc))
+            continue
+        joints = normalise(joints, rec.layout or run_layout)
+        win = cut_windows(joints, f, max(1, f // 2))
+        if len(win) == 0:
+            skipped.append(f"{store_dir / rec.path}: {len(joints)} frames, shorter than the "
+                           f"run's windows (f={f})")
+            continue
+        z = np.asarray(embed(win, rec.layout or None), dtype=np.float64).mean(axis=0)
+        feats.append(z / max(float(np.linalg.norm(z)), 1e-12))
+        step = max(1, len(joints) // 200)
+        frames.append(joints[::step])
+        kept.append(rec)
+    if not kept:
+        raise StoreError(f"{store_dir}: no walk could be grouped ({len(skipped)} left out; "
+                         f"first: {skipped[0]})")
+    try:
+        body = body_proportions(frames)
+    except ConfigError:
+        body = None
+    return kept, np.stack(feats).astype(np.float32), body, skipped
+
+
+def group_store(store_dir: Path | str, run_dir: Path | str, people: int | None = None,
+                progress: bool = True, device: str = "cpu") -> StoreGrouping:
+    """Assign every walk of a store a person (no labels read) and a confidence.
+
+    Subjects, where the manifest has them, are read only afterwards, for the
+    ``evaluation`` (ARI, pairwise precision and recall).
+    """
+    records, feats, body, skipped = walk_features(store_dir, run_dir, progress, device)
+    assoc = associate(feats, body, people=people, with_confidence=True)
+    subjects = [r.subject for r in records]
+    evaluation = compare_with_subjects(assoc.labels, subjects) if all(subjects) else None
+    return StoreGrouping(records, assoc, skipped, evaluation)
+
+
+def compare_with_subjects(labels: np.ndarray, subjects: Sequence[str]) -> dict:
+    """Evaluation only: ARI and pairwise precision/recall of groups against subjects.
+
+    Pairwise precision: of the walk pairs put in one group, the share that is one
+    subject; recall: of one subject's walk pairs, the share put in one group.
+    Counted from contingency tables (no pair list).
+    """
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.metrics.cluster import contingency_matrix
+
+    _, subj = np.unique(np.asarray(subjects), return_inverse=True)
+    c = contingency_matrix(subj, labels, sparse=True)
+    pairs = lambda x: float((np.asarray(x, dtype=np.float64) * (np.asarray(x) - 1) / 2).sum())  # noqa: E731
+    both = pairs(c.data)
+    grouped = pairs(np.asarray(c.sum(axis=0)).ravel())
+    same = pairs(np.asarray(c.sum(axis=1)).ravel())
+    return {"ari": float(adjusted_rand_score(subj, labels)),
+            "precision": both / grouped if grouped else 1.0,
+            "recall": both / same if same else 1.0,
+            "subjects": int(subj.max()) + 1}
+
+
+def write_grouping_csv(grouping: StoreGrouping, out: Path | str) -> Path:
+    """CSV ``path,person,confidence`` (paths as the manifest writes them), written atomically."""
+    import csv
+    import io
+
+    from vid2reid.store import atomic_write_bytes
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "person", "confidence"])
+    a = grouping.association
+    for rec, p, c in zip(grouping.records, a.labels, a.confidence):
+        w.writerow([rec.path, int(p), f"{float(c):.3f}"])
+    out = Path(out)
+    atomic_write_bytes(out, buf.getvalue().encode())
+    return out
+
+
+def write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: Path | str,
+                       max_pictures: int = 5000, progress: bool = True) -> Path:
+    """An HTML page (``out_dir/index.html``) listing each group with a picture per walk:
+    the skeleton of the walk's middle frame, drawn in 3D (``walks/<n>.png``). Groups are
+    listed largest first; after ``max_pictures`` pictures the rest are listed by name."""
+    import html
+
+    import cv2
+    from tqdm import tqdm
+
+    from vid2reid.pose.visualize import draw_3d_panel
+    from vid2reid.store import atomic_write_bytes, load_joints
+
+    out = Path(out_dir)
+    (out / "walks").mkdir(parents=True, exist_ok=True)
+    a = grouping.association
+    order = np.argsort(-np.bincount(a.labels)[a.labels] * len(a.labels) + a.labels, kind="stable")
+    parts = [f"<h1>{a.people} people found among {len(a.labels)} walks</h1>",
+             f"<p>{a.singletons} walks alone; mean silhouette {a.silhouette:.3f}. "
+             "Confidence per walk in brackets.</p>"]
+    drawn, current = 0, -1
+    for i in tqdm(order, desc="pictures", unit="walk", disable=not progress, dynamic_ncols=True):
+        rec, p = grouping.records[i], int(a.labels[i])
+        if p != current:
+            if current >= 0:
+                parts.append("</div>")
+            parts.append(f"<h2>person {p} ({int((a.labels == p).sum())} walks)</h2><div>")
+            current = p
+        label = html.escape(f"{rec.path} ({a.confidence[i]:.2f})")
+        if drawn < max_pictures:
+            joints = load_joints(store_dir, rec)
+            mid = joints[len(joints) // 2]
+            extent = float(np.nanmax(np.abs(mid - mid.mean(axis=0)))) * 1.1 or 1.0
+            img = draw_3d_panel(mid, rec.layout, 160, extent)
+            ok, png = cv2.imencode(".png", img)
+            name = f"walks/{i}.png"
+            atomic_write_bytes(out / name, png.tobytes())
+            parts.append(f"<figure style='display:inline-block;margin:4px'><img src='{name}' "
+                         f"width=160 height=160><figcaption style='font-size:small'>{label}"
+                         "</figcaption></figure>")
+            drawn += 1
+        else:
+            parts.append(f"<span style='margin:4px'>{label}</span>")
+    parts.append("</div>")
+    page = ("<!doctype html><meta charset='utf-8'><title>vid2reid group</title><body>"
+            + "\n".join(parts) + "</body>")
+    index = out / "index.html"
+    atomic_write_bytes(index, page.encode())
+    return index
