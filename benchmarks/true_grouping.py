@@ -67,7 +67,7 @@ def main() -> None:
                                    [subj[r["path"]][0] for r in rows])
         print(f"evaluation (training walks, reads subjects): ARI {ev['ari']:.3f}, pairwise "
               f"precision {ev['precision']:.3f}, recall {ev['recall']:.3f}, "
-              f"{len(set(r['person'] for r in rows))} groups for {ev['subjects']} people")
+              f"{len({r['person'] for r in rows})} groups for {ev['subjects']} people")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_two_cues_together_beat_either_alone():
 
 
 def test_forced_number_of_people_and_bad_requests():
-    x, who = _people([3] * 10)
+    x, _ = _people([3] * 10)
     for n in (1, 4, 10, 17, 30):
         assert associate(x, None, people=n).people == n
     with pytest.raises(ConfigError, match="--people must lie in 1..30"):
@@ -116,7 +116,7 @@ def test_people_pseudo_labels_never_split_a_walk():
     """Every window of a walk gets its walk's label; body proportions come from the windows."""
     rng = np.random.default_rng(1)
     bodies = [random_body(rng) for _ in range(5)]
-    frames, walk_of, x_walks = [], [], []
+    x_walks = []
     for p, b in enumerate(bodies):
         for _ in range(4):
             w = walk(b, 60, rng, noise=0.003)

@@ -39,7 +39,6 @@ its nearest group's distance against the typical within-group distance.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -390,7 +389,7 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     if n < 2:
         return Association(np.zeros(n, np.int64), np.ones(n), 0.0)
     nbr = walk_neighbours(v)
-    pairs, dist = merge_tree(v, nbr)
+    pairs, _ = merge_tree(v, nbr)
     if people is None:
         labels, sil = _best_cut(v, pairs, seed, nbr)
     else:
@@ -480,7 +479,7 @@ def _best_cut(v: np.ndarray, pairs: np.ndarray, seed: int, nbr: np.ndarray | Non
     n = len(v)
     fewest = max(n - len(pairs), 1)
     counts = np.unique(np.round(np.geomspace(n, fewest, CUTS)).astype(int))[::-1]
-    sil, labels = _silhouette_curve(v, pairs, counts, nbr)
+    sil, _ = _silhouette_curve(v, pairs, counts, nbr)
     ref = null_walks(v, np.random.default_rng(seed))
     ref_nbr = walk_neighbours(ref)
     ref_pairs, _ = merge_tree(ref, ref_nbr)
@@ -531,84 +530,6 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     return rank[inv].astype(np.int64)
 
 
-# ---------------------------------------------------------------------------
-# Grouping a store's walks with a trained run (``vid2reid group``)
-
-@dataclass
-class StoreGrouping:
-    """Every walk of a store with its person and confidence (``group_store``)."""
-
-    records: list  # vid2reid.store.Record, one per walk, manifest order
-    association: Association
-    skipped: list[str]  # "path: why" for walks left out (too short, unreadable)
-    evaluation: dict | None  # ARI and pairwise precision/recall against subjects, if any
-
-
-def walk_features(store_dir: Path | str, run_dir: Path | str, progress: bool = True,
-                  device: str = "cpu") -> tuple[list, np.ndarray, np.ndarray, list[str]]:
-    """Read every walk of a store once: (records, unit mean features (W, D), body
-    proportions (W, B), skipped walks). One walk in memory at a time."""
-    from tqdm import tqdm
-
-    from vid2reid.data import cut_windows, normalise
-    from vid2reid.errors import StoreError
-    from vid2reid.store import load_joints, read_manifest
-    from vid2reid.runs import load_embedder
-
-    store_dir = Path(store_dir)
-    records = read_manifest(store_dir)
-    if not records:
-        raise StoreError(f"{store_dir}: the store has no walks (manifest.csv lists none)")
-    embed, info = load_embedder(run_dir, device=device)
-    run_layout = str(info.get("layout", ""))
-    layouts = sorted({r.layout for r in records if r.layout})
-    if run_layout and layouts and layouts != [run_layout]:
-        raise StoreError(f"{store_dir}: walks of layout {', '.join(layouts)} but the run "
-                         f"{run_dir} was trained on {run_layout!r}; group with a run of the "
-                         f"same layout (or convert the store with 'vid2reid convert')")
-    f = int(info.get("f", 40))
-    kept, feats, frames, skipped = [], [], [], []
-    for rec in tqdm(records, desc="walks", unit="walk", disable=not progress, dynamic_ncols=True):
-        try:
-            joints = load_joints(store_dir, rec)
-        except StoreError as exc:
-            skipped.append(str(exc))
-            continue
-        joints = normalise(joints, rec.layout or run_layout)
-        win = cut_windows(joints, f, max(1, f // 2))
-        if len(win) == 0:
-            skipped.append(f"{store_dir / rec.path}: {len(joints)} frames, shorter than the "
-                           f"run's windows (f={f})")
-            continue
-        z = np.asarray(embed(win, rec.layout or None), dtype=np.float64).mean(axis=0)
-        feats.append(z / max(float(np.linalg.norm(z)), 1e-12))
-        step = max(1, len(joints) // 200)
-        frames.append(joints[::step])
-        kept.append(rec)
-    if not kept:
-        raise StoreError(f"{store_dir}: no walk could be grouped ({len(skipped)} left out; "
-                         f"first: {skipped[0]})")
-    try:
-        body = body_proportions(frames)
-    except ConfigError:
-        body = None
-    return kept, np.stack(feats).astype(np.float32), body, skipped
-
-
-def group_store(store_dir: Path | str, run_dir: Path | str, people: int | None = None,
-                progress: bool = True, device: str = "cpu") -> StoreGrouping:
-    """Assign every walk of a store a person (no labels read) and a confidence.
-
-    Subjects, where the manifest has them, are read only afterwards, for the
-    ``evaluation`` (ARI, pairwise precision and recall).
-    """
-    records, feats, body, skipped = walk_features(store_dir, run_dir, progress, device)
-    assoc = associate(feats, body, people=people, with_confidence=True)
-    subjects = [r.subject for r in records]
-    evaluation = compare_with_subjects(assoc.labels, subjects) if all(subjects) else None
-    return StoreGrouping(records, assoc, skipped, evaluation)
-
-
 def compare_with_subjects(labels: np.ndarray, subjects: Sequence[str]) -> dict:
     """Evaluation only: ARI and pairwise precision/recall of groups against subjects.
 
@@ -621,7 +542,7 @@ def compare_with_subjects(labels: np.ndarray, subjects: Sequence[str]) -> dict:
 
     _, subj = np.unique(np.asarray(subjects), return_inverse=True)
     c = contingency_matrix(subj, labels, sparse=True)
-    pairs = lambda x: float((np.asarray(x, dtype=np.float64) * (np.asarray(x) - 1) / 2).sum())  # noqa: E731
+    pairs = lambda x: float((np.asarray(x, dtype=np.float64) * (np.asarray(x) - 1) / 2).sum())
     both = pairs(c.data)
     grouped = pairs(np.asarray(c.sum(axis=0)).ravel())
     same = pairs(np.asarray(c.sum(axis=1)).ravel())
@@ -629,72 +550,3 @@ def compare_with_subjects(labels: np.ndarray, subjects: Sequence[str]) -> dict:
             "precision": both / grouped if grouped else 1.0,
             "recall": both / same if same else 1.0,
             "subjects": int(subj.max()) + 1}
-
-
-def write_grouping_csv(grouping: StoreGrouping, out: Path | str) -> Path:
-    """CSV ``path,person,confidence`` (paths as the manifest writes them), written atomically."""
-    import csv
-    import io
-
-    from vid2reid.store import atomic_write_bytes
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "person", "confidence"])
-    a = grouping.association
-    for rec, p, c in zip(grouping.records, a.labels, a.confidence):
-        w.writerow([rec.path, int(p), f"{float(c):.3f}"])
-    out = Path(out)
-    atomic_write_bytes(out, buf.getvalue().encode())
-    return out
-
-
-def write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: Path | str,
-                       max_pictures: int = 5000, progress: bool = True) -> Path:
-    """An HTML page (``out_dir/index.html``) listing each group with a picture per walk:
-    the skeleton of the walk's middle frame, drawn in 3D (``walks/<n>.png``). Groups are
-    listed largest first; after ``max_pictures`` pictures the rest are listed by name."""
-    import html
-
-    import cv2
-    from tqdm import tqdm
-
-    from vid2reid.pose.visualize import draw_3d_panel
-    from vid2reid.store import atomic_write_bytes, load_joints
-
-    out = Path(out_dir)
-    (out / "walks").mkdir(parents=True, exist_ok=True)
-    a = grouping.association
-    order = np.argsort(-np.bincount(a.labels)[a.labels] * len(a.labels) + a.labels, kind="stable")
-    parts = [f"<h1>{a.people} people found among {len(a.labels)} walks</h1>",
-             f"<p>{a.singletons} walks alone; mean silhouette {a.silhouette:.3f}. "
-             "Confidence per walk in brackets.</p>"]
-    drawn, current = 0, -1
-    for i in tqdm(order, desc="pictures", unit="walk", disable=not progress, dynamic_ncols=True):
-        rec, p = grouping.records[i], int(a.labels[i])
-        if p != current:
-            if current >= 0:
-                parts.append("</div>")
-            parts.append(f"<h2>person {p} ({int((a.labels == p).sum())} walks)</h2><div>")
-            current = p
-        label = html.escape(f"{rec.path} ({a.confidence[i]:.2f})")
-        if drawn < max_pictures:
-            joints = load_joints(store_dir, rec)
-            mid = joints[len(joints) // 2]
-            extent = float(np.nanmax(np.abs(mid - mid.mean(axis=0)))) * 1.1 or 1.0
-            img = draw_3d_panel(mid, rec.layout, 160, extent)
-            ok, png = cv2.imencode(".png", img)
-            name = f"walks/{i}.png"
-            atomic_write_bytes(out / name, png.tobytes())
-            parts.append(f"<figure style='display:inline-block;margin:4px'><img src='{name}' "
-                         f"width=160 height=160><figcaption style='font-size:small'>{label}"
-                         "</figcaption></figure>")
-            drawn += 1
-        else:
-            parts.append(f"<span style='margin:4px'>{label}</span>")
-    parts.append("</div>")
-    page = ("<!doctype html><meta charset='utf-8'><title>vid2reid group</title><body>"
-            + "\n".join(parts) + "</body>")
-    index = out / "index.html"
-    atomic_write_bytes(index, page.encode())
-    return index

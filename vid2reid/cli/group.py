@@ -25,7 +25,7 @@ def group_cli(
     """Give every walk a person id and a confidence, choosing the number of people without labels."""
     setup_logging(verbose)
     with user_errors():
-        from vid2reid.association import group_store, write_group_report, write_grouping_csv
+        from vid2reid.grouping import group_store, write_group_report, write_grouping_csv
 
         g = group_store(data, run, people=people, progress=progress)
         write_grouping_csv(g, out)
