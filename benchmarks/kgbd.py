@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("simmc", {"preset": None}),
     "walks": ("simmc", {"preset": None, "pseudo_labels": "walks"}),
     "chains": ("simmc", {"preset": None, "pseudo_labels": "walk-chains"}),
+    "groups": ("simmc", {"preset": None, "pseudo_labels": "walk-groups"}),
     "default mpc": ("simmc", {"preset": None, "ablation": "mpc"}),
     "sm-sge": ("sm-sge", {}),
     # SimMC fine-tuning the seed's sm-sge run (run that variant first)
