@@ -48,7 +48,9 @@ from vid2reid.errors import ConfigError
 K_GRAPH = 10  # nearest group means searched per walk or group (then ranked exactly)
 CUTS = 60  # candidate cuts of the tree, group counts spaced evenly in log scale
 DENSE_BLOCK = 1_000_000
+LARGE_DIMS = 64  # many walks: the association runs on this many principal axes of the cues
 SEARCH_DIMS = 32  # dimensions (principal axes) of that search for nearest walks
+SILHOUETTE_ROWS = 5000  # many walks: the mean silhouette of a cut is estimated on this many
 NEIGHBOURS = 20  # many walks: a walk's nearest other group is sought among its 20 nearest walks  # below this many walk x group pairs, all pairs are compared at once
 
 
@@ -212,22 +214,29 @@ def _nearest_groups(x: np.ndarray, mu: np.ndarray, s2: np.ndarray, k: int, exclu
 
 
 def _nearest_among(x: np.ndarray, own: np.ndarray, cand: np.ndarray, mu: np.ndarray,
-                   s2: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                   s2: np.ndarray, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
     """Like ``_nearest_groups`` (excluding each row's own group ``own``) but only among the
     candidate groups ``cand`` (rows, K): the groups of each walk's nearest walks, for many
     walks. Rows with no candidate fall back to the search over all group means."""
-    best = np.full(len(x), -1, dtype=np.int64)
-    out = np.full(len(x), np.inf)
-    for a in range(0, len(x), chunk):
-        c = cand[a:a + chunk]
-        diff = x[a:a + chunk, None, :].astype(np.float32) - mu[c].astype(np.float32)
-        d2 = np.einsum("ikd,ikd->ik", diff, diff).astype(np.float64) + s2[c]
-        d2[c == own[a:a + chunk, None]] = np.inf
-        j = np.argmin(d2, axis=1)
-        rows = np.arange(len(c))
-        best[a:a + chunk], out[a:a + chunk] = c[rows, j], d2[rows, j]
-    lost = ~np.isfinite(out)
-    if lost.any() and len(mu) > 1:
+    n, g = len(x), len(mu)
+    rows = np.repeat(np.arange(n, dtype=np.int64), cand.shape[1])
+    grp = cand.ravel().astype(np.int64)
+    keep = grp != own[rows]
+    key = np.unique(rows[keep] * g + grp[keep])  # each (walk, group) once, sorted by walk
+    r, c = key // g, key % g
+    d2 = np.empty(len(key))
+    for a in range(0, len(key), chunk):
+        diff = x[r[a:a + chunk]] - mu[c[a:a + chunk]]
+        d2[a:a + chunk] = np.einsum("ij,ij->i", diff, diff) + s2[c[a:a + chunk]]
+    order = np.lexsort((d2, r))
+    r, c, d2 = r[order], c[order], d2[order]
+    first = np.ones(len(r), dtype=bool)
+    first[1:] = r[1:] != r[:-1]
+    best = np.full(n, -1, dtype=np.int64)
+    out = np.full(n, np.inf)
+    best[r[first]], out[r[first]] = c[first], d2[first]
+    lost = best < 0
+    if lost.any() and g > 1:
         best[lost], out[lost] = _nearest_groups(x[lost], mu, s2, K_GRAPH, exclude=own[lost])
     return best, out
 
@@ -335,18 +344,23 @@ def _nearest_linked_groups(gr: _Groups, nbr: np.ndarray) -> tuple[np.ndarray, np
 
 
 def rms_silhouettes(v: np.ndarray, gr: _Groups, k: int = K_GRAPH,
-                    nbr: np.ndarray | None = None) -> np.ndarray:
-    """(W,) silhouette of every walk by root-mean-square distances: a = to the other walks
-    of its group, b = to the walks of the nearest other group; 0 for a walk alone."""
+                    nbr: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+    """(W,) silhouette of every walk (or of ``rows`` only) by root-mean-square distances:
+    a = to the other walks of its group, b = to the walks of the nearest other group; 0 for
+    a walk alone."""
+    if rows is not None:
+        v, nbr = v[rows], (None if nbr is None else nbr[rows])
+        own = gr.labels[rows]
+    else:
+        own = gr.labels
     x = np.asarray(v, dtype=np.float64)
-    own = gr.labels
     n_own = gr.size[own]
     a2 = ((x - gr.mu[own]) ** 2).sum(axis=1) + gr.s2[own]
     a = np.sqrt(np.maximum(a2 * n_own / np.maximum(n_own - 1, 1), 0.0))
     if len(gr.mu) < 2:
         return np.zeros(len(x))
     if nbr is not None and len(x) * len(gr.mu) > DENSE_BLOCK:
-        _, b2 = _nearest_among(x, own, own[nbr], gr.mu, gr.s2)
+        _, b2 = _nearest_among(x, own, gr.labels[nbr], gr.mu, gr.s2)
     else:
         _, b2 = _nearest_groups(x, gr.mu, gr.s2, k, exclude=own)
     b = np.sqrt(b2)
@@ -388,6 +402,10 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
         raise ConfigError(f"--people must lie in 1..{n} (the number of walks), got {people}")
     if n < 2:
         return Association(np.zeros(n, np.int64), np.ones(n), 0.0)
+    if n * n > DENSE_BLOCK and v.shape[1] > LARGE_DIMS:  # many walks: their principal axes
+        from sklearn.decomposition import PCA
+
+        v = PCA(LARGE_DIMS, svd_solver="randomized", random_state=seed).fit_transform(v)
     nbr = walk_neighbours(v)
     pairs, _ = merge_tree(v, nbr)
     if people is None:
@@ -446,13 +464,17 @@ def groups_of(v: np.ndarray, labels: np.ndarray) -> _Groups:
 
 def _silhouette_curve(v: np.ndarray, pairs: np.ndarray, counts: np.ndarray,
                       nbr: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Mean silhouette (and labels) of the tree cut at each group count."""
+    """Mean silhouette (and labels) of the tree cut at each group count (above
+    ``SILHOUETTE_ROWS`` walks: the mean over that many walks drawn once, the same for
+    every cut)."""
     n = len(v)
+    rows = (None if n <= SILHOUETTE_ROWS else
+            np.sort(np.random.default_rng(0).choice(n, SILHOUETTE_ROWS, replace=False)))
     sils, labels = [], []
     for p in counts:
         lab = cut(pairs, n, max(0, min(n - int(p), len(pairs))))
         labels.append(lab)
-        sils.append(float(rms_silhouettes(v, groups_of(v, lab), nbr=nbr).mean()))
+        sils.append(float(rms_silhouettes(v, groups_of(v, lab), nbr=nbr, rows=rows).mean()))
     return np.array(sils), labels
 
 
