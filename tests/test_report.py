@@ -123,7 +123,7 @@ def test_a_failed_train_leaves_no_run_folder(tmp_path: Path):
 
 
 def test_training_picture_names_the_runs_classes_and_leaves_out_empty_panels(trained):
-    """The default run (walk groups, no outlier ever): its classes are named as such, not
+    """The default run (people, no outlier ever): its classes are named as such, not
     as DBSCAN clusters, and the outliers panel, all zeros, is left out."""
     root, _, out, _ = trained
     log_rows = [json.loads(line) for line in (root / "runs" / "r" / "log.jsonl").read_text().splitlines()]
@@ -132,7 +132,7 @@ def test_training_picture_names_the_runs_classes_and_leaves_out_empty_panels(tra
     caption = re.search(r"<h2>Training curves</h2>.*?<figcaption>(.*?)</figcaption>", page, re.S)
     assert caption is not None
     text = caption.group(1)
-    assert "classes: walk groups" in text and "DBSCAN" not in text
+    assert "classes: people" in text and "DBSCAN" not in text
     assert "outliers (windows" not in text and "No window was left out as an outlier" in text
 
 

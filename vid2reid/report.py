@@ -9,7 +9,7 @@ Writes into DIR (each file atomically):
   gallery windows), one colour per identity, probes as crosses; at most
   ``MAP_MAX_ITEMS`` items, drawn at random with a fixed seed when there are more;
 - ``training.png``: the run's training curves from its ``log.jsonl``: loss, the
-  number of classes (named after what the run used: walk groups, DBSCAN
+  number of classes (named after what the run used: people, walk groups, DBSCAN
   clusters, ...), outliers when there were any, and pseudo-label agreement
   between epochs (ARI);
 - ``index.html``: the result table, the notes and the three pictures embedded as
@@ -185,7 +185,8 @@ def read_history(run_dir: Path | str) -> list[dict]:
 
 
 # what a run's classes were, by its config.json's pseudo_labels (vid2reid.cluster.PSEUDO_LABELS)
-_CLASS_TITLES = {"walk-groups": "classes: walk groups (nearest walks paired)",
+_CLASS_TITLES = {"people": "classes: people (walks grouped by features and body)",
+                 "walk-groups": "classes: walk groups (nearest walks paired)",
                  "walk-chains": "classes: walk chains (nearest walks linked)",
                  "walks": "classes: walks (every walk its own class)",
                  "clusters": "classes: clusters (DBSCAN over windows)"}
@@ -220,7 +221,7 @@ def training_panels(history: list[dict], config: dict | None = None) -> list[tup
     if _numbers(history, "clusters"):
         labels = config.get("pseudo_labels", "clusters") if config else None
         title = _CLASS_TITLES.get(labels, f"classes: {labels}" if labels else "classes")
-        warmup = int(config.get("walk_warmup") or 0) if labels in ("walk-groups", "walk-chains") else 0
+        warmup = int(config.get("walk_warmup") or 0) if labels in ("people", "walk-groups", "walk-chains") else 0
         if warmup:
             title += f";\nevery walk its own class in epochs 1-{warmup}" if warmup > 1 else \
                 ";\nevery walk its own class in epoch 1"
