@@ -38,7 +38,7 @@ its nearest group's distance against the typical within-group distance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +47,11 @@ from vid2reid.errors import ConfigError
 
 K_GRAPH = 10  # nearest group means searched per walk or group (then ranked exactly)
 CUTS = 60  # candidate cuts of the tree, group counts spaced evenly in log scale
-DENSE_BLOCK = 1_000_000
+DENSE_BLOCK = 1_000_000  # up to this many walk x group pairs, all pairs are compared at once
 LARGE_DIMS = 64  # many walks: the association runs on this many principal axes of the cues
 SEARCH_DIMS = 32  # dimensions (principal axes) of that search for nearest walks
 SILHOUETTE_ROWS = 5000  # many walks: the mean silhouette of a cut is estimated on this many
-NEIGHBOURS = 20  # many walks: a walk's nearest other group is sought among its 20 nearest walks  # below this many walk x group pairs, all pairs are compared at once
+NEIGHBOURS = 20  # many walks: a walk's nearest other group is sought among its 20 nearest walks
 
 
 @dataclass
@@ -287,7 +287,8 @@ def _merge(gr: _Groups, a: np.ndarray, b: np.ndarray) -> _Groups:
     return _Groups(new[gr.labels], mu, s2, size)
 
 
-def merge_levels(v: np.ndarray, k: int = K_GRAPH, nbr: np.ndarray | None = None):
+def merge_levels(v: np.ndarray, k: int = K_GRAPH, nbr: np.ndarray | None = None
+                 ) -> Iterator[tuple[_Groups, np.ndarray, np.ndarray, np.ndarray]]:
     """The hierarchy, one level at a time (a generator): every pair of groups that are each
     other's nearest group merges (distance: root-mean-square distance between their walks,
     from ``|mu_a - mu_b|^2 + s2_a + s2_b``, exact from the groups' means and spreads).
