@@ -29,7 +29,7 @@ def train_cli(
     q: Optional[int] = typer.Option(None, "--q", help="Masked views per window (1 or 2)."),
     tau: Optional[float] = typer.Option(None, "--tau", help="Temperature of the prototype contrast."),
     pseudo_labels: Optional[str] = typer.Option(None, "--pseudo-labels", help="Where the training classes come from: people (default without --preset: every recording is one person, and walks are grouped into people by their features and body proportions, the number of people found from the data), walk-groups (walks that are each other's nearest neighbours are grouped), walk-chains (every walk joins its nearest walk's group, either way: for many walks per person, e.g. CASIA-B's 110), walks (every walk its own class), clusters (SimMC's DBSCAN over windows; the presets' choice)."),
-    walk_warmup: Optional[int] = typer.Option(None, "--walk-warmup", help="walk-groups, walk-chains: epochs that train with every walk its own class before walks are grouped. Default: 2."),
+    walk_warmup: Optional[int] = typer.Option(None, "--walk-warmup", help="people, walk-groups, walk-chains: epochs that train with every walk its own class before walks are grouped. Default: 2."),
     unit_features: Optional[bool] = typer.Option(None, "--unit-features/--no-unit-features", help="Score the model's features at unit length (cosine, as training compares them). Default: on without --preset, off with one (as the paper)."),
     eps: Optional[float] = typer.Option(None, "--eps", help="Clustering radius (0-1) of --pseudo-labels clusters; raise it if training finds no cluster."),
     min_samples: Optional[int] = typer.Option(None, "--min-samples", help="Windows needed to start a cluster (--pseudo-labels clusters)."),
