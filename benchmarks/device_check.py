@@ -460,7 +460,8 @@ def clustering_rows(dev: Device, quick: bool, budget: Budget) -> list[Row]:
     from vid2reid.cluster import pseudo_labels
     from vid2reid.config import make_config
 
-    cases = [("cluster walk-groups", make_config(None, walk_warmup=0, pseudo_labels="walk-groups"),
+    cases = [("cluster walk-groups",
+              make_config(None, walk_warmup=0, pseudo_labels="walk-groups"),
               (60, 20) if quick else (13_640, 8), "torch kNN of walk means on the device"),
              ("cluster dbscan", make_config("kgbd"),
               (50, 20) if quick else (1_000, 20), "k-reciprocal kNN + DBSCAN (CPU)")]
