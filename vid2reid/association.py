@@ -189,6 +189,20 @@ def combine_cues(feats: np.ndarray | None, body: np.ndarray | None, seed: int = 
 # ---------------------------------------------------------------------------
 # Hierarchy and cut
 
+def _nearest_per_row(rows: np.ndarray, cols: np.ndarray, d2: np.ndarray, n: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """For candidate pairs (rows, cols) with squared distances d2: each of the n rows' nearest
+    column and its distance (-1 and inf for a row without a candidate; ties: the smaller column)."""
+    order = np.lexsort((cols, d2, rows))
+    rows, cols, d2 = rows[order], cols[order], d2[order]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    best = np.full(n, -1, dtype=np.int64)
+    out = np.full(n, np.inf)
+    best[rows[first]], out[rows[first]] = cols[first], d2[first]
+    return best, out
+
+
 def _nearest_groups(x: np.ndarray, mu: np.ndarray, s2: np.ndarray, k: int, exclude: np.ndarray | None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """For each row of x: the group g (of means mu, spreads s2) with the smallest
@@ -228,13 +242,7 @@ def _nearest_among(x: np.ndarray, own: np.ndarray, cand: np.ndarray, mu: np.ndar
     for a in range(0, len(key), chunk):
         diff = x[r[a:a + chunk]] - mu[c[a:a + chunk]]
         d2[a:a + chunk] = np.einsum("ij,ij->i", diff, diff) + s2[c[a:a + chunk]]
-    order = np.lexsort((d2, r))
-    r, c, d2 = r[order], c[order], d2[order]
-    first = np.ones(len(r), dtype=bool)
-    first[1:] = r[1:] != r[:-1]
-    best = np.full(n, -1, dtype=np.int64)
-    out = np.full(n, np.inf)
-    best[r[first]], out[r[first]] = c[first], d2[first]
+    best, out = _nearest_per_row(r, c, d2, n)
     lost = best < 0
     if lost.any() and g > 1:
         best[lost], out[lost] = _nearest_groups(x[lost], mu, s2, K_GRAPH, exclude=own[lost])
@@ -330,13 +338,7 @@ def _nearest_linked_groups(gr: _Groups, nbr: np.ndarray) -> tuple[np.ndarray, np
     for i in range(0, len(a), 65536):
         diff = gr.mu[a[i:i + 65536]] - gr.mu[b[i:i + 65536]]
         d2[i:i + 65536] = np.einsum("ij,ij->i", diff, diff) + gr.s2[b[i:i + 65536]]
-    order = np.lexsort((d2, a))
-    a, b, d2 = a[order], b[order], d2[order]
-    first = np.ones(len(a), dtype=bool)
-    first[1:] = a[1:] != a[:-1]
-    best = np.full(g, -1, dtype=np.int64)
-    out = np.full(g, np.inf)
-    best[a[first]], out[a[first]] = b[first], d2[first]
+    best, out = _nearest_per_row(a, b, d2, g)
     lost = best < 0
     if lost.any():
         best[lost], out[lost] = _nearest_groups(gr.mu[lost], gr.mu, gr.s2, K_GRAPH,

@@ -27,8 +27,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +35,8 @@ import numpy as np
 
 from vid2reid.data import make_windows
 from vid2reid.errors import ConfigError, PoseError, ProtocolError, StoreError
-from vid2reid.store import (MANIFEST, Record, atomic_write_bytes, canonical_condition, content_hash,
-                            load_joints, read_manifest, umask_file_mode)
+from vid2reid.store import (MANIFEST, Record, atomic_file, atomic_write_bytes,
+                            canonical_condition, content_hash, load_joints, read_manifest)
 
 log = logging.getLogger(__name__)
 
@@ -419,20 +417,10 @@ class GalleryIndex:
                     run=self.run_path, store=self.store, f=self.f, layout=w.layout,
                     paths=w.paths, rows=w.rows, subjects=w.subjects, hashes=w.hashes,
                     skipped_short=w.skipped_short)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.chmod(tmp, umask_file_mode())
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                         features=w.features, window_features=w.window_features,
-                         window_walk=w.window_walk, window_start=w.window_start)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as fh:
+            np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                     features=w.features, window_features=w.window_features,
+                     window_walk=w.window_walk, window_start=w.window_start)
         return path
 
 
