@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from vid2reid.cli._app import app, setup_logging, user_errors
+from vid2reid.cli._app import app, setup_logging, show_progress, user_errors
+from vid2reid.threads import set_threads
 
 
 # fmt: off
@@ -18,16 +19,17 @@ def group_cli(
     out: Path = typer.Option(Path("people.csv"), "--out", "-o", help="CSV written: path (as in the manifest), person, confidence (0-1).", dir_okay=False),
     people: Optional[int] = typer.Option(None, "--people", min=1, help="Force this many people (default: found from the data)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a page to this folder: each group with a picture of every walk's skeleton.", file_okay=False),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (only on a terminal)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
     """Give every walk a person id and a confidence, choosing the number of people without labels."""
     setup_logging(verbose)
     with user_errors():
+        set_threads()  # before torch loads: one thread per core, waiting threads sleep
         from vid2reid.grouping import group_store, write_group_report, write_grouping_csv
 
-        g = group_store(data, run, people=people, progress=progress)
+        g = group_store(data, run, people=people, progress=show_progress(progress))
         write_grouping_csv(g, out)
         a = g.association
         for line in g.skipped:
@@ -40,5 +42,5 @@ def group_cli(
                        f"group): ARI {e['ari']:.3f}, pairwise precision {e['precision']:.3f}, "
                        f"recall {e['recall']:.3f}")
         if report is not None:
-            index = write_group_report(g, data, report, progress=progress)
+            index = write_group_report(g, data, report, progress=show_progress(progress))
             typer.echo(f"report: {index}")

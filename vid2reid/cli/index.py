@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from vid2reid.cli._app import app, setup_logging, user_errors
+from vid2reid.threads import set_threads
 
 
 # fmt: off
@@ -31,6 +32,7 @@ def index_cli(
     from vid2reid.retrieval import build_index, load_run
 
     with user_errors():
+        set_threads()  # before torch loads: one thread per core, waiting threads sleep
         if run is None:
             from vid2reid.runs import latest_run
 

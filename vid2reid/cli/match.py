@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from vid2reid.cli._app import app, setup_logging, user_errors
+from vid2reid.threads import set_threads
 
 
 # fmt: off
@@ -44,6 +45,7 @@ def match_cli(
     from vid2reid.retrieval import format_results, match, results_csv, results_json, write_text
 
     with user_errors():
+        set_threads()  # before torch loads: one thread per core, waiting threads sleep
         out = match(queries, gallery, run_dir=run, top=top, level=level.strip().lower(),
                     query_condition=query_condition, query_split=query_split,
                     gallery_condition=gallery_condition, gallery_split=gallery_split,
