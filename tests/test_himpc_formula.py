@@ -1,6 +1,6 @@
 """Hi-MPC against its formulas, written here as plain loops over heads, windows and frames.
 
-The oracle shares nothing with ``vid2reid.himpc`` but the model's parameters: it builds the
+The oracle shares nothing with ``vid2reid.methods.himpc`` but the model's parameters: it builds the
 level inputs from a part map defined in this file, runs the encoders' weights by hand
 (``h_t = W2 relu(W1 S_t) + b``), scores every frame against every prototype per meta head,
 and weighs the frames with hard skeleton mining:

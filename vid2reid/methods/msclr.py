@@ -196,7 +196,8 @@ def prepare_epoch(model: MSCLRModel, x: torch.Tensor, cfg: TrainConfig,
     model.eval()
     feats = F.normalize(encode_views(model, x, masks), dim=-1).mean(dim=0)  # (q, N, H)
     model.train()
-    keep, lab, protos, stats = label_views(feats, walks, cfg, epoch)
+    # body proportions ("people" labels) from the first convention: one skeleton per window
+    keep, lab, protos, stats = label_views(feats, walks, cfg, epoch, model.conventions(x)[0])
     stats["conventions"] = len(model.layouts)
     return MSCLRPlan(keep=keep, stats=stats, masks=masks,
                      targets=torch.from_numpy(lab).to(x.device), protos=protos, labels=lab[0])
