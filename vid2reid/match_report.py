@@ -1,4 +1,5 @@
-"""The ranked-results page of ``vid2reid match --report DIR``.
+"""What ``vid2reid match`` shows: the ranked-results page (``--report DIR``) and the table, CSV
+and JSON forms of its results.
 
 ``DIR/index.html`` opens from disk with no network: one row per query, the query
 first, then its top matches, each walk a short strip of frames. Where the walk's
@@ -14,7 +15,9 @@ used for ranking.
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 from pathlib import Path
 
 import cv2
@@ -259,3 +262,76 @@ def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: 
     atomic_write_bytes(index, page.encode())
     return index
 
+
+# Text, CSV and JSON forms of the ranked matches (the terminal's and programs' view)
+
+
+def _describe_row(row: dict) -> str:
+    bits = [row.get("subject", ""), "-".join(x for x in (row.get("condition", ""),
+                                                         row.get("sequence", "")) if x),
+            row.get("view", "")]
+    return " ".join(b for b in bits if b)
+
+
+def format_results(results: list[QueryResult], level: str = "sequence") -> str:
+    """A readable table per query: rank, distance, subject/condition, path."""
+    lines = []
+    for res in results:
+        where = f" window at frame {res.window_start}" if res.window_start is not None else ""
+        who = f" (manifest: {_describe_row(res.row)})" if res.subject else ""
+        lines.append(f"query {res.path}{where}{who}")
+        if res.excluded:
+            lines.append(f"  {res.excluded} gallery walk(s) identical to the query left out")
+        lines.append(f"  {'rank':>4} {'distance':>9}  {'subject':<8} {'cond-seq':<9} {'view':<5} path")
+        for m in res.matches:
+            cs = "-".join(x for x in (m.row.get("condition", ""), m.row.get("sequence", "")) if x)
+            at = f" @{m.window_start}" if m.window_start is not None else ""
+            lines.append(f"  {m.rank:>4} {m.distance:>9.4f}  {m.row.get('subject', '') or '-':<8} "
+                         f"{cs or '-':<9} {m.row.get('view', '') or '-':<5} {m.path}{at}")
+        if res.margin is not None:
+            lines.append(f"  margin {res.margin:.4f}: the nearest {res.margin_to} is that much "
+                         f"farther than rank 1")
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = ("query", "rank", "gallery", "distance", "margin", "margin_to", "query_subject",
+               "gallery_subject", "gallery_condition", "gallery_sequence", "gallery_view",
+               "query_window_start", "gallery_window_start")
+
+
+def results_csv(results: list[QueryResult]) -> str:
+    """One row per (query, rank); ``query``/``gallery`` are paths as the manifests write them."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for res in results:
+        for m in res.matches:
+            w.writerow(dict(query=res.path, rank=m.rank, gallery=m.path,
+                            distance=f"{m.distance:.6g}",
+                            margin="" if res.margin is None or m.rank != 1 else f"{res.margin:.6g}",
+                            margin_to=res.margin_to if m.rank == 1 else "",
+                            query_subject=res.subject, gallery_subject=m.subject,
+                            gallery_condition=m.row.get("condition", ""),
+                            gallery_sequence=m.row.get("sequence", ""),
+                            gallery_view=m.row.get("view", ""),
+                            query_window_start="" if res.window_start is None else res.window_start,
+                            gallery_window_start="" if m.window_start is None else m.window_start))
+    return out.getvalue()
+
+
+def results_json(results: list[QueryResult], info: dict | None = None) -> dict:
+    """JSON-ready results: per query its path, subject, margin and ranked matches."""
+    return {**(info or {}), "queries": [
+        {"query": r.path, "query_subject": r.subject, "query_window_start": r.window_start,
+         "excluded_identical": r.excluded, "margin": r.margin, "margin_to": r.margin_to,
+         "matches": [{"rank": m.rank, "gallery": m.path, "distance": m.distance,
+                      "subject": m.subject, "condition": m.row.get("condition", ""),
+                      "sequence": m.row.get("sequence", ""), "view": m.row.get("view", ""),
+                      "window_start": m.window_start} for m in r.matches]}
+        for r in results]}
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    """Atomic text write."""
+    atomic_write_bytes(Path(path), text.encode())
+    return Path(path)

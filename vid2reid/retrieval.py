@@ -22,9 +22,7 @@ part in the ranking.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Callable
@@ -35,8 +33,8 @@ import numpy as np
 
 from vid2reid.data import make_windows
 from vid2reid.errors import ConfigError, PoseError, ProtocolError, StoreError
-from vid2reid.store import (MANIFEST, Record, atomic_file, atomic_write_bytes,
-                            canonical_condition, content_hash, load_joints, read_manifest)
+from vid2reid.store import (MANIFEST, Record, atomic_file, canonical_condition, content_hash,
+                            load_joints, read_manifest)
 
 log = logging.getLogger(__name__)
 
@@ -646,81 +644,6 @@ def rank_gallery(queries: Walks, gallery: Walks, top: int = 10, level: str = "se
         results.append(QueryResult(queries.paths[qw], queries.rows[qw], queries.subjects[qw],
                                    matches, margin, margin_to, len(same), q_start[qi]))
     return results
-
-
-# ---------------------------------------------------------------------------------------------
-# outputs
-
-
-def _describe_row(row: dict) -> str:
-    bits = [row.get("subject", ""), "-".join(x for x in (row.get("condition", ""),
-                                                         row.get("sequence", "")) if x),
-            row.get("view", "")]
-    return " ".join(b for b in bits if b)
-
-
-def format_results(results: list[QueryResult], level: str = "sequence") -> str:
-    """A readable table per query: rank, distance, subject/condition, path."""
-    lines = []
-    for res in results:
-        where = f" window at frame {res.window_start}" if res.window_start is not None else ""
-        who = f" (manifest: {_describe_row(res.row)})" if res.subject else ""
-        lines.append(f"query {res.path}{where}{who}")
-        if res.excluded:
-            lines.append(f"  {res.excluded} gallery walk(s) identical to the query left out")
-        lines.append(f"  {'rank':>4} {'distance':>9}  {'subject':<8} {'cond-seq':<9} {'view':<5} path")
-        for m in res.matches:
-            cs = "-".join(x for x in (m.row.get("condition", ""), m.row.get("sequence", "")) if x)
-            at = f" @{m.window_start}" if m.window_start is not None else ""
-            lines.append(f"  {m.rank:>4} {m.distance:>9.4f}  {m.row.get('subject', '') or '-':<8} "
-                         f"{cs or '-':<9} {m.row.get('view', '') or '-':<5} {m.path}{at}")
-        if res.margin is not None:
-            lines.append(f"  margin {res.margin:.4f}: the nearest {res.margin_to} is that much "
-                         f"farther than rank 1")
-    return "\n".join(lines)
-
-
-CSV_COLUMNS = ("query", "rank", "gallery", "distance", "margin", "margin_to", "query_subject",
-               "gallery_subject", "gallery_condition", "gallery_sequence", "gallery_view",
-               "query_window_start", "gallery_window_start")
-
-
-def results_csv(results: list[QueryResult]) -> str:
-    """One row per (query, rank); ``query``/``gallery`` are paths as the manifests write them."""
-    out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    for res in results:
-        for m in res.matches:
-            w.writerow(dict(query=res.path, rank=m.rank, gallery=m.path,
-                            distance=f"{m.distance:.6g}",
-                            margin="" if res.margin is None or m.rank != 1 else f"{res.margin:.6g}",
-                            margin_to=res.margin_to if m.rank == 1 else "",
-                            query_subject=res.subject, gallery_subject=m.subject,
-                            gallery_condition=m.row.get("condition", ""),
-                            gallery_sequence=m.row.get("sequence", ""),
-                            gallery_view=m.row.get("view", ""),
-                            query_window_start="" if res.window_start is None else res.window_start,
-                            gallery_window_start="" if m.window_start is None else m.window_start))
-    return out.getvalue()
-
-
-def results_json(results: list[QueryResult], info: dict | None = None) -> dict:
-    """JSON-ready results: per query its path, subject, margin and ranked matches."""
-    return {**(info or {}), "queries": [
-        {"query": r.path, "query_subject": r.subject, "query_window_start": r.window_start,
-         "excluded_identical": r.excluded, "margin": r.margin, "margin_to": r.margin_to,
-         "matches": [{"rank": m.rank, "gallery": m.path, "distance": m.distance,
-                      "subject": m.subject, "condition": m.row.get("condition", ""),
-                      "sequence": m.row.get("sequence", ""), "view": m.row.get("view", ""),
-                      "window_start": m.window_start} for m in r.matches]}
-        for r in results]}
-
-
-def write_text(path: Path | str, text: str) -> Path:
-    """Atomic text write."""
-    atomic_write_bytes(Path(path), text.encode())
-    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def match_cli(
     the others go on; the exit code is then 1.
     """
     setup_logging(verbose)
-    from vid2reid.retrieval import format_results, match, results_csv, results_json, write_text
+    from vid2reid.match_report import format_results, results_csv, results_json, write_text
+    from vid2reid.retrieval import match
 
     with user_errors():
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
