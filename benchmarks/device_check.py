@@ -516,7 +516,7 @@ def _top10(feats: np.ndarray, groups: np.ndarray) -> np.ndarray:
 def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[Path, Path],
               tiny: tuple[Path, Path], budget: Budget) -> list[Row]:
     """A run's embedder on the device vs the CPU (rankings), then 100k x 100k in chunks."""
-    from vid2reid.evaluate import _embed
+    from vid2reid.evaluate import embed_windows
     from vid2reid.metrics import rank_metrics
     from vid2reid.runs import load_embedder
     from vid2reid.train import train
@@ -533,9 +533,9 @@ def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[P
             dev.reset_peak()
             embed, _ = load_embedder(run, device=dev.name)
             with dev.strict_fp32():
-                ours, seconds = dev.timed(_embed, embed, x)
+                ours, seconds = dev.timed(embed_windows, embed, x)
             row.peak_mb = dev.peak_mb()
-            ref = _embed(load_embedder(run, device="cpu")[0], x)
+            ref = embed_windows(load_embedder(run, device="cpu")[0], x)
             diff = float(np.abs(ours - ref).max())
             m_ours = rank_metrics(subject, subject, ours, ours, probe_groups=video,
                                   gallery_groups=video).as_dict()
@@ -572,7 +572,7 @@ def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[P
             video = np.concatenate([np.char.add(video, f"#{r}") for r in range(reps)])
         order = np.random.default_rng(0).permutation(len(x))[:2 * n]
         dev.reset_peak()
-        feats, t_embed = dev.timed(_embed, embed, x[order])
+        feats, t_embed = dev.timed(embed_windows, embed, x[order])
         row.peak_mb = dev.peak_mb()
         del x
         p, g = slice(0, n), slice(n, 2 * n)

@@ -54,9 +54,10 @@ def raw_features(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1).reshape(len(x), -1)
 
 
-def _embed(embed: Callable[..., np.ndarray], x: np.ndarray, layout: str = "",
-           batch: int = 4096) -> np.ndarray:
-    """Features of windows ``x``; a run's embedder is told their layout."""
+def embed_windows(embed: Callable[..., np.ndarray], x: np.ndarray, layout: str = "",
+                  batch: int = 4096) -> np.ndarray:
+    """Features of windows ``x`` in fixed batches (the same batches give the same features); a
+    run's embedder is told their layout."""
     if len(x) == 0:
         return np.empty((0, 0), np.float32)
     call = (lambda a: embed(a)) if embed is raw_features else (lambda a: embed(a, layout or None))
@@ -91,13 +92,16 @@ def _aligned(stores: list[Path], recs: list[Record], joints: list[np.ndarray], f
     return cut_to_common(stores, copies, f)
 
 
-def _video_means(feats: np.ndarray, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean feature per video key; returns (features, index of one window per video)."""
+def video_means(feats: np.ndarray, keys: list[str] | np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean feature per video key (keys sorted); returns (features, index of one window per
+    video, each window's video number)."""
     uniq, first, inv = np.unique(np.asarray(keys), return_index=True, return_inverse=True)
+    inv = inv.ravel()
     sums = np.zeros((len(uniq), feats.shape[1]), np.float64)
     np.add.at(sums, inv, feats)
     counts = np.bincount(inv, minlength=len(uniq))[:, None]
-    return (sums / counts).astype(np.float32), first
+    return (sums / counts).astype(np.float32), first, inv
 
 
 def _score(items: dict, cross_view: bool) -> tuple[RankMetrics, dict[str, float]]:
@@ -169,7 +173,7 @@ def exclude_same_recordings(items: dict[str, dict[str, dict]], notes: list[str])
                                    {s: window[s]["content"] for s in window})
     for side in window:
         window[side]["group"] = groups[side]
-        _, one = np.unique(window[side]["video"], return_index=True)  # as _video_means
+        _, one = np.unique(window[side]["video"], return_index=True)  # as video_means
         items["sequence"][side]["group"] = groups[side][one]
     seqs = {s: set(zip(window[s]["content"].tolist(), window[s]["video"].tolist()))
             for s in window}
@@ -289,18 +293,18 @@ def side_items(side: str, stores: list[Path], records: list[Record], idx: np.nda
         recs = all_recs[0]
         # equal lengths in every store, so every store's windows come from the same frames
         wins = [make_windows(r, j, f, stride=f) for r, j in zip(all_recs, all_joints)]
-        feats = _combine([_embed(rep.embed, w.x, _layout(r)) for w, r in zip(wins, all_recs)],
+        feats = _combine([embed_windows(rep.embed, w.x, _layout(r)) for w, r in zip(wins, all_recs)],
                          ensemble)
         win = wins[0]
     else:
         win = make_windows(recs, joints, f, stride=f)
-        feats = _embed(rep.embed, win.x, _layout(recs))
+        feats = embed_windows(rep.embed, win.x, _layout(recs))
     seq_recs = [recs[i] for i in win.seq]
     keys = ["|".join(r.video_key) for r in seq_recs]
     window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
               "video": np.array(keys), "view": np.array([r.view for r in seq_recs]),
               "content": np.array([hash_of[r.path] for r in seq_recs])}
-    mean, one = _video_means(feats, keys)
+    mean, one, _ = video_means(feats, keys)
     sequence = {"x": mean, **{k: window[k][one] for k in ("id", "video", "view")}}
     return window, sequence, skipped
 

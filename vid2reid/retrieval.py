@@ -33,6 +33,7 @@ import numpy as np
 
 from vid2reid.data import make_windows
 from vid2reid.errors import ConfigError, PoseError, ProtocolError, StoreError
+from vid2reid.evaluate import embed_windows, video_means
 from vid2reid.store import (MANIFEST, Record, atomic_file, canonical_condition, content_hash,
                             load_joints, read_manifest)
 
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 LEVELS = ("sequence", "window")
 INDEX_FORMAT = "vid2reid-gallery-index"
 INDEX_VERSION = 1
-EMBED_BATCH = 4096  # as vid2reid.evaluate: the same batches give the same features
 # the backend whose 3D joints come in a layout (a video query is extracted to match the gallery)
 BACKEND_FOR_LAYOUT = {"blazepose-33": "mediapipe", "h36m-17": "mmpose"}
 
@@ -105,11 +105,7 @@ class LoadedRun:
 
     def window_features(self, windows: np.ndarray, layout: str = "") -> np.ndarray:
         """Features (N, D) of normalised windows (N, f, J, 3), in batches as ``eval`` embeds."""
-        if len(windows) == 0:
-            return np.empty((0, 0), np.float32)
-        return np.concatenate([np.asarray(self.embed_windows(windows[i:i + EMBED_BATCH],
-                                                             layout or None), np.float32)
-                               for i in range(0, len(windows), EMBED_BATCH)])
+        return embed_windows(self.embed_windows, windows, layout)
 
     def walks(self, store: "Path | str", condition: str | None = None,
               split: str | None = None) -> "Walks":
@@ -209,11 +205,8 @@ def _embed_records(run: LoadedRun, recs: list[Record], joints: list[np.ndarray],
     win = make_windows(recs, joints, f, stride=f)
     feats = run.window_features(win.x, layout)
     win_keys = np.asarray([keys[i] for i in win.seq])
-    uniq, first, inv = np.unique(win_keys, return_index=True, return_inverse=True)
-    inv = inv.ravel()
-    sums = np.zeros((len(uniq), feats.shape[1]), np.float64)
-    np.add.at(sums, inv, feats)
-    means = (sums / np.bincount(inv, minlength=len(uniq))[:, None]).astype(np.float32)
+    means, first, inv = video_means(feats, win_keys)
+    uniq = win_keys[first]
     # within each row, windows start at 0, f, 2f, ...
     starts = (np.arange(len(win.seq)) - np.searchsorted(win.seq, win.seq)) * f
     by_key: dict[str, list[int]] = {}
