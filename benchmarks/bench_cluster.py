@@ -51,7 +51,7 @@ def _walker_features(n: int, seed: int = 0):
     import torch
 
     from vid2reid.methods import simmc
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_train import synthetic_windows

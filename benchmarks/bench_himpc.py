@@ -146,7 +146,7 @@ def _median(v: list[float]) -> float:
 def time_methods(methods: dict[str, ModuleType], x: torch.Tensor, clusters: list[int],
                  steps: int, prepare_repeats: int, seed: int = 0) -> dict:
     """Per method: prepare_epoch time, then per forced C the median training-step time."""
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
 
     cfgs, models, opts, plans = {}, {}, {}, {}
     for name, mod in methods.items():
@@ -212,7 +212,7 @@ def check_equivalence(new: ModuleType, old: ModuleType, x: torch.Tensor, epochs:
     first epoch -- float rounding decides borderline DBSCAN pairs -- whichever
     code runs; the lockstep comparison isolates what the code change does.)
     """
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
 
     cfg = make_config("kgbd", method="himpc", seed=seed, device="cpu")
     torch.manual_seed(seed)

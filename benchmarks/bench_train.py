@@ -45,7 +45,7 @@ def synthetic_windows(n: int, f: int = 40, seed: int = 0) -> np.ndarray:
 
 def run(n: int, epochs: int, seed: int = 0) -> dict:
     from vid2reid.methods import simmc
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
     from vid2reid.train import run_epoch
 
     cfg = make_config("casia-b", epochs=epochs, seed=seed, device="cpu")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from vid2reid.evaluate import evaluate
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import train
 
 # name -> (method, make_config overrides)

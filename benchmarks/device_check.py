@@ -330,7 +330,7 @@ class _FirstBatchDone(Exception):
 def train_config(method: str, device: str, epochs: int = 1, preset: str | None = "kgbd"):
     """The paper's KGBD settings for ``method`` (f = 6, DBSCAN pseudo-labels); ``preset=None``:
     the label-free defaults at f = 6 (walk groups; in the first epoch every walk is a class)."""
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
 
     if preset is None:
         return make_config(None, method=method, f=6, epochs=epochs, seed=0, device=device)
@@ -458,7 +458,7 @@ def clustering_rows(dev: Device, quick: bool, budget: Budget) -> list[Row]:
     import torch
 
     from vid2reid.cluster import pseudo_labels
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
 
     cases = [("cluster walk-groups",
               make_config(None, walk_warmup=0, pseudo_labels="walk-groups"),

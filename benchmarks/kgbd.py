@@ -36,7 +36,7 @@ import torch
 from vid2reid.evaluate import evaluate
 from vid2reid.importers import import_kgbd
 from vid2reid.store import atomic_write_bytes
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import train
 
 # name -> (method, make_config overrides); the paper's Table 1 / Table 4 rows with the kgbd

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vid2reid.evaluate import evaluate
 from vid2reid.render.samples import synthesize_ground_truth
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import train
 
 

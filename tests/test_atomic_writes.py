@@ -21,7 +21,7 @@ from vid2reid.runfile import load_run_file
 from vid2reid.store import (atomic_write_bytes, index_store, read_manifest, save_sequence,
                             write_manifest)
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import train
 
 SMALL = dict(f=20, x=5, eps=0.5, batch_size=64, hidden=32)

@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
 from vid2reid.cli import app
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.store import read_manifest, save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
 from vid2reid.train import train

@@ -5,7 +5,7 @@ import pytest
 
 from vid2reid.data import SequenceBank, cut_windows, normalise
 from vid2reid.store import Record
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import epoch_windows
 
 

@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vid2reid.errors import ConfigError, ProtocolError, StoreError
-from vid2reid.evaluate import evaluate, raw_features
+from vid2reid.errors import RunError, ConfigError, ProtocolError, StoreError
+from vid2reid.evaluate import evaluate
 from vid2reid.report import format_table
-from vid2reid.runs import latest_run
+from vid2reid.run import find_run
+from vid2reid.run.embed import raw_features
 from vid2reid.store import save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
 
@@ -88,7 +89,7 @@ def test_errors(tmp_path: Path):
         evaluate(store, baseline="raw", probe="Clothes", gallery="Normal", f=10)
     with pytest.raises(ProtocolError, match="shorter than f=11"):
         evaluate(store, baseline="raw", probe="Bags", gallery="Normal", f=11)
-    with pytest.raises(ConfigError, match="no latest run"):
+    with pytest.raises(RunError, match="no latest run"):
         evaluate(store, runs_dir=tmp_path / "runs")
     with pytest.raises(ConfigError, match="unknown baseline"):
         evaluate(store, baseline="pixels")
@@ -121,10 +122,12 @@ def test_raw_features_are_mean_root_relative_joints():
 def test_latest_run_marker(tmp_path: Path):
     (tmp_path / "r7").mkdir()
     (tmp_path / "LATEST").write_text("r7\n")
-    assert latest_run(tmp_path) == tmp_path / "r7"
+    assert find_run(None, tmp_path) == tmp_path / "r7"  # the default: runs_dir's LATEST
+    assert find_run(tmp_path) == tmp_path / "r7"  # a folder of runs
+    assert find_run(tmp_path / "LATEST") == tmp_path / "r7"  # the LATEST file itself
     (tmp_path / "LATEST").write_text("gone\n")
-    with pytest.raises(ConfigError, match="does not exist"):
-        latest_run(tmp_path)
+    with pytest.raises(RunError, match="does not exist"):
+        find_run(None, tmp_path)
 
 
 def test_mixed_joint_counts_name_the_file(tmp_path: Path):

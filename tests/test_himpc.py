@@ -9,7 +9,7 @@ import torch
 from vid2reid.methods import himpc
 from vid2reid.errors import ConfigError
 from vid2reid.layouts import COMPONENTS, LIMBS
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 
 
 def _cfg(**kw):

@@ -25,7 +25,7 @@ import torch
 
 from vid2reid.methods import himpc
 from vid2reid.layouts import COMPONENTS, LIMBS
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 
 J, HIDDEN, HEADS, B, FRAMES, C = 12, 8, 3, 5, 6, 4
 # this file's own part map of a 12-joint toy layout (root joint 0)

@@ -21,7 +21,7 @@ from vid2reid.evaluate import evaluate
 from vid2reid.layouts import LAYOUTS
 from vid2reid.store import load_joints, read_manifest, save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import train
 from vid2reid.unified import NUM_UNIFIED, UNIFIED_JOINTS, canonical_names, to_unified
 

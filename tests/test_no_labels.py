@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import epoch_windows, train
 from vid2reid.data import training_sequences
 

@@ -276,7 +276,7 @@ def test_casia_subject_numbers_split_train_and_eval_end_to_end(casia_like: Path,
                                                                  tmp_path: Path, one_thread):
     import json
 
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
     from vid2reid.train import train
     from vid2reid.data import training_sequences
 

@@ -24,8 +24,9 @@ from vid2reid.cli import app
 from vid2reid.errors import StoreError
 from vid2reid.runfile import HEADER, load_run_file, save_run_file
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import TrainConfig, make_config
-from vid2reid.runs import load_embedder
+from vid2reid.config import TrainConfig
+from vid2reid.settings import make_config
+from vid2reid.run import open_run
 from vid2reid.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -199,7 +200,7 @@ def test_booby_trapped_run_refused_by_library(run: Path, store: Path, tmp_path: 
         if name == "checkpoint.pt":
             (bad / "model.pt").unlink()  # an unfinished run: load_embedder reads the checkpoint
         with pytest.raises(StoreError, match="written by an unsafe tool"):
-            load_embedder(bad)
+            open_run(bad).embedder()
         if name == "checkpoint.pt":  # resume reads only the checkpoint
             with pytest.raises(StoreError, match="written by an unsafe tool"):
                 train(make_config("casia-b", epochs=3, seed=1, **SMALL), store, bad,
@@ -263,8 +264,8 @@ def test_legacy_run_evaluates_identically(run: Path, tmp_path: Path):
     old = copy_run(run, tmp_path / "old")
     _to_legacy(old)
     x = np.random.default_rng(0).normal(size=(4, 20, 17, 3)).astype(np.float32)
-    new_embed, _ = load_embedder(run)
-    old_embed, _ = load_embedder(old)
+    new_embed = open_run(run).embedder().windows
+    old_embed = open_run(old).embedder().windows
     np.testing.assert_array_equal(old_embed(x), new_embed(x))
     ck = load_run_file(old / "checkpoint.pt")
     assert isinstance(ck["prev_labels"], np.ndarray) and ck["prev_labels"].dtype.kind == "i"
@@ -290,7 +291,8 @@ def test_train_resume_eval_and_legacy_resume_match_uninterrupted(store: Path, tm
         assert all(torch.equal(a[k], b[k]) for k in a), name
         # what resume wrote is the new format again
         assert torch.load(part / "checkpoint.pt", weights_only=True)[HEADER]["format"] == 1
-        embed, info = load_embedder(part)
+        opened = open_run(part)
+        embed, info = opened.embedder().windows, opened.info
         assert embed(np.zeros((2, 20, 17, 3), np.float32)).shape[0] == 2
 
 

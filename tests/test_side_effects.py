@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 from vid2reid.train import train
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from vid2reid.methods import simmc
 from vid2reid.errors import ClusteringError, ConfigError
 from vid2reid.presets import PRESETS, get_preset
-from vid2reid.config import make_config
+from vid2reid.settings import make_config
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

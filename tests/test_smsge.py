@@ -13,8 +13,8 @@ from vid2reid.encoders import GraphEncoder
 from vid2reid.errors import ConfigError
 from vid2reid.layouts import COMPONENTS, LAYOUTS, LIMBS, bones, get_part_map
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import make_config
-from vid2reid.runs import load_embedder
+from vid2reid.settings import make_config
+from vid2reid.run import open_run
 from vid2reid.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -104,7 +104,7 @@ def test_reconstruction_loss_falls_on_synthetic_walkers(pre):
     assert all("rec_joint" in h and "rec_limb" in h for h in history)
     info = json.loads((run / "config.json").read_text())
     assert info["method"] == "sm-sge" and info["layout"] == "h36m-17"
-    embed, _ = load_embedder(run)  # eval works on the SM-SGE run directly
+    embed = open_run(run).embedder().windows  # eval works on the SM-SGE run directly
     out = embed(np.zeros((2, 6, 17, 3), np.float32))
     assert out.shape == (2, 48) and np.isfinite(out).all()
 
@@ -134,7 +134,7 @@ def test_init_loads_the_graph_encoder_and_fine_tunes(store: Path, pre, tmp_path:
     assert any(not torch.equal(tuned[f"encoder.graph.{k}"], v) for k, v in graph.items())
     info = json.loads((tmp_path / "ft1" / "config.json").read_text())
     assert info["encoder"] == "graph" and info["init"] == str(run.resolve())
-    embed, _ = load_embedder(tmp_path / "ft1")
+    embed = open_run(tmp_path / "ft1").embedder().windows
     assert embed(np.zeros((2, 6, 17, 3), np.float32)).shape == (2, 32)
 
 
@@ -150,7 +150,7 @@ def test_init_errors_are_one_line(store: Path, pre, tmp_path: Path):
     info.update(layout="kinect-v1-20", num_joints=20)
     (other / "config.json").write_text(json.dumps(info))
     base = ["train", "--data", str(store), "--preset", "kgbd", "--epochs", "1", "--no-progress"]
-    for init, words in ((other, "kinect-v1-20"), (tmp_path / "missing", "not a training run")):
+    for init, words in ((other, "kinect-v1-20"), (tmp_path / "missing", "no such run folder")):
         res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "ft"), "--init", str(init)])
         assert res.exit_code == 1, res.output
         errors = [s for s in res.output.splitlines() if "error" in s.lower()]
@@ -210,7 +210,7 @@ def test_run_written_before_init_and_encoder_existed_resumes(store: Path, tmp_pa
     save_run_file(run / "checkpoint.pt", ck)
     info = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({k: v for k, v in info.items() if k not in new}))
-    embed, _ = load_embedder(run)  # an old run loads as SimMC's MLP
+    embed = open_run(run).embedder().windows  # an old run loads as SimMC's MLP
     assert embed(np.zeros((1, 6, 17, 3), np.float32)).shape == (1, 16)
     res = train(make_config("kgbd", epochs=2, hidden=16, eps=0.7, batch_size=64), store, run,
                 progress=False)

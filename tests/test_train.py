@@ -12,8 +12,8 @@ from vid2reid.cli import app
 from vid2reid.errors import ConfigError, ProtocolError
 from vid2reid.store import read_manifest, write_manifest
 from vid2reid.synthetic import make_synthetic_store
-from vid2reid.config import make_config
-from vid2reid.runs import load_embedder
+from vid2reid.settings import make_config
+from vid2reid.run import open_run
 from vid2reid.train import epoch_windows, train
 from vid2reid.data import training_sequences
 
@@ -53,7 +53,8 @@ def test_run_directory_layout_and_embedder(store: Path, tmp_path: Path):
     lines = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert {"loss", "clusters", "outliers"} <= set(lines[0])
-    embed, conf = load_embedder(run)
+    opened = open_run(run)
+    embed, conf = opened.embedder().windows, opened.info
     out = embed(np.zeros((3, 20, 17, 3), np.float32))
     assert out.shape == (3, 256) and conf["method"] == "simmc"
     assert not list(run.glob("*.tmp"))

@@ -1,23 +1,20 @@
 """Training settings: one frozen dataclass whose field defaults are the defaults.
 
-Order of precedence, lowest first: the field defaults (label-free: people pseudo-labels,
-nothing tuned per data set), a data-set preset (the SimMC paper's settings, DBSCAN clusters),
-the method's own defaults (vid2reid.methods), the ablation, the run an ``--init`` starts from,
-explicit options. Everything is saved to the run's config.json.
+The field defaults are label-free (people pseudo-labels, nothing tuned per data set); how a
+run's settings are layered over them is vid2reid.settings. This module knows no method: the
+methods registry validates a config (vid2reid.methods.validate). Everything is saved to the
+run's config.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from vid2reid.cluster import K1_READINGS, PSEUDO_LABELS
 from vid2reid.data import TRAIN_WINDOWS
-from vid2reid.errors import ConfigError, StoreError
-from vid2reid.methods import REGISTRY, get_method
-from vid2reid.presets import get_preset
+from vid2reid.errors import ConfigError, RunError
 from vid2reid.protocols import PROTOCOLS
 
 ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
@@ -87,97 +84,10 @@ class TrainConfig:
     msclr_cross: str = "mutual"
 
 
-def preset_settings(preset: str) -> dict[str, object]:
-    """The SimMC paper's settings for a data set, with its DBSCAN pseudo-labels."""
-    p = get_preset(preset)
-    return dict(preset=p.name, f=p.f, x=p.x, tau=p.tau, eps=p.eps, min_samples=p.min_samples,
-                lam=p.lam, pseudo_labels="clusters", unit_features=False)
-
-
-def make_config(preset: str | None = None, method: str = "simmc", ablation: str = "mpc+mic",
-                **overrides: object) -> TrainConfig:
-    """The settings of a run: see the module docstring for the order (None = not given).
-
-    ``preset=None`` (or "none"): the label-free defaults. An override that contradicts the
-    ablation (e.g. ``ablation='npc', q=2``) is a ConfigError.
-    """
-    ablation = ablation.strip().lower()
-    if ablation not in ABLATIONS:
-        raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    values: dict[str, object] = {"method": method.strip().lower(), "ablation": ablation}
-    if preset is None or preset.strip().lower() in ("", "none"):
-        values["x"] = default_masked(int(given.get("f", TrainConfig.f)))  # type: ignore[call-overload]
-    else:
-        values.update(preset_settings(preset))
-    values.update(get_method(str(values["method"])).defaults)
-    for key, forced in ABLATIONS[ablation].items():
-        if key in given and given[key] != forced:
-            raise ConfigError(f"ablation {ablation!r} sets {key}={forced}; it cannot be "
-                              f"overridden to {given[key]}")
-        values[key] = forced
-    values.update(given)
-    unused = [k for k in ("eps", "min_samples", "k1", "k2", "k1_reading") if k in given]
-    if values.get("pseudo_labels", TrainConfig.pseudo_labels) != "clusters" and unused:
-        raise ConfigError(f"{', '.join(unused)} only apply to --pseudo-labels clusters (DBSCAN), "
-                          f"not {values.get('pseudo_labels', TrainConfig.pseudo_labels)!r}; add "
-                          f"--pseudo-labels clusters or a --preset")
-    if "himpc_levels" in values:
-        values["himpc_levels"] = tuple(values["himpc_levels"])  # type: ignore[arg-type]
-    if values.get("init"):
-        values.update(init_settings(str(values["init"]), str(values["method"]), given))
-    cfg = TrainConfig(**values)  # type: ignore[arg-type]
-    validate(cfg)
-    return cfg
-
-
-def read_run_config(run: Path, purpose: str) -> dict:
-    """The config.json of a finished (or checkpointed) run; ConfigError naming ``purpose``."""
-    path = run / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{purpose} {run}: not a training run (no config.json)")
-    if not (run / "model.pt").is_file() and not (run / "checkpoint.pt").is_file():
-        raise ConfigError(f"{purpose} {run}: no model.pt or checkpoint.pt (training never "
-                          f"finished an epoch)")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{purpose} {path}: unreadable ({exc})") from None
-    return check_run_config(info, path)
-
-
-def init_settings(init: str, method: str, given: dict) -> dict:
-    """The settings a run started from ``init`` inherits: its encoder and that encoder's shape.
-
-    ConfigError (one line) for a missing run, a method that cannot start from one, or an
-    explicitly given encoder setting that does not fit the run's encoder.
-    """
-    takers = [name for name in REGISTRY if get_method(name).load_init is not None]
-    if method not in takers:
-        raise ConfigError(f"--init works with --method {' / '.join(takers)}, not {method!r}")
-    run = Path(init)
-    info = read_run_config(run, "--init")
-    src = info.get("method", "simmc")
-    giver = get_method(src) if src in REGISTRY else None
-    if giver is None or giver.handover is None:
-        givers = [n for n in REGISTRY if get_method(n).handover is not None]
-        raise ConfigError(f"--init {run}: a {src} run has no encoder {method} can start from "
-                          f"(use a {' or '.join(givers)} run)")
-    inherit = giver.handover(info).settings
-    for key, value in inherit.items():
-        if key in given and given[key] != value:
-            raise ConfigError(f"--init {run}: its encoder has {key}={value!r}, which does not fit "
-                              f"{key}={given[key]!r}")
-    return {**inherit, "init": str(run.resolve())}
-
-
-def validate(cfg: TrainConfig) -> None:
-    """ConfigError naming the first invalid setting (the method checks its own last)."""
+def check_settings(cfg: TrainConfig) -> None:
+    """ConfigError naming the first invalid shared setting. The method's own settings are
+    checked by the methods registry (vid2reid.methods.validate), which calls this first."""
     checks = [
-        (cfg.method in REGISTRY, f"method must be one of {', '.join(REGISTRY)}, got {cfg.method!r}"),
         (cfg.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}, "
                                     f"got {cfg.protocol!r}"),
         (cfg.f >= 1, f"f (frames per window) must be >= 1, got {cfg.f}"),
@@ -208,11 +118,6 @@ def validate(cfg: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
-    method = get_method(cfg.method)
-    if cfg.encoder not in method.encoders:
-        raise ConfigError(f"encoder must be one of {', '.join(method.encoders)} with --method "
-                          f"{cfg.method}, got {cfg.encoder!r}")
-    method.check_config(cfg)
 
 
 def config_dict(cfg: TrainConfig) -> dict:
@@ -251,22 +156,22 @@ def _kind_error(value: object, default: object) -> str | None:
 
 def check_run_config(info: object, path: Path | str) -> dict:
     """``info`` (a run's parsed config.json) when every setting has the type training gave it;
-    a one-line StoreError naming the file and the setting otherwise (hand-edited files)."""
+    a one-line RunError naming the file and the setting otherwise (hand-edited files)."""
     if not isinstance(info, dict):
         kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
                 type(None): "null"}.get(type(info), type(info).__name__)
-        raise StoreError(f"{path}: not a run's settings (a JSON {kind}, not an object)")
+        raise RunError(f"{path}: not a run's settings (a JSON {kind}, not an object)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in info:
             want = _kind_error(info[f.name], f.default)
             if want:
-                raise StoreError(f"{path}: {f.name!r} must be {want}, got "
+                raise RunError(f"{path}: {f.name!r} must be {want}, got "
                                  f"{repr(info[f.name])[:60]}")
     n = info.get("num_joints")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise StoreError(f"{path}: 'num_joints' must be a positive integer, got "
+        raise RunError(f"{path}: 'num_joints' must be a positive integer, got "
                          f"{repr(n)[:60] if 'num_joints' in info else 'nothing'}")
     if not isinstance(info.get("layout", ""), str):
-        raise StoreError(f"{path}: 'layout' must be a string, got {repr(info['layout'])[:60]}")
+        raise RunError(f"{path}: 'layout' must be a string, got {repr(info['layout'])[:60]}")
     return info
 

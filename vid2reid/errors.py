@@ -27,3 +27,9 @@ class PoseError(Vid2ReidError):
 
 class LockError(Vid2ReidError):
     """Another process is writing the same output folder (a run or a store)."""
+
+
+class RunError(Vid2ReidError):
+    """A trained run folder cannot be used: missing, unfinished, or a file in it is wrong.
+
+    The message names the file and, for a setting, the field."""

@@ -34,35 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2reid.data import make_windows
 from vid2reid.errors import ConfigError, ProtocolError, StoreError
 from vid2reid.metrics import RankMetrics, rank_metrics
 from vid2reid.protocols import (eval_records, get_protocol, select_probe_gallery,
                                 uses_split_column)
-from vid2reid.store import (Record, content_hash, cut_to_common, load_joints, read_manifest,
-                            record_hash)
+from vid2reid.rank import recording_groups
+from vid2reid.run.embed import Embedder, Walks, one_layout, store_loader
+from vid2reid.store import Record, cut_to_common, load_joints, read_manifest
 
 log = logging.getLogger(__name__)
 
 BASELINES = ("raw",)
 DEFAULT_F = 40  # CASIA-B's window length (casia-b preset)
 LEVELS = ("window", "sequence")
-
-
-def raw_features(x: np.ndarray) -> np.ndarray:
-    """Raw baseline: mean over frames of root-relative joints, flattened. (N, f, J, 3) -> (N, 3J)."""
-    return x.mean(axis=1).reshape(len(x), -1)
-
-
-def embed_windows(embed: Callable[..., np.ndarray], x: np.ndarray, layout: str = "",
-                  batch: int = 4096) -> np.ndarray:
-    """Features of windows ``x`` in fixed batches (the same batches give the same features); a
-    run's embedder is told their layout."""
-    if len(x) == 0:
-        return np.empty((0, 0), np.float32)
-    call = (lambda a: embed(a)) if embed is raw_features else (lambda a: embed(a, layout or None))
-    return np.concatenate([np.asarray(call(x[i:i + batch]), np.float32)
-                           for i in range(0, len(x), batch)])
 
 
 ENSEMBLES = ("mean", "concat")
@@ -90,18 +74,6 @@ def _aligned(stores: list[Path], recs: list[Record], joints: list[np.ndarray], f
         copies.append([(by_path[rec.path], load_joints(store, by_path[rec.path]))
                        for rec in recs])
     return cut_to_common(stores, copies, f)
-
-
-def video_means(feats: np.ndarray, keys: list[str] | np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean feature per video key (keys sorted); returns (features, index of one window per
-    video, each window's video number)."""
-    uniq, first, inv = np.unique(np.asarray(keys), return_index=True, return_inverse=True)
-    inv = inv.ravel()
-    sums = np.zeros((len(uniq), feats.shape[1]), np.float64)
-    np.add.at(sums, inv, feats)
-    counts = np.bincount(inv, minlength=len(uniq))[:, None]
-    return (sums / counts).astype(np.float32), first, inv
 
 
 def _score(items: dict, cross_view: bool) -> tuple[RankMetrics, dict[str, float]]:
@@ -141,42 +113,20 @@ def _score(items: dict, cross_view: bool) -> tuple[RankMetrics, dict[str, float]
                        no_match=no_match), view_top1
 
 
-def same_recording_groups(keys: dict[str, np.ndarray], hashes: dict[str, np.ndarray]
-                          ) -> dict[str, np.ndarray]:
-    """Per side, a group label for each item: items of one video (same key) or with identical
-    joints (same content hash) share a label, across sides and transitively (a walk listed
-    twice is one recording, and so is every piece cut from its video)."""
-    parent: dict[str, str] = {}
-
-    def find(a: str) -> str:
-        while parent.setdefault(a, a) != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for side in keys:
-        for k, h in set(zip(keys[side].tolist(), hashes[side].tolist())):
-            ra, rb = find("v" + k), find("h" + h)
-            if ra != rb:
-                parent[rb] = ra
-    return {side: np.array([find("v" + k) for k in keys[side].tolist()]) for side in keys}
-
-
-def exclude_same_recordings(items: dict[str, dict[str, dict]], notes: list[str]) -> int:
-    """Give every item its ``group`` (:func:`same_recording_groups`): a probe is never ranked
-    against a gallery item of its group. Returns (and notes) how many probe/gallery pairs of
-    sequences hold identical joints."""
+def exclude_same_recordings(items: dict[str, dict[str, dict]], walks: dict[str, Walks],
+                            notes: list[str]) -> int:
+    """Give every item its ``group`` (vid2reid.rank.recording_groups): a probe is never ranked
+    against a gallery item of its own recording. Returns (and notes) how many probe/gallery
+    pairs of sequences hold identical joints."""
     from collections import Counter
 
-    window = items["window"]
-    groups = same_recording_groups({s: window[s]["video"] for s in window},
-                                   {s: window[s]["content"] for s in window})
-    for side in window:
-        window[side]["group"] = groups[side]
-        _, one = np.unique(window[side]["video"], return_index=True)  # as video_means
-        items["sequence"][side]["group"] = groups[side][one]
-    seqs = {s: set(zip(window[s]["content"].tolist(), window[s]["video"].tolist()))
-            for s in window}
+    groups = recording_groups({s: w.keys for s, w in walks.items()},
+                              {s: w.row_hashes for s, w in walks.items()})
+    for side, w in walks.items():
+        items["sequence"][side]["group"] = groups[side]
+        items["window"][side]["group"] = groups[side][w.window_walk]
+    seqs = {s: {(h, k) for k, hs in zip(w.keys, w.row_hashes) for h in hs}
+            for s, w in walks.items()}
     in_gallery = Counter(h for h, _ in seqs["gallery"])
     same = sum(in_gallery[h] for h, _ in seqs["probe"])
     renamed = same - len(seqs["probe"] & seqs["gallery"])
@@ -200,35 +150,28 @@ def _why_no_probe(items: dict, level: str) -> str:
             f"(and --gallery-data)")
 
 
-def _load_side(data_dir: Path, records: list[Record], idx: np.ndarray,
-               f: int) -> tuple[list[Record], list[np.ndarray], int]:
-    kept, arrays, short = [], [], 0
-    for i in idx:
-        joints = load_joints(data_dir, records[i])
-        if len(joints) < f:
-            short += 1
-            continue
-        kept.append(records[i])
-        arrays.append(joints)
-    return kept, arrays, short
-
-
 @dataclass
 class Representation:
-    """What turns windows into features: a run's encoder or the raw baseline."""
+    """What turns windows into features (a run's encoder or the raw baseline), with notes."""
 
-    embed: Callable[..., np.ndarray]
-    f: int
-    description: str
+    embedder: Embedder
     run: str | None  # the run folder; None for the raw baseline
     notes: list[str]
     standard: bool = True
     stopped: str = ""  # e.g. "run stopped at epoch 4 of 30"; "" for a finished run
 
+    @property
+    def f(self) -> int:
+        return self.embedder.f
+
+    @property
+    def description(self) -> str:
+        return self.embedder.description
+
 
 def representation(baseline: str | None, run_dir: Path | str | None, runs_dir: Path | str,
                    f: int | None, preset: str | None, unit_features: bool | None,
-                   protocol: str, split_column: bool) -> Representation:
+                   protocol: str, split_column: bool, device: str = "cpu") -> Representation:
     """The raw baseline (``baseline="raw"``) or the run ``run_dir`` (default: the latest)."""
     if baseline is not None:
         if baseline.strip().lower() not in BASELINES:
@@ -238,75 +181,65 @@ def representation(baseline: str | None, run_dir: Path | str | None, runs_dir: P
         if f is None and preset is not None:
             from vid2reid.presets import get_preset
             f = get_preset(preset).f
-        rep = Representation(raw_features, int(f or DEFAULT_F),
-                             "baseline raw (mean root-relative joints)", None, [])
-    else:
-        from vid2reid.runs import latest_run, load_embedder, progress  # torch only for a run
+        return Representation(Embedder.raw(int(f or DEFAULT_F)), None, [])
+    from vid2reid.run import open_run  # torch only for a run
 
-        run = Path(run_dir) if run_dir is not None else latest_run(runs_dir)
-        embed, config = load_embedder(run, unit_features=unit_features)
-        run_f = int(config["f"])
-        if f is not None and int(f) != run_f:
-            raise ConfigError(f"--f {f} does not match run {run} (trained with f={run_f}); "
-                              f"--f is for --baseline raw")
-        stopped = progress(config, run)
-        rep = Representation(embed, run_f, f"run {run}" + (f" ({stopped})" if stopped else ""),
-                             str(run), [stopped] if stopped else [], stopped=stopped)
-        trained = str(config.get("protocol", protocol))
-        if trained != protocol and not split_column:
-            rep.standard = False
-            rep.notes.append(f"run was trained under protocol {trained!r} but is evaluated under "
-                             f"{protocol!r}: test subjects may have been seen in training")
-    if rep.f < 1:
-        raise ConfigError(f"f must be a positive number of frames, got {rep.f}")
+    run = open_run(run_dir, runs_dir, unit_features=unit_features)
+    if f is not None and int(f) != run.f:
+        raise ConfigError(f"--f {f} does not match run {run.path} (trained with f={run.f}); "
+                          f"--f is for --baseline raw")
+    rep = Representation(run.embedder(device), str(run.path),
+                         [run.stopped] if run.stopped else [], stopped=run.stopped)
+    trained = run.config.protocol
+    if trained != protocol and not split_column:
+        rep.standard = False
+        rep.notes.append(f"run was trained under protocol {trained!r} but is evaluated under "
+                         f"{protocol!r}: test subjects may have been seen in training")
     return rep
 
 
 def side_items(side: str, stores: list[Path], records: list[Record], idx: np.ndarray,
-               rep: Representation, ensemble: str, notes: list[str]) -> tuple[dict, dict, int]:
-    """One side's (probe or gallery) window items and sequence items, and how many of its
-    sequences were too short; an ensemble over ``stores`` when there are several."""
+               rep: Representation, ensemble: str, notes: list[str]
+               ) -> tuple[dict, dict, Walks]:
+    """One side's (probe or gallery) window items, sequence items and walks (with how many of
+    its sequences were too short); an ensemble over ``stores`` when there are several."""
     f, side_dir = rep.f, stores[0]
-    first: tuple[Record, int] | None = None  # one store uses one joint layout
-    recs, joints, skipped = _load_side(side_dir, records, idx, f)
-    hash_of = {r.path: record_hash(r) or content_hash(j) for r, j in zip(recs, joints)}
-    if not recs:
-        raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are shorter "
-                            f"than f={f} frames")
-    for rec, j in zip(recs, joints):
-        first = first or (rec, j.shape[1])
-        if j.shape[1] != first[1]:
-            raise StoreError(f"{side_dir / rec.path}: has {j.shape[1]} joints but "
-                             f"{side_dir / first[0].path} has {first[1]}; one store must use "
-                             f"one joint layout")
-    if len(stores) > 1:
-        kept, cut, short = _aligned(stores, recs, joints, f)
-        all_recs = [[r for r, _ in k] for k in kept]
-        all_joints = [[j for _, j in k] for k in kept]
-        skipped += short
+    recs = [records[i] for i in idx]
+    emb = rep.embedder
+    if len(stores) == 1:
+        walks = emb.walks(recs, store_loader(side_dir, recs), store=str(side_dir))
+        if not len(walks):
+            raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are "
+                                f"shorter than f={f} frames")
+    else:
+        load = store_loader(side_dir, recs)
+        kept = [(r, j) for r, j in ((r, load(i)) for i, r in enumerate(recs)) if len(j) >= f]
+        if not kept:
+            raise ProtocolError(f"no {side} items: all {len(idx)} {side} sequence(s) are "
+                                f"shorter than f={f} frames")
+        short = len(recs) - len(kept)
+        aligned, cut, short_cut = _aligned(stores, [r for r, _ in kept], [j for _, j in kept], f)
         if cut:
             notes.append(f"{cut} {side} sequence(s) cut to the video frames every --data store "
                          f"holds (start_frame)")
-        if not all_recs[0]:
+        if not aligned[0]:
             raise ProtocolError(f"no {side} items: no {side} sequence has f={f} frames that "
                                 f"every --data store holds")
-        recs = all_recs[0]
         # equal lengths in every store, so every store's windows come from the same frames
-        wins = [make_windows(r, j, f, stride=f) for r, j in zip(all_recs, all_joints)]
-        feats = _combine([embed_windows(rep.embed, w.x, _layout(r)) for w, r in zip(wins, all_recs)],
-                         ensemble)
-        win = wins[0]
-    else:
-        win = make_windows(recs, joints, f, stride=f)
-        feats = embed_windows(rep.embed, win.x, _layout(recs))
-    seq_recs = [recs[i] for i in win.seq]
-    keys = ["|".join(r.video_key) for r in seq_recs]
-    window = {"x": feats, "id": np.array([r.subject for r in seq_recs]),
-              "video": np.array(keys), "view": np.array([r.view for r in seq_recs]),
-              "content": np.array([hash_of[r.path] for r in seq_recs])}
-    mean, one, _ = video_means(feats, keys)
-    sequence = {"x": mean, **{k: window[k][one] for k in ("id", "video", "view")}}
-    return window, sequence, skipped
+        keys = ["|".join(r.video_key) for r, _ in aligned[0]]
+        parts = [emb.walks([r for r, _ in a], [j for _, j in a], keys=keys, store=str(st))
+                 for a, st in zip(aligned, stores)]
+        walks = parts[0].with_window_features(_combine([p.window_features for p in parts],
+                                                       ensemble))
+        walks.skipped_short = short + short_cut
+    rows = walks.rows
+    ids = np.array([r["subject"] for r in rows])
+    views = np.array([r["view"] for r in rows])
+    keys = np.array(walks.keys)
+    ww = walks.window_walk
+    window = {"x": walks.window_features, "id": ids[ww], "video": keys[ww], "view": views[ww]}
+    sequence = {"x": walks.features, "id": ids, "video": keys, "view": views}
+    return window, sequence, walks
 
 
 def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | None = None,
@@ -314,7 +247,7 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
              protocol: str = "simmc", f: int | None = None, preset: str | None = None,
              runs_dir: Path | str = "runs", keep_features: bool = False,
              gallery_data: Path | str | None = None, ensemble: str = "mean",
-             unit_features: bool | None = None) -> dict:
+             unit_features: bool | None = None, device: str = "cpu") -> dict:
     """CMC top-1/5/10 and mAP at window and sequence level, as a JSON-ready dict.
 
     Scores ``run_dir`` (default: the latest run in ``runs_dir``) or, with
@@ -344,7 +277,7 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
     g_records = read_manifest(g_dir) if g_dir is not None else records
     split_column = uses_split_column(records)
     rep = representation(baseline, run_dir, runs_dir, f, preset, unit_features, proto.name,
-                         split_column)
+                         split_column, device)
     notes = list(rep.notes)
     if split_column:
         notes.append("train/test taken from the manifest's split column")
@@ -356,26 +289,26 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
         g_sel = select_probe_gallery(g_records, eval_records(g_records, proto.name), proto.name,
                                      probe, gallery)
         sides["gallery"] = ([g_dir], g_records, g_sel.gallery)
-        notes.append(f"probes from {data_dir} ({_layout(records)}), gallery from {g_dir} "
-                     f"({_layout(g_records)})")
+        notes.append(f"probes from {data_dir} ({one_layout(records)}), gallery from {g_dir} "
+                     f"({one_layout(g_records)})")
     if len(stores) > 1:
         notes.append(f"ensemble of {len(stores)} stores ({', '.join(str(s) for s in stores)}): "
                      f"L2-normalised features, {'averaged' if ensemble == 'mean' else 'concatenated'}")
     if baseline is not None:
-        used = {_layout(records)} | {_layout(read_manifest(s)) for s in stores[1:]}
-        used |= {_layout(g_records)}
+        used = {one_layout(records)} | {one_layout(read_manifest(s)) for s in stores[1:]}
+        used |= {one_layout(g_records)}
         if len(used) > 1:
             raise ConfigError(f"--baseline raw compares coordinates joint by joint, so it needs one "
                               f"layout; these stores have {', '.join(sorted(used))}")
     items: dict[str, dict[str, dict]] = {lvl: {} for lvl in LEVELS}
-    skipped = 0
+    walks: dict[str, Walks] = {}
     for side, (side_stores, side_records, idx) in sides.items():
-        items["window"][side], items["sequence"][side], short = side_items(
+        items["window"][side], items["sequence"][side], walks[side] = side_items(
             side, side_stores, side_records, idx, rep, ensemble, notes)
-        skipped += short
+    skipped = sum(w.skipped_short for w in walks.values())
     if skipped:
         notes.append(f"{skipped} sequence(s) shorter than f={rep.f} frames skipped")
-    result: dict = {"identical_pairs": exclude_same_recordings(items, notes)}
+    result: dict = {"identical_pairs": exclude_same_recordings(items, walks, notes)}
     for lvl in LEVELS:
         metrics, view_top1 = _score(items[lvl], proto.cross_view)
         if metrics.probes == 0:
@@ -405,21 +338,15 @@ def evaluate(data_dir: Path | str | list = "skeletons", run_dir: Path | str | No
     return result
 
 
-def _layout(records: list[Record]) -> str:
-    """The one layout of a store's records ('' when unnamed)."""
-    names = sorted({r.layout for r in records if r.layout})
-    return names[0] if len(names) == 1 else ""
-
-
 def evaluate_with_raw(data_dir: Path | str = "skeletons", run_dir: Path | str | None = None,
                       probe: str = "Normal", gallery: str = "Normal", protocol: str = "simmc",
                       runs_dir: Path | str = "runs", keep_features: bool = False,
-                      f: int | None = None) -> dict:
+                      f: int | None = None, device: str = "cpu") -> dict:
     """A run's result (as :func:`evaluate`) with ``result["raw"]``: the raw-coordinate baseline
     on the same store, protocol, setting and window length f, for the side-by-side table.
     ``f``, when given, must be the run's (ConfigError otherwise)."""
     result = evaluate(data_dir, run_dir=run_dir, probe=probe, gallery=gallery, protocol=protocol,
-                      runs_dir=runs_dir, keep_features=keep_features, f=f)
+                      runs_dir=runs_dir, keep_features=keep_features, f=f, device=device)
     result["raw"] = evaluate(data_dir, baseline="raw", probe=probe, gallery=gallery,
                              protocol=protocol, f=result["f"], keep_features=keep_features)
     return result

@@ -27,65 +27,66 @@ class StoreGrouping:
     evaluation: dict | None  # ARI and pairwise precision/recall against subjects, if any
 
 
-def walk_features(store_dir: Path | str, run_dir: Path | str, progress: bool = True,
-                  device: str = "cpu") -> tuple[list, np.ndarray, np.ndarray, list[str]]:
-    """Read every walk of a store once: (records, unit mean features (W, D), body
-    proportions (W, B), skipped walks). One walk in memory at a time."""
-    from tqdm import tqdm
-
-    from vid2reid.data import cut_windows, normalise
+def walk_features(store_dir: Path | str, run_dir: Path | str | None = None,
+                  progress: bool = True, device: str = "cpu", runs_dir: Path | str = "runs"
+                  ) -> tuple[list, np.ndarray, np.ndarray | None, list[str]]:
+    """Read every walk of a store once: (records (each walk's first row), unit-length walk
+    features (W, D) from the run's one embedder (vid2reid.run.embed), body proportions
+    (W, B), skipped rows). One row's joints in memory at a time."""
+    from vid2reid.data import normalise
     from vid2reid.errors import StoreError
-    from vid2reid.runs import load_embedder
-    from vid2reid.store import load_joints, read_manifest
+    from vid2reid.run import open_run
+    from vid2reid.run.embed import store_loader
+    from vid2reid.store import read_manifest
 
     store_dir = Path(store_dir)
     records = read_manifest(store_dir)
     if not records:
         raise StoreError(f"{store_dir}: the store has no walks (manifest.csv lists none)")
-    embed, info = load_embedder(run_dir, device=device)
-    run_layout = str(info.get("layout", ""))
+    run = open_run(run_dir, runs_dir)
     layouts = sorted({r.layout for r in records if r.layout})
-    if run_layout and layouts and layouts != [run_layout]:
+    if run.layout and layouts and layouts != [run.layout] and not run.any_layout:
         raise StoreError(f"{store_dir}: walks of layout {', '.join(layouts)} but the run "
-                         f"{run_dir} was trained on {run_layout!r}; group with a run of the "
+                         f"{run.path} was trained on {run.layout!r}; group with a run of the "
                          f"same layout (or convert the store with 'vid2reid convert')")
-    f = int(info.get("f", 40))
-    kept, feats, frames, skipped = [], [], [], []
-    for rec in tqdm(records, desc="walks", unit="walk", disable=not progress, dynamic_ncols=True):
-        try:
-            joints = load_joints(store_dir, rec)
-        except StoreError as exc:
-            skipped.append(str(exc))
-            continue
-        joints = normalise(joints, rec.layout or run_layout)
-        win = cut_windows(joints, f, max(1, f // 2))
-        if len(win) == 0:
-            skipped.append(f"{store_dir / rec.path}: {len(joints)} frames, shorter than the "
-                           f"run's windows (f={f})")
-            continue
-        z = np.asarray(embed(win, rec.layout or None), dtype=np.float64).mean(axis=0)
-        feats.append(z / max(float(np.linalg.norm(z)), 1e-12))
+    base = store_loader(store_dir, records)
+    frames: dict[str, list[np.ndarray]] = {}  # per walk key: subsampled root-relative frames
+
+    def load(i: int) -> np.ndarray:
+        joints = base(i)
+        rec = records[i]
         step = max(1, len(joints) // 200)
-        frames.append(joints[::step])
-        kept.append(rec)
-    if not kept:
+        frames.setdefault("|".join(rec.video_key), []).append(
+            normalise(joints[::step], rec.layout or run.layout))
+        return joints
+
+    skipped: list[str] = []
+    walks = run.embedder(device).walks(records, load, store=str(store_dir),
+                                       keep_windows=False, progress=progress, skipped=skipped)
+    if not len(walks):
         raise StoreError(f"{store_dir}: no walk could be grouped ({len(skipped)} left out; "
-                         f"first: {skipped[0]})")
+                         f"first: {skipped[0] if skipped else 'none'})")
+    by_path = {r.path: r for r in records}
+    kept = [by_path[p] for p in walks.paths]
+    feats = walks.features.astype(np.float64)
+    feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     try:
-        body = body_proportions(frames)
+        body = body_proportions([np.concatenate(frames[k]) for k in walks.keys])
     except ConfigError:
         body = None
-    return kept, np.stack(feats).astype(np.float32), body, skipped
+    return kept, feats.astype(np.float32), body, skipped
 
 
-def group_store(store_dir: Path | str, run_dir: Path | str, people: int | None = None,
-                progress: bool = True, device: str = "cpu") -> StoreGrouping:
+def group_store(store_dir: Path | str, run_dir: Path | str | None = None,
+                people: int | None = None, progress: bool = True, device: str = "cpu",
+                runs_dir: Path | str = "runs") -> StoreGrouping:
     """Assign every walk of a store a person (no labels read) and a confidence.
 
     Subjects, where the manifest has them, are read only afterwards, for the
     ``evaluation`` (ARI, pairwise precision and recall).
     """
-    records, feats, body, skipped = walk_features(store_dir, run_dir, progress, device)
+    records, feats, body, skipped = walk_features(store_dir, run_dir, progress, device,
+                                                  runs_dir)
     assoc = associate(feats, body, people=people, with_confidence=True)
     subjects = [r.subject for r in records]
     evaluation = compare_with_subjects(assoc.labels, subjects) if all(subjects) else None

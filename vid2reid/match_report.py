@@ -23,7 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vid2reid.retrieval import QueryResult, has_identity
+from vid2reid.run.embed import has_identity
+from vid2reid.search import QueryResult
 from vid2reid.store import atomic_write_bytes
 
 STRIP_HEIGHT = 112

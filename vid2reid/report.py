@@ -193,12 +193,15 @@ _CLASS_TITLES = {"people": "classes: people (walks grouped by features and body)
 
 
 def read_run_config(run_dir: Path | str) -> dict:
-    """A run's ``config.json`` as a dict (empty when it is missing or unreadable)."""
+    """A run's ``config.json`` as vid2reid.run reads it (empty when the run cannot be opened:
+    the page then titles the training panels generically)."""
+    from vid2reid.errors import RunError
+    from vid2reid.run import open_run
+
     try:
-        value = json.loads((Path(run_dir) / "config.json").read_text())
-    except (OSError, ValueError):
+        return open_run(run_dir).info
+    except RunError:
         return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _numbers(history: list[dict], key: str) -> list[tuple[int, float]]:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vid2reid.errors import StoreError
+from vid2reid.errors import StoreError, Vid2ReidError
 from vid2reid.store import atomic_write_bytes
 
 FORMAT = 1
@@ -251,3 +251,15 @@ def load_run_file(path: Path | str, map_location=None, required: Iterable[str] =
         raise StoreError(f"{path}: not a vid2reid run file (no {', '.join(map(repr, missing))})")
     return obj
 
+
+def load_state(model: torch.nn.Module, state: object, path: Path,
+               error: type[Vid2ReidError] = StoreError) -> None:
+    """``model.load_state_dict(state)``; one line naming ``path`` when the weights do not fit
+    (a model.pt of another layout, a resume onto other data)."""
+    try:
+        model.load_state_dict(state)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["mismatch"]
+        first = lines[1 if len(lines) > 1 else 0][:200]  # the first mismatch, not the heading
+        raise error(f"{path}: does not fit the model its config.json describes ({first})"
+                    ) from None

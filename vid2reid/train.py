@@ -21,11 +21,13 @@ import numpy as np
 import torch
 
 from vid2reid import interrupts, runs, safepath
-from vid2reid.config import TrainConfig, config_dict, validate
+from vid2reid.config import TrainConfig, config_dict
+from vid2reid.device import resolve_device
 from vid2reid.data import SequenceBank, training_sequences
 from vid2reid.errors import ConfigError
-from vid2reid.methods import get_method
+from vid2reid.methods import get_method, validate
 from vid2reid.methods.base import Method, Plan
+from vid2reid.run import load_init
 from vid2reid.store import data_hash
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
     latest = safepath.runs_folder(Path(out))  # decided before this run adds itself to it
     with runs.run_folder(Path(out), force) as out, _deterministic():
         method = get_method(cfg.method)
-        device = runs.resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
         if cfg.protocol == "all":
             log.warning("protocol 'all' is NON-STANDARD: the test sequences are also trained on")
         bank, records, layout = _training_data(method, cfg, stores)
@@ -164,7 +166,7 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
             log.warning("%s: existing checkpoint ignored (--no-resume); starting over",
                         out / runs.CHECKPOINT)
         if cfg.init and start == 0:
-            runs.load_init(model, cfg, num_joints, layout, device)
+            load_init(model, cfg, num_joints, layout, device)
         # after the resume check: a refused resume leaves the run's config.json as it was
         runs.write_json(out / "config.json", run_info)
         runs.rewrite_log(out, history)

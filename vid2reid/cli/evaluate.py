@@ -14,7 +14,7 @@ from vid2reid.cli._app import app, setup_logging, user_errors
 # fmt: off
 @app.command("eval")
 def eval_cli(
-    run: Path = typer.Option(None, "--run", "-r", help="Run directory written by 'vid2reid train'. Default: the latest run in --runs-dir.", file_okay=False),
+    run: Path = typer.Option(None, "--run", "-r", help="Run to use: a run folder written by 'vid2reid train', a folder of runs (its latest finished run) or a LATEST file. Default: the latest run in --runs-dir."),
     data: List[Path] = typer.Option([Path("skeletons")], "--data", "-d", help="Skeleton store to evaluate on (the directory with manifest.csv). Given more than once (stores of the same recordings in different layouts, an ms-clr run): the ensemble of the conventions, see --ensemble."),
     gallery_data: Optional[Path] = typer.Option(None, "--gallery-data", help="Take the gallery items from this store instead (probes stay in --data): cross-convention re-ID, e.g. probes in kinect-v1-20 and gallery in coco-17, with an ms-clr run."),
     ensemble: str = typer.Option("mean", "--ensemble", help="With several --data: mean (average) or concat (concatenate) each store's L2-normalised features."),
@@ -25,6 +25,7 @@ def eval_cli(
     baseline: str = typer.Option(None, "--baseline", help="'raw': score raw root-relative joint coordinates (mean over each window's frames) instead of a trained run; needs no run."),
     f: int = typer.Option(None, "--f", help="Frames per window for --baseline raw (default: the preset's f, 40 for CASIA-B). A run always uses the f it was trained with.", min=1),
     preset: str = typer.Option(None, "--preset", help="Data-set preset that gives f for --baseline raw (e.g. casia-b, kgbd)."),
+    device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     raw: bool = typer.Option(True, "--raw/--no-raw", help="When scoring a run, also score raw root-relative joint coordinates through the same windows and protocol, and print both side by side with one line on what the difference means."),
     report: Path = typer.Option(None, "--report", help="Also write an HTML report to this folder: index.html (opens from disk) with the result table, the CMC curve (rank 1-20, trained vs raw), a 2-D map of the test features coloured by identity and the run's training curves, each also as a PNG. Needs matplotlib.", file_okay=False),
@@ -57,13 +58,14 @@ def eval_cli(
         if side_by_side:
             result = evaluate_with_raw(data[0], run_dir=run, probe=probe, gallery=gallery,
                                        protocol=protocol, runs_dir=runs_dir,
-                                       keep_features=report is not None, f=f)
+                                       keep_features=report is not None, f=f, device=device)
             table = format_comparison(result)
         else:
             result = evaluate(data if cross else data[0], run_dir=run, baseline=baseline,
                               probe=probe, gallery=gallery, protocol=protocol, f=f, preset=preset,
                               runs_dir=runs_dir, keep_features=report is not None,
-                              gallery_data=gallery_data, ensemble=ensemble.strip().lower())
+                              gallery_data=gallery_data, ensemble=ensemble.strip().lower(),
+                              device=device)
             table = format_table(result)
         if json_path is not None:
             atomic_write_bytes(json_path, (json.dumps(without_features(result), indent=2)

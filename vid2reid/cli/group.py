@@ -14,11 +14,13 @@ from vid2reid.threads import set_threads
 # fmt: off
 @app.command("group")
 def group_cli(
-    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by 'vid2reid train' (its encoder describes each walk).", file_okay=False),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run to use: a run folder written by 'vid2reid train', a folder of runs (its latest finished run) or a LATEST file. Default: the latest run in --runs-dir. Its encoder describes each walk."),
     data: Path = typer.Option(..., "--data", "-d", help="Skeleton store whose walks are grouped (every walk, train and test).", file_okay=False),
     out: Path = typer.Option(Path("people.csv"), "--out", "-o", help="CSV written: path (as in the manifest), person, confidence (0-1).", dir_okay=False),
     people: Optional[int] = typer.Option(None, "--people", min=1, help="Force this many people (default: found from the data)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a page to this folder: each group with a picture of every walk's skeleton.", file_okay=False),
+    device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (only on a terminal)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
@@ -29,7 +31,8 @@ def group_cli(
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
         from vid2reid.grouping import group_store, write_group_report, write_grouping_csv
 
-        g = group_store(data, run, people=people, progress=show_progress(progress))
+        g = group_store(data, run, people=people, progress=show_progress(progress),
+                        device=device, runs_dir=runs_dir)
         write_grouping_csv(g, out)
         a = g.association
         for line in g.skipped:

@@ -16,9 +16,10 @@ from vid2reid.threads import set_threads
 def index_cli(
     data: Path = typer.Option(..., "--data", "-d", help="Gallery skeleton store.", file_okay=False),
     out: Path = typer.Option(..., "--out", "-o", help="Index file to write (e.g. gallery.idx).", dir_okay=False),
-    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run directory. Default: the latest run in --runs-dir.", file_okay=False),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run to use: a run folder written by 'vid2reid train', a folder of runs (its latest finished run) or a LATEST file. Default: the latest run in --runs-dir."),
     condition: Optional[str] = typer.Option(None, "--condition", help="Only rows of this condition (Normal/nm, Bags/bg, ...)."),
     split: Optional[str] = typer.Option(None, "--split", help="Only train or test rows."),
+    device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
@@ -29,15 +30,14 @@ def index_cli(
     index built by another run (other weights or settings).
     """
     setup_logging(verbose)
-    from vid2reid.retrieval import build_index, load_run
-
     with user_errors():
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
-        if run is None:
-            from vid2reid.runs import latest_run
+        from vid2reid.gallery_index import build_index
+        from vid2reid.run import open_run
 
-            run = latest_run(runs_dir)
-        index = build_index(load_run(run), data, condition, split)
+        opened = open_run(run, runs_dir)
+        run = opened.path
+        index = build_index(opened, data, condition, split, device)
         index.save(out)
         w = index.walks
         typer.echo(f"index written to {out}: {len(w)} walks ({len(w.window_features)} windows, "

@@ -17,7 +17,7 @@ from vid2reid.threads import set_threads
 def match_cli(
     queries: List[Path] = typer.Argument(..., help="Query walks: video files, folders of videos (extracted with the pose backend that gives the gallery's joint layout, into --cache, reused next time), or skeleton stores."),
     gallery: Path = typer.Option(..., "--gallery", "-g", help="Gallery: a skeleton store, or an index file written by 'vid2reid index' (then only the queries are embedded)."),
-    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run directory written by 'vid2reid train'. Default: the index's run, else the latest run in --runs-dir.", file_okay=False),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run to use: a run folder written by 'vid2reid train', a folder of runs (its latest finished run) or a LATEST file. Default: the index's run, else the latest run in --runs-dir."),
     top: int = typer.Option(10, "--top", "-k", min=1, help="Gallery walks listed per query, best first."),
     level: str = typer.Option("sequence", "--level", help="sequence (a walk against a walk: the mean of its windows' features, as eval's sequence level) or window (every f-frame window on its own)."),
     query_condition: Optional[str] = typer.Option(None, "--query-condition", help="Store queries: only rows of this condition (Normal/nm, Bags/bg, Clothes/cl or any code)."),
@@ -30,6 +30,7 @@ def match_cli(
     cache: Path = typer.Option(Path("match-cache"), "--cache", help="Where video queries' skeletons are kept (one store per query argument; delete it to extract again).", file_okay=False),
     backend: str = typer.Option("auto", "--backend", "-b", help="Pose backend for video queries: auto (the one that gives the gallery's layout: mediapipe for blazepose-33, mmpose for h36m-17), mmpose or mediapipe."),
     use_faiss: bool = typer.Option(False, "--faiss", help="Search through a flat FAISS index (pip install faiss-cpu); exact search needs nothing extra."),
+    device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
@@ -43,14 +44,15 @@ def match_cli(
     """
     setup_logging(verbose)
     from vid2reid.match_report import format_results, results_csv, results_json, write_text
-    from vid2reid.retrieval import match
+    from vid2reid.match import match
 
     with user_errors():
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
         out = match(queries, gallery, run_dir=run, top=top, level=level.strip().lower(),
                     query_condition=query_condition, query_split=query_split,
                     gallery_condition=gallery_condition, gallery_split=gallery_split,
-                    cache=cache, backend=backend, use_faiss=use_faiss, runs_dir=runs_dir)
+                    cache=cache, backend=backend, use_faiss=use_faiss, runs_dir=runs_dir,
+                    device=device)
         for line in out.errors:
             typer.echo(f"error: {line}", err=True)
         if not out.results:

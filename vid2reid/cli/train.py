@@ -71,7 +71,7 @@ def train_cli(
 
     with user_errors():
         set_threads(threads)
-    from vid2reid.config import make_config
+    from vid2reid.settings import make_config
     from vid2reid.protocols import warn_if_nothing_to_test
     from vid2reid.runs import default_run_dir
     from vid2reid.train import train

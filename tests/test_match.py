@@ -1,4 +1,4 @@
-"""vid2reid.retrieval: rankings against oracles computed here (eval's features, brute-force
+"""vid2reid.search, vid2reid.match, vid2reid.gallery_index: rankings against oracles computed here (eval's features, brute-force
 float64 distances), the self-match rule, the gallery index, load_run and the README example."""
 
 import re
@@ -11,8 +11,10 @@ from typer.testing import CliRunner
 
 from vid2reid.cli import app
 from vid2reid.errors import ConfigError, ProtocolError, StoreError
-from vid2reid.retrieval import (Searcher, build_index, embed_store, load_index, load_run, match,
-                                rank_gallery)
+from vid2reid import load_run
+from vid2reid.gallery_index import build_index, load_index
+from vid2reid.match import match
+from vid2reid.search import Searcher, rank_gallery
 from vid2reid.store import load_joints, read_manifest, save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
 
@@ -52,8 +54,8 @@ def test_rankings_equal_eval_sequence_level(store: Path, run: Path):
     d = np.sqrt(((p["x"][:, None, :].astype(np.float64) - g["x"][None].astype(np.float64)) ** 2)
                 .sum(-1))
     m = load_run(run)
-    queries = embed_store(m, store, condition="Bags", split="test", side="query")
-    gallery = embed_store(m, store, condition="Normal", split="test")
+    queries = m.embedder().store(store, condition="Bags", split="test", side="query")
+    gallery = m.embedder().store(store, condition="Normal", split="test")
     assert sorted(_key(r) for r in queries.rows) == sorted(p["video"].tolist())
     results = rank_gallery(queries, gallery, top=len(gallery))
     assert len(results) == len(p["video"])
@@ -91,8 +93,8 @@ def test_self_match_rule_is_by_content(store: Path, run: Path, tmp_path: Path):
                               condition="nm", sequence="09", view="090"))
     write_manifest(gal, kept)
     m = load_run(run)
-    q = embed_store(m, store, condition=first.condition, split="test", side="query")
-    g = embed_store(m, gal)
+    q = m.embedder().store(store, condition=first.condition, split="test", side="query")
+    g = m.embedder().store(gal)
     results = rank_gallery(q, g, top=len(g))
     mine = next(r for r in results if r.path == first.path)
     listed = [mm.path for mm in mine.matches]
@@ -160,8 +162,8 @@ def test_index_round_trip_and_refusal(store: Path, run: Path, tmp_path: Path):
 
 def test_window_level_best_is_the_nearest_window(store: Path, run: Path):
     m = load_run(run)
-    q = embed_store(m, store, condition="Bags", split="test")
-    g = embed_store(m, store, condition="Normal", split="test")
+    q = m.embedder().store(store, condition="Bags", split="test")
+    g = m.embedder().store(store, condition="Normal", split="test")
     results = rank_gallery(q, g, top=3, level="window")
     assert len(results) == len(q.window_features)
     for res, qf in zip(results, q.window_features):
@@ -195,7 +197,7 @@ def test_errors_name_the_problem(store: Path, run: Path, tmp_path: Path):
 def test_load_run_embed_store_and_arrays(store: Path, run: Path):
     m = load_run(run)
     feats = m.embed(store)
-    walks = embed_store(m, store)
+    walks = m.embedder().store(store)
     np.testing.assert_array_equal(feats, walks.features)
     rec = read_manifest(store)[0]
     one = m.embed(load_joints(store, rec))
@@ -217,7 +219,7 @@ def test_readme_example_runs(store: Path, run: Path, tmp_path: Path, monkeypatch
     scope: dict = {}
     exec(compile(block.group(1), "README.md", "exec"), scope)
     feats = scope["feats"]
-    assert feats.shape == (len(embed_store(load_run(run), store)), 32)
+    assert feats.shape == (len(load_run(run).embedder().store(store)), 32)
 
 
 def test_msclr_run_matches_across_layouts(store: Path, tmp_path: Path):
@@ -232,7 +234,7 @@ def test_msclr_run_matches_across_layouts(store: Path, tmp_path: Path):
     assert r.exit_code == 0, r.output
     out = match([coco], store, run_dir=tmp_path / "ms", top=3, query_split="test",
                 gallery_split="test")
-    assert not out.errors and len(out.results) == len(embed_store(load_run(tmp_path / "ms"),
+    assert not out.errors and len(out.results) == len(load_run(tmp_path / "ms").embedder().store(
                                                                   coco, split="test"))
     assert all(len(res.matches) == 3 for res in out.results)
 
