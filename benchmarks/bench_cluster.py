@@ -36,6 +36,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def _features(n: int, dim: int, seed: int = 0):
@@ -72,8 +73,10 @@ def one(n: int, dim: int, reference: bool, eps: float, min_samples: int,
     import numpy as np
     import torch
 
-    from vid2reid.cluster import (cluster_features, cluster_many, dbscan_labels,
-                                  jaccard_distance, jaccard_distance_loop)
+    from vid2reid.cluster import cluster_features, cluster_many, dbscan_labels, jaccard_distance
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference import jaccard_distance_loop  # the plain loops, tests/reference.py
 
     x = _features(n, dim) if features == "blobs" else _walker_features(n)
     base = _rss_mb()

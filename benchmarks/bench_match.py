@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _walks(n: int, dim: int, rng: np.random.Generator):
-    from vid2reid.retrieval import Walks
+    from vid2reid.run import Walks
 
     n_ids = max(2, n // 4)
     centres = rng.normal(size=(n_ids, dim)).astype(np.float32)
@@ -53,7 +53,9 @@ def _walks(n: int, dim: int, rng: np.random.Generator):
 
 
 def bench_search(sizes: list[int], dim: int, queries: int, use_faiss: bool) -> list[dict]:
-    from vid2reid.retrieval import GalleryIndex, Walks, load_index, rank_gallery
+    from vid2reid.gallery_index import GalleryIndex, load_index
+    from vid2reid.run import Walks
+    from vid2reid.search import _prepare, rank_gallery
 
     rng = np.random.default_rng(0)
     out = []
@@ -71,8 +73,6 @@ def bench_search(sizes: list[int], dim: int, queries: int, use_faiss: bool) -> l
             for mode in ["exact"] + (["faiss"] if use_faiss else []):
                 # once per gallery (per match call): norms, subject codes, hash table, FAISS
                 t0 = time.perf_counter()
-                from vid2reid.retrieval import _prepare
-
                 _prepare(g, "sequence", mode == "faiss")
                 t_prep = time.perf_counter() - t0
                 times = []
@@ -99,7 +99,7 @@ def bench_embed(repeats: int) -> list[dict]:
     from typer.testing import CliRunner
 
     from vid2reid.cli import app
-    from vid2reid.retrieval import load_run
+    from vid2reid import load_run
     from vid2reid.synthetic import make_synthetic_store
 
     out = []

@@ -29,7 +29,7 @@ Every row goes through the library's own functions, as ``vid2reid extract / trai
 - ``cluster walk-groups`` / ``cluster dbscan``: ``vid2reid.cluster.pseudo_labels`` on features
   held on the device (walk groups: torch kNN on the device; DBSCAN: k-reciprocal kNN on the
   CPU). Agreement: identical labels.
-- ``eval rankings`` / ``eval 100k x 100k``: a run's embedder (``load_embedder(run, device)``)
+- ``eval rankings`` / ``eval 100k x 100k``: a run's embedder (``open_run(run).embedder(device)``)
   on test windows in chunks (``vid2reid.evaluate``'s own chunking), then
   ``vid2reid.metrics.rank_metrics`` (chunked, on the CPU). Agreement: features within 1e-4 of
   the CPU's, identical CMC/mAP and identical top-10 ranking of every probe.
@@ -516,9 +516,8 @@ def _top10(feats: np.ndarray, groups: np.ndarray) -> np.ndarray:
 def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[Path, Path],
               tiny: tuple[Path, Path], budget: Budget) -> list[Row]:
     """A run's embedder on the device vs the CPU (rankings), then 100k x 100k in chunks."""
-    from vid2reid.evaluate import embed_windows
     from vid2reid.metrics import rank_metrics
-    from vid2reid.runs import load_embedder
+    from vid2reid.run import open_run
     from vid2reid.train import train
 
     rows = []
@@ -531,11 +530,11 @@ def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[P
             train(train_config("simmc", dev.name), [tiny[1]], run, resume=False, progress=False)
             x, subject, video = _test_windows(tiny[1], 6, 2)
             dev.reset_peak()
-            embed, _ = load_embedder(run, device=dev.name)
+            embed = open_run(run).embedder(dev.name).windows
             with dev.strict_fp32():
-                ours, seconds = dev.timed(embed_windows, embed, x)
+                ours, seconds = dev.timed(embed, x)
             row.peak_mb = dev.peak_mb()
-            ref = embed_windows(load_embedder(run, device="cpu")[0], x)
+            ref = open_run(run).embedder("cpu").windows(x)
             diff = float(np.abs(ours - ref).max())
             m_ours = rank_metrics(subject, subject, ours, ours, probe_groups=video,
                                   gallery_groups=video).as_dict()
@@ -572,7 +571,7 @@ def eval_rows(dev: Device, args: argparse.Namespace, work: Path, stores: tuple[P
             video = np.concatenate([np.char.add(video, f"#{r}") for r in range(reps)])
         order = np.random.default_rng(0).permutation(len(x))[:2 * n]
         dev.reset_peak()
-        feats, t_embed = dev.timed(embed_windows, embed, x[order])
+        feats, t_embed = dev.timed(embed, x[order])
         row.peak_mb = dev.peak_mb()
         del x
         p, g = slice(0, n), slice(n, 2 * n)

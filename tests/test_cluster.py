@@ -6,9 +6,10 @@ import scipy.sparse as sp
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from reference import jaccard_distance_loop
 from vid2reid.cluster import (cluster_features, cluster_many, dbscan_labels, jaccard_distance,
-                              jaccard_distance_loop, nearest_neighbours, prototypes,
-                              pseudo_labels, walk_groups, walk_means)
+                              nearest_neighbours, prototypes, pseudo_labels, walk_groups,
+                              walk_means)
 from vid2reid.errors import ConfigError
 
 

@@ -273,3 +273,36 @@ def test_page_strips_video_skeleton_or_both(tmp_path: Path):
     assert green.sum() > 100  # the skeleton's bones are drawn
     frame = cv2.VideoCapture(video).read()[1]  # the clip itself has no such green
     assert ((frame[..., 1] > 200) & (frame[..., 0] < 80) & (frame[..., 2] < 80)).sum() < 10
+
+
+def test_match_top1_equals_eval_with_recordings_listed_under_two_subjects(store: Path,
+                                                                            run: Path,
+                                                                            tmp_path: Path):
+    """Byte-identical recordings under two subject numbers tie exactly; eval and match break
+    the tie by one rule (vid2reid.rank), so match's rank-1 answers are right exactly as often
+    as eval's sequence top-1 says."""
+    from vid2reid.evaluate import evaluate
+
+    dup = tmp_path / "dup"
+    rows = []
+    for r in read_manifest(store):
+        rows.append(save_sequence(dup, r.path, load_joints(store, r), r.layout,
+                                  subject=r.subject, condition=r.condition, sequence=r.sequence,
+                                  view=r.view, split=r.split))
+    test_nm = [r for r in read_manifest(store) if r.split == "test" and r.condition == "nm"]
+    half = sorted({r.subject for r in test_nm})[::2]
+    for n, r in enumerate(x for x in test_nm if x.subject in half):  # some walks twice
+        rows.append(save_sequence(dup, f"twin/{n}.npz", load_joints(store, r), r.layout,
+                                  subject=f"9{n:02d}", condition="nm", sequence=r.sequence,
+                                  view=r.view, split="test"))
+    write_manifest(dup, rows)
+    res = evaluate(dup, run_dir=run, probe="Bags", gallery="Normal")
+    out = match([dup], dup, run_dir=run, top=3, query_condition="Bags", query_split="test",
+                gallery_condition="Normal", gallery_split="test")
+    assert not out.errors and len(out.results) == res["sequence"]["probes"]
+    hits = [q.matches[0].subject == q.subject for q in out.results]
+    assert np.mean(hits) == pytest.approx(res["sequence"]["top1"])
+    tied = [q for q in out.results if q.matches[0].distance == q.matches[1].distance]
+    assert tied  # the twins tie exactly; the query's own subject is never listed first
+    for q in tied:
+        assert q.matches[0].subject != q.subject and q.margin == 0.0

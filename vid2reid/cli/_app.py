@@ -12,6 +12,22 @@ import typer
 from vid2reid import interrupts
 from vid2reid.errors import Vid2ReidError
 
+class GroupedOptions(typer.core.TyperCommand):
+    """Plain help in which options with a ``rich_help_panel`` are listed under that heading
+    (e.g. a method's own settings), after the general options."""
+
+    def format_options(self, ctx, formatter) -> None:  # noqa: ANN001 (click's types)
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record:
+                panel = getattr(param, "rich_help_panel", None) or "Options"
+                groups.setdefault(panel, []).append(record)
+        for name, rows in groups.items():
+            with formatter.section(name):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
     name="vid2reid",
     help="RGB walking videos -> 3D skeletons -> unsupervised skeleton person re-ID.\n\n"

@@ -8,11 +8,11 @@ from typing import List, Optional
 
 import typer
 
-from vid2reid.cli._app import app, setup_logging, user_errors
+from vid2reid.cli._app import GroupedOptions, app, setup_logging, user_errors
 
 
 # fmt: off
-@app.command("train")
+@app.command("train", cls=GroupedOptions)
 def train_cli(
     data: List[Path] = typer.Option([Path("skeletons")], "--data", "-d", help="Skeleton store to learn from (written by 'vid2reid extract'). --method ms-clr takes it more than once: stores of the same recordings in different joint layouts (e.g. made with 'vid2reid convert')."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write. Default: the unfinished run in runs/ with the same settings and data, which this continues, else a new runs/<date-time>."),
@@ -20,7 +20,7 @@ def train_cli(
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs (one clustering round + one pass each). Default: 30."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
     method: str = typer.Option("simmc", "--method", "-m", help="Training method: simmc, himpc, sm-sge (self-supervised multi-scale graph reconstruction; no clustering) or ms-clr (one encoder for several joint layouts; several --data)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="SimMC: start from the encoder of this trained run and fine-tune it with SimMC's losses ('X + SimMC'); from an sm-sge run SimMC uses SM-SGE's graph encoder."),
+    init: Optional[Path] = typer.Option(None, "--init", help="SimMC: start from the encoder of this trained run and fine-tune it with SimMC's losses ('X + SimMC'); from an sm-sge run SimMC uses SM-SGE's graph encoder.", rich_help_panel="SimMC settings"),
     ablation: str = typer.Option("mpc+mic", "--ablation", help="SimMC variant: npc (no mask, one view), mpc (no MIC), mpc+mic (full)."),
     protocol: str = typer.Option("simmc", "--protocol", help="Which sequences train when the store has no split column: simmc (subjects 001-062), opengait (001-074), all (every sequence; non-standard)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (GPU when there is one)."),
@@ -42,16 +42,16 @@ def train_cli(
     k1_reading: Optional[str] = typer.Option(None, "--k1-reading", help="What --k1 means: reference (as the SimMC authors' code computes it, k1 neighbours including the window itself; the presets were tuned with it; default) or zhong (the re-ranking paper's k1 neighbours plus itself)."),
     hidden: Optional[int] = typer.Option(None, "--hidden", help="Width of the encoder. Default: 256."),
     stop_ari: Optional[float] = typer.Option(None, "--stop-ari", help="Stop early once the pseudo-labels stop changing (agreement between epochs, 0-1, e.g. 0.95). Off by default."),
-    heads: Optional[int] = typer.Option(None, "--heads", help="Hi-MPC: meta heads per level. Default: 8."),
-    hsm: bool = typer.Option(True, "--hsm/--no-hsm", help="Hi-MPC: hard skeleton mining frame weights; --no-hsm weighs frames uniformly (ablation)."),
-    levels: Optional[str] = typer.Option(None, "--levels", help="Hi-MPC: levels to use, comma-separated from joint,component,limb (ablation). Default: all three."),
-    joint_weighting: Optional[str] = typer.Option(None, "--joint-weighting", help="Hi-MPC: mean (every level averaged over its heads) or reference (the reference code's joint level summed over heads, for reproduction)."),
-    head_logits: Optional[str] = typer.Option(None, "--head-logits", help="Hi-MPC: how meta heads score frames against prototypes: cosine (divided by --tau; default) or reference (the authors' raw dot product / sqrt(H), for reproduction)."),
-    graph_dim: Optional[int] = typer.Option(None, "--graph-dim", help="SM-SGE: feature size of every graph node. Default: 8."),
-    graph_heads: Optional[int] = typer.Option(None, "--graph-heads", help="SM-SGE: graph attention heads per scale (averaged). Default: 8."),
-    graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1."),
-    cross: Optional[str] = typer.Option(None, "--cross", help="MS-CLR: how a window's conventions are pulled together: mutual (every pair towards each other, SimSiam both ways; default) or anchor (the other conventions learn to predict the first --data store's features, which are not pulled towards them)."),
-    part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one."),
+    heads: Optional[int] = typer.Option(None, "--heads", help="Hi-MPC: meta heads per level. Default: 8.", rich_help_panel="Hi-MPC settings"),
+    hsm: bool = typer.Option(True, "--hsm/--no-hsm", help="Hi-MPC: hard skeleton mining frame weights; --no-hsm weighs frames uniformly (ablation).", rich_help_panel="Hi-MPC settings"),
+    levels: Optional[str] = typer.Option(None, "--levels", help="Hi-MPC: levels to use, comma-separated from joint,component,limb (ablation). Default: all three.", rich_help_panel="Hi-MPC settings"),
+    joint_weighting: Optional[str] = typer.Option(None, "--joint-weighting", help="Hi-MPC: mean (every level averaged over its heads) or reference (the reference code's joint level summed over heads, for reproduction).", rich_help_panel="Hi-MPC settings"),
+    head_logits: Optional[str] = typer.Option(None, "--head-logits", help="Hi-MPC: how meta heads score frames against prototypes: cosine (divided by --tau; default) or reference (the authors' raw dot product / sqrt(H), for reproduction).", rich_help_panel="Hi-MPC settings"),
+    graph_dim: Optional[int] = typer.Option(None, "--graph-dim", help="SM-SGE: feature size of every graph node. Default: 8.", rich_help_panel="SM-SGE settings"),
+    graph_heads: Optional[int] = typer.Option(None, "--graph-heads", help="SM-SGE: graph attention heads per scale (averaged). Default: 8.", rich_help_panel="SM-SGE settings"),
+    graph_lambda: Optional[float] = typer.Option(None, "--graph-lambda", help="SM-SGE: weight of the cross-scale (collaborative) relations, 0-1. Default: 1.", rich_help_panel="SM-SGE settings"),
+    cross: Optional[str] = typer.Option(None, "--cross", help="MS-CLR: how a window's conventions are pulled together: mutual (every pair towards each other, SimSiam both ways; default) or anchor (the other conventions learn to predict the first --data store's features, which are not pulled towards them).", rich_help_panel="MS-CLR settings"),
+    part_map: Optional[Path] = typer.Option(None, "--part-map", help="Hi-MPC and SM-SGE: JSON/YAML part map for a joint layout without a built-in one.", rich_help_panel="Hi-MPC settings"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch. Default: one per core; waiting threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE unless set), so other jobs on the same cores slow it down no more than they would one thread."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the run directory's checkpoint if it has one."),
     force: bool = typer.Option(False, "--force", help="Train into --out even when it holds something else than a run (nothing training did not write is deleted)."),

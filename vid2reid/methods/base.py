@@ -64,6 +64,9 @@ class Method:
     embed: Callable[..., torch.Tensor]
     # settings this method uses instead of the shared defaults (below explicit options)
     defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # settings of its own: TrainConfig field -> its `vid2reid train` option (listed under the
+    # method's name in --help)
+    settings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     check_config: Callable[[TrainConfig], None] = _no_check  # ConfigError for a bad setting
     encoders: tuple[str, ...] = ("mlp",)  # frame encoders (--encoder) the method can train
     # several --data stores of the same recordings in different layouts; embed takes layout=

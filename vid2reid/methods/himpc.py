@@ -269,4 +269,7 @@ def embed(model: HiMPCModel, x: torch.Tensor) -> torch.Tensor:
 
 
 METHOD = Method(name="himpc", build_model=build_model, prepare_epoch=prepare_epoch,
-                batch_loss=batch_loss, embed=embed, check_config=check_config)
+                batch_loss=batch_loss, embed=embed, check_config=check_config,
+                settings={"himpc_heads": "--heads", "himpc_hsm": "--hsm", "himpc_levels": "--levels",
+                          "himpc_joint_weighting": "--joint-weighting",
+                          "himpc_logits": "--head-logits", "himpc_part_map": "--part-map"})

@@ -253,4 +253,5 @@ def check_config(cfg: TrainConfig) -> None:
 
 METHOD = Method(name="ms-clr", build_model=build_model, prepare_epoch=prepare_epoch,
                 batch_loss=batch_loss, embed=embed, check_config=check_config,
-                several_layouts=True, training_sequences=training_sequences)
+                several_layouts=True, training_sequences=training_sequences,
+                settings={"msclr_cross": "--cross"})

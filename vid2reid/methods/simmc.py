@@ -149,4 +149,5 @@ def load_init(model: SimMCModel, part: str, state: dict) -> None:
 
 METHOD = Method(name="simmc", build_model=build_model, prepare_epoch=prepare_epoch,
                 batch_loss=batch_loss, embed=embed, encoders=("mlp", "graph"),
+                settings={"init": "--init"},
                 handover=handover, load_init=load_init)

@@ -143,4 +143,6 @@ METHOD = Method(name="sm-sge", build_model=build_model, prepare_epoch=prepare_ep
                 batch_loss=batch_loss, embed=embed, check_config=check_graph_settings,
                 defaults={"x": 0, "q": 1, "lam": 0.0, "lr": 2.5e-3, "hidden": 128,
                           "unit_features": False},
+                settings={"smsge_dim": "--graph-dim", "smsge_heads": "--graph-heads",
+                          "smsge_lambda": "--graph-lambda"},
                 handover=handover)
