@@ -66,7 +66,29 @@ def test_store_query_table_csv_json_and_page(setup, tmp_path: Path):
     data = json.loads(out_json.read_text())
     assert len(data["queries"]) == 6 and data["queries"][0]["matches"][0]["rank"] == 1
     assert "query" in r.output and "margin" in r.output
+    # open set: one verdict per query, the same on each of its CSV rows, in the JSON and table
+    for q in queries:
+        verdicts = {(row["known"], row["score"]) for row in rows if row["query"] == q}
+        assert len(verdicts) == 1 and next(iter(verdicts))[0] in ("yes", "no")
+    for qd in data["queries"]:
+        assert qd["known"] == (qd["score"] <= 1.0)
+        assert qd["verdict"] in ("known", "nobody in the gallery")
+        assert qd["score"] == pytest.approx(qd["matches"][0]["distance"] / data["threshold"])
+    assert data["threshold_source"] == "gallery" and data["threshold"] > 0
+    assert r.output.count("verdict: ") == 6
+    # --threshold overrides: 0 turns every query away, a huge one accepts every query
+    for value, word in (("0", "no"), ("1e9", "yes")):
+        r2 = runner.invoke(app, ["match", str(store), "--gallery", str(store), "--run", str(run),
+                                 "--query-split", "test", "--query-condition", "Bags",
+                                 "--gallery-split", "test", "--gallery-condition", "Normal",
+                                 "--top", "2", "--threshold", value, "--csv",
+                                 str(tmp_path / f"t{value}.csv")])
+        assert r2.exit_code == 0, r2.output
+        assert {row["known"] for row in csv.DictReader((tmp_path / f"t{value}.csv").open())} \
+            == {word}
+        assert "(--threshold)" in r2.output
     html = (page / "index.html").read_text()
+    assert html.count("nobody in the gallery") + html.count(">known<") >= 6
     srcs = re.findall(r'<img[^>]* src="([^"]+)"', html)
     assert len(srcs) == 6 * (1 + 3)  # each query and its top 3
     for src in set(srcs):

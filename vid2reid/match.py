@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vid2reid.errors import ConfigError, PoseError, ProtocolError, RunError, StoreError
 from vid2reid.gallery_index import check_index_run, load_index
+from vid2reid.openset import Threshold, decide, fixed_threshold, gallery_threshold
 from vid2reid.run import Embedder, Walks, concat_walks, open_run
 from vid2reid.search import LEVELS, QueryResult, rank_gallery
 from vid2reid.store import MANIFEST, Record, load_joints, read_manifest
@@ -124,6 +125,7 @@ class MatchOutcome:
     gallery: Walks
     queries: Walks | None
     f: int  # the run's frames per window
+    threshold: Threshold | None = None  # the open-set threshold the verdicts used
 
 
 def load_queries(embedder: Embedder, queries: list[Path | str], gallery_layout: str,
@@ -155,13 +157,15 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
           query_split: str | None = None, gallery_condition: str | None = None,
           gallery_split: str | None = None, cache: Path | str = "match-cache",
           backend: str = "auto", use_faiss: bool = False,
-          runs_dir: Path | str = "runs", device: str = "cpu") -> MatchOutcome:
+          runs_dir: Path | str = "runs", device: str = "cpu",
+          threshold: float | None = None) -> MatchOutcome:
     """Rank a gallery (store or index file) for every query walk (see the module docstring).
 
     ``run_dir`` defaults to the index's run for an index gallery, else the latest run in
     ``runs_dir``. Errors with the whole call (a missing run, an empty gallery, a run of
     another layout than the gallery) are raised; a bad query is reported in ``errors`` and
-    the others go on.
+    the others go on. Every result gets an open-set verdict (vid2reid.openset): the threshold
+    is set from the gallery's own walks unless ``threshold`` gives one.
     """
     if level not in LEVELS:
         raise ConfigError(f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -187,4 +191,6 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
     q, errors = load_queries(embedder, list(queries), g.layout, cache, query_condition,
                              query_split, backend)
     results = [] if q is None else rank_gallery(q, g, top, level, use_faiss)
-    return MatchOutcome(results, errors, notes, g, q, run.f)
+    cut = fixed_threshold(threshold) if threshold is not None else gallery_threshold(g, level)
+    notes.append(cut.describe())
+    return MatchOutcome(decide(results, cut), errors, notes, g, q, run.f, cut)

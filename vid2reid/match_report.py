@@ -233,8 +233,8 @@ def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: 
                   f"rank 1)")
         excl = (f"<br>{res.excluded} identical walk(s) left out" if res.excluded else "")
         cells = [f"<td><figure><img class=query src=\"{src}\" alt=\"query {qi + 1}\">"
-                 f"<figcaption><b>query {qi + 1}</b><br>{at}{_caption(res.row, res.path)}"
-                 f"{margin}{excl}</figcaption>"
+                 f"<figcaption><b>query {qi + 1}</b><br>{_verdict_html(res)}{at}"
+                 f"{_caption(res.row, res.path)}{margin}{excl}</figcaption>"
                  f"</figure></td>"]
         for m in res.matches:
             src = thumb(m.row, m.window_start, f"q{qi:04d}-r{m.rank:02d}.jpg")
@@ -257,11 +257,27 @@ def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: 
             f"<p>Each row: a query walk, then the gallery walks nearest to it, best first. "
             f"Distance: Euclidean distance between the run's features (smaller = more alike; "
             f"not a probability). Pictures: frames of the walk's video with the estimated "
-            f"skeleton, or the 3D skeleton alone where the store records no video.</p>\n"
+            f"skeleton, or the 3D skeleton alone where the store records no video. Verdict: "
+            f"<b>known</b> when the rank-1 distance is within the open-set threshold (set from "
+            f"the gallery's own distances, no labels, unless given), else <b>nobody in the "
+            f"gallery</b>; score = rank-1 distance / threshold.</p>\n"
             f"{legend}\n<table>\n" + "\n".join(rows_html) + "\n</table>\n</body></html>\n")
     index = out / "index.html"
     atomic_write_bytes(index, page.encode())
     return index
+
+
+def verdict(res: QueryResult) -> str:
+    """The open-set verdict in words: "known", "nobody in the gallery" or "no threshold"."""
+    if res.known is None:
+        return "no threshold"
+    return "known" if res.known else "nobody in the gallery"
+
+
+def _verdict_html(res: QueryResult) -> str:
+    colour = {"known": "#1a9a3a", "nobody in the gallery": "#cc2222"}.get(verdict(res), "#555")
+    score = "" if res.score is None else f" (score {res.score:.2f})"
+    return f"<b style=\"color:{colour}\">{html.escape(verdict(res))}</b>{score}<br>"
 
 
 # Text, CSV and JSON forms of the ranked matches (the terminal's and programs' view)
@@ -281,6 +297,9 @@ def format_results(results: list[QueryResult], level: str = "sequence") -> str:
         where = f" window at frame {res.window_start}" if res.window_start is not None else ""
         who = f" (manifest: {_describe_row(res.row)})" if res.subject else ""
         lines.append(f"query {res.path}{where}{who}")
+        score = "" if res.score is None else (f" (score {res.score:.2f}: rank-1 distance / "
+                                              f"threshold, under 1 is known)")
+        lines.append(f"  verdict: {verdict(res)}{score}")
         if res.excluded:
             lines.append(f"  {res.excluded} gallery walk(s) identical to the query left out")
         lines.append(f"  {'rank':>4} {'distance':>9}  {'subject':<8} {'cond-seq':<9} {'view':<5} path")
@@ -297,7 +316,7 @@ def format_results(results: list[QueryResult], level: str = "sequence") -> str:
 
 CSV_COLUMNS = ("query", "rank", "gallery", "distance", "margin", "margin_to", "query_subject",
                "gallery_subject", "gallery_condition", "gallery_sequence", "gallery_view",
-               "query_window_start", "gallery_window_start")
+               "query_window_start", "gallery_window_start", "known", "score")
 
 
 def results_csv(results: list[QueryResult]) -> str:
@@ -316,7 +335,9 @@ def results_csv(results: list[QueryResult]) -> str:
                             gallery_sequence=m.row.get("sequence", ""),
                             gallery_view=m.row.get("view", ""),
                             query_window_start="" if res.window_start is None else res.window_start,
-                            gallery_window_start="" if m.window_start is None else m.window_start))
+                            gallery_window_start="" if m.window_start is None else m.window_start,
+                            known="" if res.known is None else ("yes" if res.known else "no"),
+                            score="" if res.score is None else f"{res.score:.6g}"))
     return out.getvalue()
 
 
@@ -325,6 +346,7 @@ def results_json(results: list[QueryResult], info: dict | None = None) -> dict:
     return {**(info or {}), "queries": [
         {"query": r.path, "query_subject": r.subject, "query_window_start": r.window_start,
          "excluded_identical": r.excluded, "margin": r.margin, "margin_to": r.margin_to,
+         "known": r.known, "verdict": verdict(r), "score": r.score,
          "matches": [{"rank": m.rank, "gallery": m.path, "distance": m.distance,
                       "subject": m.subject, "condition": m.row.get("condition", ""),
                       "sequence": m.row.get("sequence", ""), "view": m.row.get("view", ""),

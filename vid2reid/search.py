@@ -124,6 +124,8 @@ class QueryResult:
     margin_to: str  # "other subject" or "next walk"
     excluded: int  # gallery walks identical to the query, left out
     window_start: int | None = None
+    known: bool | None = None  # open-set verdict (vid2reid.openset): rank-1 is the person
+    score: float | None = None  # rank-1 distance / the open-set threshold (under 1: known)
 
 
 def _prepare(gallery: Walks, level: str, use_faiss: bool) -> dict:

@@ -30,12 +30,14 @@ def match_cli(
     cache: Path = typer.Option(Path("match-cache"), "--cache", help="Where video queries' skeletons are kept (one store per query argument; delete it to extract again).", file_okay=False),
     backend: str = typer.Option("auto", "--backend", "-b", help="Pose backend for video queries: auto (the one that gives the gallery's layout: mediapipe for blazepose-33, mmpose for h36m-17), mmpose or mediapipe."),
     use_faiss: bool = typer.Option(False, "--faiss", help="Search through a flat FAISS index (pip install faiss-cpu); exact search needs nothing extra."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Open-set threshold: a query whose rank-1 walk is farther than this distance gets the verdict 'nobody in the gallery'. Default: set from the gallery's own distances, without labels (docs/usage.md says how, and its measured false-alarm rate)."),
     device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
-    """Re-identify: the gallery walks nearest to each query walk, with distances and a margin.
+    """Re-identify: the gallery walks nearest to each query walk, with distances, a margin and
+    a verdict: known, or nobody in the gallery (open-set; threshold set without labels).
 
     A gallery walk identical to a query (the same recording) is never listed. Identities
     in the manifests are shown but never used for ranking. A query that cannot be used
@@ -52,7 +54,7 @@ def match_cli(
                     query_condition=query_condition, query_split=query_split,
                     gallery_condition=gallery_condition, gallery_split=gallery_split,
                     cache=cache, backend=backend, use_faiss=use_faiss, runs_dir=runs_dir,
-                    device=device)
+                    device=device, threshold=threshold)
         for line in out.errors:
             typer.echo(f"error: {line}", err=True)
         if not out.results:
@@ -60,7 +62,9 @@ def match_cli(
             raise typer.Exit(1)
         if json_path is not None:
             info = {"gallery": str(gallery), "level": level, "top": top, "notes": out.notes,
-                    "errors": out.errors}
+                    "errors": out.errors,
+                    "threshold": None if out.threshold is None else out.threshold.value,
+                    "threshold_source": None if out.threshold is None else out.threshold.source}
             write_text(json_path, json.dumps(results_json(out.results, info), indent=2) + "\n")
             typer.echo(f"rankings written to {json_path}")
         if csv_path is not None:
