@@ -154,6 +154,29 @@ def test_errors_are_one_line(setup, tmp_path: Path):
     assert r.output.count("query ") >= 6
 
 
+def test_a_stored_walk_file_is_a_query(setup, tmp_path: Path, monkeypatch):
+    store, run = setup
+    monkeypatch.chdir(tmp_path)  # where a stray match-cache/ would appear
+    walk = sorted(store.glob("*/*-nm-01-*.npz"))[0]
+    r = runner.invoke(app, ["match", str(walk), "--gallery", str(store), "--run", str(run),
+                            "--top", "3", "--json", "m.json"])
+    assert r.exit_code == 0, r.output
+    q = json.loads(Path("m.json").read_text())["queries"]
+    assert len(q) == 1 and q[0]["query"] == walk.relative_to(store).as_posix()
+    assert q[0]["excluded_identical"] == 1  # itself, in the gallery store
+    assert all(m["gallery"] != q[0]["query"] for m in q[0]["matches"])
+    assert not Path("match-cache").exists()
+    # a .npz no store lists: one error line naming it, nothing extracted
+    stray = tmp_path / "loose.npz"
+    stray.write_bytes(walk.read_bytes())
+    r = runner.invoke(app, ["match", str(stray), "--gallery", str(store), "--run", str(run)])
+    assert r.exit_code == 1
+    lines = _error_lines(r)
+    assert len(lines) == 1 and str(stray) in lines[0] and "not a walk of a skeleton store" \
+        in lines[0]
+    assert not Path("match-cache").exists()
+
+
 needs_mediapipe = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
                                      reason="MediaPipe is not installed")
 

@@ -71,16 +71,27 @@ def test_only_train_split_is_used(store: Path):
     assert x.shape[1:] == (20, 17, 3)
 
 
-def test_no_training_set_raises_protocol_error(store: Path, tmp_path: Path):
+def test_store_without_split_trains_on_every_walk(store: Path, tmp_path: Path, caplog):
+    """Own names, no split column: label-free training needs no split, so every walk trains
+    (said in one line); a split column that marks no 'train' row is still refused."""
     recs = read_manifest(store)
     import dataclasses
+    import json
+    import logging
     import shutil
 
     odd = [dataclasses.replace(r, subject=f"p{r.subject}", split="") for r in recs]
     shutil.copytree(store, tmp_path / "odd")  # a store reads only files inside it
     write_manifest(tmp_path / "odd", odd)
-    with pytest.raises(ProtocolError, match="split column"):
+    with caplog.at_level(logging.INFO):
         train(make_config("casia-b", epochs=1, **SMALL), tmp_path / "odd", tmp_path / "run",
+              progress=False)
+    assert sum("training on every walk" in m for m in caplog.messages) == 1
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert info["train_sequences"] == len(recs)
+    write_manifest(tmp_path / "odd", [dataclasses.replace(r, split="test") for r in odd])
+    with pytest.raises(ProtocolError, match="split column"):
+        train(make_config("casia-b", epochs=1, **SMALL), tmp_path / "odd", tmp_path / "run2",
               progress=False)
 
 

@@ -1,4 +1,4 @@
-"""``vid2reid match``: query walks (stores, videos, folders of videos) ranked against a gallery
+"""``vid2reid match``: query walks (stores, walk files, videos, folders of videos) ranked against a gallery
 (a store or an index file) with a trained run.
 
 Video queries are extracted into a cache with the pose backend that gives the gallery's joint
@@ -128,16 +128,53 @@ class MatchOutcome:
     threshold: Threshold | None = None  # the open-set threshold the verdicts used
 
 
+def find_stored_walk(path: Path, levels: int = 6) -> tuple[Path, Record] | None:
+    """The store and manifest row of a walk file (``skeletons/001/001-nm-01-090.npz``): the
+    nearest folder above it whose manifest.csv lists it; None when no store lists it."""
+    path = Path(path).absolute()
+    for store in list(path.parents)[:levels]:
+        if (store / MANIFEST).is_file():
+            rel = path.relative_to(store).as_posix()
+            for rec in read_manifest(store):
+                if rec.path == rel:
+                    return store, rec
+            return None
+    return None
+
+
+def embed_stored_walk(embedder: Embedder, path: Path) -> Walks:
+    """One walk file of a store as a query (StoreError naming the file when it is not one)."""
+    found = find_stored_walk(path)
+    if found is None:
+        raise StoreError(f"{path}: not a walk of a skeleton store (no manifest.csv above it "
+                         f"lists it); give a store folder, a walk file inside one, or a video")
+    store, rec = found
+    joints = load_joints(store, rec)
+    if embedder.run is not None:
+        embedder.run.check_layout(rec.layout, joints.shape[1], str(path))
+    walks = embedder.walks([rec], [joints], store=str(store.resolve()))
+    if not len(walks):
+        raise StoreError(f"{path}: {len(joints)} frames, shorter than the run's window "
+                         f"f={embedder.f}")
+    return walks
+
+
 def load_queries(embedder: Embedder, queries: list[Path | str], gallery_layout: str,
                  cache: Path | str, condition: str | None = None, split: str | None = None,
                  backend: str = "auto") -> tuple[Walks | None, list[str]]:
-    """Query walks from stores, videos and folders of videos; error lines for the bad ones."""
+    """Query walks from stores, walk files of a store (``.npz``), videos and folders of
+    videos; error lines for the bad ones."""
     parts, errors, videos = [], [], []
     for q in queries:
         q = Path(q)
         if q.is_dir() and (q / MANIFEST).is_file():
             try:
                 parts.append(embedder.store(q, condition, split, side="query"))
+            except (StoreError, ProtocolError, ConfigError, RunError) as exc:
+                errors.append(str(exc))
+        elif q.suffix.lower() == ".npz":
+            try:
+                parts.append(embed_stored_walk(embedder, q))
             except (StoreError, ProtocolError, ConfigError, RunError) as exc:
                 errors.append(str(exc))
         else:

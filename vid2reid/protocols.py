@@ -143,16 +143,43 @@ def _no_sequences_hint(protocol: str, side: str) -> str:
             f"or use --protocol all (non-standard)")
 
 
-def train_records(records: list[Record], protocol: str = "simmc") -> np.ndarray:
-    """Indices of the training records; ProtocolError with a hint when there are none."""
+def train_records(records: list[Record], protocol: str = "simmc", say: bool = True
+                  ) -> np.ndarray:
+    """Indices of the training records.
+
+    A store without a ``split`` column whose subjects the protocol's ranges do not place
+    (a user's own clips, named as they like) trains on every walk: a label-free method needs
+    no split, so this is said in one line (``say``), not refused. ProtocolError with a hint
+    only when a split column marks no 'train' row.
+    """
     train, _ = train_test_records(records, protocol)
+    if len(train) == 0 and records and not uses_split_column(records):
+        if say:
+            log.info("training on every walk (%d): the store has no 'split' column and no subject "
+                     "in protocol %s's training range; label-free training needs no split",
+                     len(records), get_protocol(protocol).name)
+        return np.arange(len(records), dtype=np.int64)
     if len(train) == 0:
         raise ProtocolError(_no_sequences_hint(get_protocol(protocol).name, "train"))
     return train
 
 
+def _unnamed(records: list[Record]) -> int:
+    """How many records name no identity: their subject is only the video's file name."""
+    return sum(1 for r in records if not r.subject or dict(r.extra).get("name_format") ==
+               "filename")
+
+
 def eval_records(records: list[Record], protocol: str = "simmc") -> np.ndarray:
-    """Indices of the test records; ProtocolError with a hint when there are none."""
+    """Indices of the test records; ProtocolError with a hint when there are none, saying
+    what the store lacks (identities, or a split / test subjects)."""
+    unnamed = _unnamed(records)
+    if records and unnamed == len(records):
+        raise ProtocolError(
+            f"eval needs identities, and none of the store's {len(records)} walks has one: their "
+            f"subjects are the videos' file names (training needs none, scoring does); name the "
+            f"clips SUBJECT-CONDITION-SEQUENCE-VIEW (e.g. 001-nm-01-090.avi, extract's "
+            f"--pattern for other names) or fill in manifest.csv's subject and split columns")
     _, test = train_test_records(records, protocol)
     if len(test) == 0:
         raise ProtocolError(_no_sequences_hint(get_protocol(protocol).name, "test"))
@@ -252,10 +279,10 @@ def warn_if_nothing_to_test(data: Path | str, protocol: str) -> None:
         proto = get_protocol(protocol)
         if proto.last_train_subject is None:
             return
-        _, test = train_test_records(read_manifest(data), proto.name)
+        train, test = train_test_records(read_manifest(data), proto.name)
     except Vid2ReidError:
         return  # training reports a bad store or protocol itself
-    if len(test) == 0:
+    if len(test) == 0 and len(train) > 0:  # with neither, training says it trains on every walk
         log.warning(
             "warning: protocol %r leaves nothing to test in %s (no 'split' column, and no subject "
             "numbered above %03d): 'vid2reid eval' will have no test sequences; number test people "

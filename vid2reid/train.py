@@ -199,8 +199,9 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
                     "prev_keys": stability.prev_keys, "data_hash": walks_hash})
                 runs.append_log(out, row)
                 _log_epoch(row, plan, epoch, cfg)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", clusters=plan.stats.get("clusters"),
-                                outliers=plan.stats.get("outliers"))
+                bar.set_postfix({"loss": f"{row['loss']:.3f}",
+                                 classes_word(cfg): plan.stats.get("clusters"),
+                                 "outliers": plan.stats.get("outliers")})
             bar.close()
         runs.finish(out, model, cfg, num_joints, layout, len(history), latest)
         return TrainResult(out, len(history), history, stopped,
@@ -214,9 +215,20 @@ def _warn_one_cluster(plan: Plan, epoch: int, cfg: TrainConfig, first: bool) -> 
                     epoch + 1, cfg.eps)
 
 
+def classes_word(cfg: TrainConfig) -> str:
+    """What an epoch's pseudo-label classes are, in the words the README uses: people (the
+    default), walk groups, walks, or (DBSCAN) clusters."""
+    return {"people": "people", "walk-groups": "walk groups", "walk-chains": "walk groups",
+            "walks": "walks"}.get(cfg.pseudo_labels, "clusters")
+
+
 def _log_epoch(row: dict, plan: Plan, epoch: int, cfg: TrainConfig) -> None:
-    clustered = (f" clusters {plan.stats['clusters']} outliers {plan.stats.get('outliers', 0)}"
-                 if "clusters" in plan.stats else "")
+    word = classes_word(cfg)
+    clustered = ""
+    if "clusters" in plan.stats:
+        clustered = f" {word} {plan.stats['clusters']}"
+        if word == "clusters" or plan.stats.get("outliers"):
+            clustered += f" outliers {plan.stats.get('outliers', 0)}"
     log.info("epoch %d/%d loss %.4f%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"], clustered,
              row["epoch_s"])
 

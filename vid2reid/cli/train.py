@@ -62,7 +62,8 @@ def train_cli(
     """Train a skeleton re-ID model on a skeleton store, without identity labels.
 
     Only the training sequences are used (the store's split column, or the
-    protocol's subject range). The run directory gets config.json (every value
+    protocol's subject range); a store with neither, such as your own clips
+    named as you like, trains on every walk (no labels are needed). The run directory gets config.json (every value
     used), checkpoints, a log, and the final model; runs/LATEST points to it so
     that 'vid2reid eval' finds it. Re-running the same command resumes.
     """
@@ -74,7 +75,7 @@ def train_cli(
     from vid2reid.settings import make_config
     from vid2reid.protocols import warn_if_nothing_to_test
     from vid2reid.runs import default_run_dir
-    from vid2reid.train import train
+    from vid2reid.train import classes_word, train
 
     with user_errors():
         cfg = make_config(preset, method=method, ablation=ablation, epochs=epochs, seed=seed,
@@ -102,7 +103,8 @@ def train_cli(
         last = result.history[-1] if result.history else {}
         typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
                    + (f" (final loss {last['loss']:.4f}"
-                      + (f", {last['clusters']} clusters)" if "clusters" in last else ")")
+                      + (f", {last['clusters']} {classes_word(cfg)})" if "clusters" in last
+                         else ")")
                       if last else ""))
         if result.latest is None:
             typer.echo(f"note: {run_dir.parent} is not a folder of runs, so no LATEST file was "

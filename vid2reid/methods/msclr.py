@@ -130,7 +130,7 @@ def training_sequences(stores: list[Path | str], cfg: TrainConfig
     copies = [[(rec, bank.frames[b : b + n]) for rec, b, n in zip(records, bank.begin, bank.length)]]
     for data in stores[1:]:
         store = load_store(data, min_frames=1)
-        idx = train_records(store.records, cfg.protocol)
+        idx = train_records(store.records, cfg.protocol, say=False)
         by_path = {store.records[i].path: (store.records[i], store.joints[i]) for i in idx}
         lays = sorted({store.records[i].layout for i in idx})
         other = check_layout(lays[0] if len(lays) == 1 else "")
