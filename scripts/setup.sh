@@ -19,7 +19,7 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   pip install "${TORCH_SPEC:-torch==2.13.0}" || pip install 'torch>=2.6' --index-url https://download.pytorch.org/whl/cpu
 fi
 echo "[setup] installing vid2reid with the pose stack"
-pip install -e '.[pose,mediapipe-lean,report,test]'
+pip install -e '.[pose,mediapipe-lean,report,test,export]'
 # mmpose's declared requirements include chumpy, which does not build and which
 # mmpose 1.3.2 never imports: install it without deps (its real needs come
 # from vid2reid's [pose] extra).
