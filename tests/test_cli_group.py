@@ -63,8 +63,19 @@ def test_every_walk_gets_a_person_summary_and_evaluation(trained, tmp_path: Path
     m = re.search(r"evaluation against the store's 5 subjects .*ARI (-?[\d.]+)", r.output)
     assert m and float(m.group(1)) == pytest.approx(ari, abs=1e-3)
     page = (tmp_path / "rep" / "index.html").read_text()
-    assert page.count("<img ") == len(rows)
-    assert len(list((tmp_path / "rep" / "walks").glob("*.png"))) == len(rows)
+    # what the match page shows: a strip per walk (the skeleton alone: no video recorded),
+    # grouped by person, the confidence beside each walk
+    assert page.count("<img ") == len(rows) == page.count("data-shows='skeleton'")
+    assert page.count("<span class=d>confidence ") == len(rows) and "not used to group" in page
+    thumbs = list((tmp_path / "rep" / "thumbs").glob("*.jpg"))
+    assert len(thumbs) == len(rows)
+    import cv2
+
+    assert all(cv2.imread(str(t)).shape[1] > cv2.imread(str(t)).shape[0] for t in thumbs)
+    heads = re.findall(r"<h2>person (\d+) \((\d+) walks?\)</h2>", page)
+    assert sorted(int(p) for p, _ in heads) == sorted(set(person.tolist()))
+    assert all(int(n) == sizes[int(p)] for p, n in heads)
+    assert "http" not in page
 
 
 def test_forced_number_of_people(trained, tmp_path: Path):

@@ -46,3 +46,9 @@ def test_own_file_names_extract_train_eval_match(tmp_path: Path, monkeypatch):
     q = json.loads(Path("m.json").read_text())["queries"]
     assert len(q) == 1 and q[0]["verdict"] in ("known", "nobody in the gallery")
     assert q[0]["excluded_identical"] == 1  # alice_2 itself is in the gallery store
+    # the group page shows the videos' frames with the skeleton drawn, as the match page does
+    r = runner.invoke(app, ["group", "--data", "skeletons", "--report", "people",
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    page = Path("people/index.html").read_text()
+    assert page.count("data-shows='video+skeleton'") == 3 and page.count("class=d>confidence") == 3

@@ -15,6 +15,7 @@ import numpy as np
 from vid2reid.association import (Association, associate, body_proportions,
                                   compare_with_subjects)
 from vid2reid.errors import ConfigError
+from vid2reid.run.embed import has_identity
 
 
 @dataclass
@@ -111,54 +112,63 @@ def write_grouping_csv(grouping: StoreGrouping, out: Path | str) -> Path:
     return out
 
 
+def walks_word(n: int) -> str:
+    """"1 walk", "2 walks"."""
+    return f"{n} walk" if n == 1 else f"{n} walks"
+
+
 def write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: Path | str,
                        max_pictures: int = 5000, progress: bool = True) -> Path:
-    """An HTML page (``out_dir/index.html``) listing each group with a picture per walk:
-    the skeleton of the walk's middle frame, drawn in 3D (``walks/<n>.png``). Groups are
-    listed largest first; after ``max_pictures`` pictures the rest are listed by name."""
+    """An HTML page (``out_dir/index.html``, opens from disk) that shows what the match page
+    shows: each person found, largest first, with a strip of every walk (frames of its video
+    with the estimated skeleton drawn, or the skeleton alone where the store records no
+    video; vid2reid.match_report.walk_strip) and its confidence beside it. Thumbnails are
+    ``out_dir/thumbs/<n>.jpg``; after ``max_pictures`` strips the rest are listed by name.
+    Subjects the manifest names are shown in the captions; they were not used to group."""
     import html
 
     import cv2
     from tqdm import tqdm
 
-    from vid2reid.pose.visualize import draw_3d_panel
-    from vid2reid.store import atomic_write_bytes, load_joints
+    from vid2reid.match_report import STYLE, caption, walk_strip
+    from vid2reid.store import atomic_write_bytes
 
     out = Path(out_dir)
-    (out / "walks").mkdir(parents=True, exist_ok=True)
     a = grouping.association
     order = np.argsort(-np.bincount(a.labels)[a.labels] * len(a.labels) + a.labels, kind="stable")
-    parts = [f"<h1>{a.people} people found among {len(a.labels)} walks</h1>",
-             f"<p>{a.singletons} walks alone; mean silhouette {a.silhouette:.3f}. "
-             "Confidence per walk in brackets.</p>"]
+    named = any(has_identity(r.row()) for r in grouping.records)
+    parts = [f"<h1>{a.people} people found among {walks_word(len(a.labels))}</h1>",
+             f"<p>{a.singletons} alone; mean silhouette {a.silhouette:.3f}. Beside every walk: "
+             f"its confidence (0-1) in its person. Pictures: frames of the walk's video with "
+             f"the estimated skeleton, or the skeleton alone where the store records no video."
+             + (" Subjects in the captions come from the manifest and were <b>not used to "
+                "group</b>." if named else "") + "</p>"]
     drawn, current = 0, -1
     for i in tqdm(order, desc="pictures", unit="walk", disable=not progress, dynamic_ncols=True):
         rec, p = grouping.records[i], int(a.labels[i])
         if p != current:
             if current >= 0:
                 parts.append("</div>")
-            parts.append(f"<h2>person {p} ({int((a.labels == p).sum())} walks)</h2><div>")
+            parts.append(f"<h2>person {p} ({walks_word(int((a.labels == p).sum()))})</h2><div>")
             current = p
-        label = html.escape(f"{rec.path} ({a.confidence[i]:.2f})")
+        conf = f"<span class=d>confidence {a.confidence[i]:.2f}</span><br>"
         if drawn < max_pictures:
-            joints = load_joints(store_dir, rec)
-            mid = joints[len(joints) // 2]
-            extent = float(np.nanmax(np.abs(mid - mid.mean(axis=0)))) * 1.1 or 1.0
-            img = draw_3d_panel(mid, rec.layout, 160, extent)
-            ok, png = cv2.imencode(".png", img)
+            img, shows = walk_strip({**rec.row(), "store": str(store_dir)})
+            ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
             if not ok:
                 raise ConfigError(f"{rec.path}: the picture could not be encoded")
-            name = f"walks/{i}.png"
-            atomic_write_bytes(out / name, png.tobytes())
-            parts.append(f"<figure style='display:inline-block;margin:4px'><img src='{name}' "
-                         f"width=160 height=160><figcaption style='font-size:small'>{label}"
-                         "</figcaption></figure>")
+            name = f"thumbs/{i}.jpg"
+            atomic_write_bytes(out / name, jpg.tobytes())
+            parts.append(f"<figure style='display:inline-block;vertical-align:top;margin:4px'>"
+                         f"<img src='{name}' alt='walk {i}' data-shows='{shows}'><figcaption>{conf}"
+                         f"{caption(rec.row(), rec.path)}</figcaption></figure>")
             drawn += 1
         else:
-            parts.append(f"<span style='margin:4px'>{label}</span>")
+            parts.append(f"<span style='margin:4px'>{html.escape(rec.path)} "
+                         f"({a.confidence[i]:.2f})</span>")
     parts.append("</div>")
-    page = ("<!doctype html><meta charset='utf-8'><title>vid2reid group</title><body>"
-            + "\n".join(parts) + "</body>")
+    page = ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>vid2reid group</title>"
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     index = out / "index.html"
     atomic_write_bytes(index, page.encode())
     return index

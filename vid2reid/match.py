@@ -219,10 +219,11 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
             raise ConfigError(f"{gallery}: --gallery-condition/--gallery-split choose rows of a "
                               f"store; an index holds what 'vid2reid index' selected")
         g = index.walks
-        notes.append(f"gallery: index {gallery} of {index.store} ({len(g)} walks)")
+        notes.append(f"gallery: index {gallery} of {index.store} "
+                     f"({len(g)} walk{'' if len(g) == 1 else 's'})")
     else:
         g = embedder.store(gallery, gallery_condition, gallery_split, side="gallery")
-        notes.append(f"gallery: {gallery} ({len(g)} walks)")
+        notes.append(f"gallery: {gallery} ({len(g)} walk{'' if len(g) == 1 else 's'})")
     if g.skipped_short:
         notes.append(f"{g.skipped_short} gallery row(s) shorter than f={run.f} frames left out")
     q, errors = load_queries(embedder, list(queries), g.layout, cache, query_condition,

@@ -180,7 +180,8 @@ def _crop_on_walker(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     return frame[ya:yb, xa:xb] if xb > xa and yb > ya else frame
 
 
-def _caption(row: dict, path: str, extra: str = "") -> str:
+def caption(row: dict, path: str, extra: str = "") -> str:
+    """A walk's caption: its path, and subject/condition-sequence/view where named."""
     who = row.get("subject", "") if has_identity(row) else ""
     cs = "-".join(x for x in (row.get("condition", ""), row.get("sequence", "")) if x)
     bits = [b for b in (f"subject {who}" if who else "", cs, row.get("view", "")) if b]
@@ -188,7 +189,7 @@ def _caption(row: dict, path: str, extra: str = "") -> str:
             + (f"<br>{html.escape(' '.join(bits))}" if bits else ""))
 
 
-_STYLE = """
+STYLE = """
 body { font-family: sans-serif; margin: 16px; background: #fafafa; color: #222; }
 table { border-collapse: separate; border-spacing: 6px; }
 td { vertical-align: top; }
@@ -234,7 +235,7 @@ def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: 
         excl = (f"<br>{res.excluded} identical walk(s) left out" if res.excluded else "")
         cells = [f"<td><figure><img class=query src=\"{src}\" alt=\"query {qi + 1}\">"
                  f"<figcaption><b>query {qi + 1}</b><br>{_verdict_html(res)}{at}"
-                 f"{_caption(res.row, res.path)}{margin}{excl}</figcaption>"
+                 f"{caption(res.row, res.path)}{margin}{excl}</figcaption>"
                  f"</figure></td>"]
         for m in res.matches:
             src = thumb(m.row, m.window_start, f"q{qi:04d}-r{m.rank:02d}.jpg")
@@ -244,7 +245,7 @@ def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: 
             at = "" if m.window_start is None else f"window at frame {m.window_start}<br>"
             cells.append(f"<td><figure><img{cls} src=\"{src}\" alt=\"rank {m.rank}\">"
                          f"<figcaption><span class=d>#{m.rank} distance {m.distance:.4f}</span>"
-                         f"<br>{at}{_caption(m.row, m.path)}</figcaption></figure></td>")
+                         f"<br>{at}{caption(m.row, m.path)}</figcaption></figure></td>")
         rows_html.append("<tr>" + "".join(cells) + "</tr>")
     legend = ("<p class=note>Borders: <b style=\"color:#1a9a3a\">green</b> = same subject, "
               "<b style=\"color:#cc2222\">red</b> = another subject, "
@@ -253,7 +254,7 @@ def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: 
               "<p class=note>No borders by identity: the query or the gallery names no subject."
               "</p>")
     page = (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-            f"</title><style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f"</title><style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
             f"<p>Each row: a query walk, then the gallery walks nearest to it, best first. "
             f"Distance: Euclidean distance between the run's features (smaller = more alike; "
             f"not a probability). Pictures: frames of the walk's video with the estimated "

@@ -18,7 +18,7 @@ def group_cli(
     data: Path = typer.Option(..., "--data", "-d", help="Skeleton store whose walks are grouped (every walk, train and test).", file_okay=False),
     out: Path = typer.Option(Path("people.csv"), "--out", "-o", help="CSV written: path (as in the manifest), person, confidence (0-1).", dir_okay=False),
     people: Optional[int] = typer.Option(None, "--people", min=1, help="Force this many people (default: found from the data)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write a page to this folder: each group with a picture of every walk's skeleton.", file_okay=False),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write a page to this folder (opens from disk): each person found with a strip of every walk (video frames with the skeleton drawn, or the skeleton alone) and its confidence.", file_okay=False),
     device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (only on a terminal)."),
@@ -29,7 +29,8 @@ def group_cli(
     setup_logging(verbose)
     with user_errors():
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
-        from vid2reid.grouping import group_store, write_group_report, write_grouping_csv
+        from vid2reid.grouping import (group_store, walks_word, write_group_report,
+                                       write_grouping_csv)
 
         g = group_store(data, run, people=people, progress=show_progress(progress),
                         device=device, runs_dir=runs_dir)
@@ -37,7 +38,7 @@ def group_cli(
         a = g.association
         for line in g.skipped:
             typer.echo(f"skipped: {line}", err=True)
-        typer.echo(f"{len(a.labels)} walks, {a.people} people found, {a.singletons} singletons "
+        typer.echo(f"{walks_word(len(a.labels))}, {a.people} people found, {a.singletons} singletons "
                    f"-> {out}")
         if g.evaluation:
             e = g.evaluation
