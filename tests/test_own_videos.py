@@ -25,6 +25,7 @@ def test_own_file_names_extract_train_eval_match(tmp_path: Path, monkeypatch):
     videos.mkdir()
     for name, sample in CLIPS.items():
         shutil.copy(SAMPLES / sample, videos / name)
+    shutil.copy(SAMPLES / "002-bkgrd-090.avi", videos)  # a CASIA-B background clip: no walk
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     r = runner.invoke(app, ["extract", str(videos), "--backend", "mediapipe", "--workers", "1",
@@ -33,6 +34,7 @@ def test_own_file_names_extract_train_eval_match(tmp_path: Path, monkeypatch):
     # every clip accounted for: 3 done, the empty room named as person-less
     assert "4 videos: 3 done" in r.output and "1 without a usable person" in r.output
     assert "no-person:" in r.output and "empty_room.avi" in r.output
+    assert "1 background clip(s) (*-bkgrd-*) in the folders" in r.output
     r = runner.invoke(app, ["train", "--epochs", "2", "--threads", "1", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert r.output.count("training on every walk (3)") == 1

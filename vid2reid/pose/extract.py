@@ -36,8 +36,8 @@ from vid2reid.errors import ConfigError, PoseError, Vid2ReidError
 from vid2reid.pose.boxes import BOX_METHODS, make_box_finder
 from vid2reid.pose.mediapipe_backend import MediaPipeSettings
 from vid2reid.pose.mmpose_backend import MMPoseSettings
-from vid2reid.pose.names import (VideoName, background_clip_for, compile_pattern, list_videos,
-                                 parse_video_name)
+from vid2reid.pose.names import (VideoName, background_clip_for, background_clips,
+                                 compile_pattern, list_videos, parse_video_name)
 from vid2reid.pose.video import FrameReader
 from vid2reid.store import Record, atomic_write_bytes, index_store, save_sequence
 
@@ -91,6 +91,7 @@ class ExtractSummary:
     seconds: float
     backend: str = ""
     visualized: str = ""  # folder of the --visualize videos written by this run ("" = none)
+    backgrounds: int = 0  # CASIA-B background clips in the folders: no walk, not extracted
 
     def count(self, *statuses: str) -> int:
         return sum(o.status in statuses for o in self.outcomes)
@@ -112,6 +113,9 @@ class ExtractSummary:
                f"{self.count('no-person', 'too-short')} without a usable person, "
                f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({fps:.1f} frames/s); "
                f"store has {len(self.records)} sequences"]
+        if self.backgrounds:
+            out.append(f"{self.backgrounds} background clip(s) (*-bkgrd-*) in the folders: "
+                       f"no walk, used only as backgrounds, not extracted")
         if self.visualized:
             out.append(f"videos with the 2D and 3D skeletons drawn: {self.visualized}/")
         out += [f"failed: {p}" for p in self.problems]
@@ -424,7 +428,8 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _extract_shard(mine, problems, shard, settings, t0)
+        summary = _extract_shard(mine, problems, shard, settings, t0)
+        return replace(summary, backgrounds=len(background_clips(inputs)))
     except BaseException:
         if created and not any(p.is_file() for p in out.rglob("*")):
             shutil.rmtree(out, ignore_errors=True)  # a run that wrote nothing leaves nothing

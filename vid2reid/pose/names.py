@@ -109,6 +109,13 @@ def is_background_clip(path: Path) -> bool:
     return bool(_BKGRD.match(Path(path).stem)) or Path(path).parent.name.lower() == "bkgrd"
 
 
+def background_clips(inputs: list[Path]) -> list[Path]:
+    """The CASIA-B background clips in the input folders (list_videos leaves them out: they
+    are backgrounds for --boxes, not walks), so that a summary can account for them."""
+    return sorted(p for item in map(Path, inputs) if item.is_dir() for p in item.rglob("*")
+                  if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and is_background_clip(p))
+
+
 def background_clip_for(path: Path, name: VideoName) -> Path | None:
     """The view's background clip next to a CASIA-B video, when one exists."""
     if not name.name_format.startswith("casia-b"):
