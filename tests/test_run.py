@@ -155,3 +155,27 @@ def test_device_names(store: Path, run: Path):
             r = CliRunner().invoke(app, [*argv, "--run", str(run), "--device", "cuda"])
             assert r.exit_code != 0 and "Traceback" not in r.output, r.output
             assert "no CUDA GPU" in r.output, r.output
+
+
+def test_every_command_takes_runs_latest_and_defaults_to_the_latest_run(
+        store: Path, run: Path, tmp_path: Path, monkeypatch):
+    """--run runs/LATEST (and a folder of runs) for eval, match, index, group and export; no
+    --run at all: the latest run in ./runs, like eval and match. load_run the same."""
+    import vid2reid
+
+    monkeypatch.chdir(run.parent.parent)  # ./runs is the folder of runs
+    assert vid2reid.load_run("runs/LATEST").path.resolve() == run.resolve()
+    assert vid2reid.load_run().path.resolve() == run.resolve()
+    runner = CliRunner()
+    for k, how in enumerate((["--run", "runs/LATEST"], ["--run", "runs"], [])):
+        commands = [
+            ["eval", "--data", str(store), "--probe", "Bags", "--gallery", "Normal"],
+            ["match", str(store), "--gallery", str(store), "--query-split", "test", "--top", "1"],
+            ["index", "--data", str(store), "--out", str(tmp_path / f"g{k}.idx")],
+            ["group", "--data", str(store), "--out", str(tmp_path / f"people{k}.csv"),
+             "--no-progress"],
+            ["export", "--format", "torchscript", "--out", str(tmp_path / f"m{k}.pt")],
+        ]
+        for cmd in commands:
+            r = runner.invoke(app, cmd + how)
+            assert r.exit_code == 0, (cmd + how, r.output)
