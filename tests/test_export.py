@@ -102,3 +102,26 @@ def test_torchscript_matches_and_bad_format_is_one_line(setup, tmp_path: Path):
     r = runner.invoke(app, ["export", "--run", str(runs), "--format", "tflite",
                             "--out", str(tmp_path / "m")])
     assert r.exit_code == 1 and "--format must be one of onnx, torchscript" in r.output
+
+
+def test_the_usage_docs_onnxruntime_block_runs_as_written(setup, monkeypatch, capsys):
+    """docs/usage.md's embedding with onnxruntime alone, run as written in a folder holding
+    skeletons/ and model.onnx: it prints match's distance between two walks."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import re
+
+    store, runs = setup
+    monkeypatch.chdir(store.parent)
+    r = runner.invoke(app, ["export", "--run", str(runs), "--out", "model.onnx"])
+    assert r.exit_code == 0, r.output
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    block = re.search(r"with onnxruntime alone.*?```python\n(.*?)```", doc, re.S).group(1)
+    assert "torch" not in block and "vid2reid" not in block
+    capsys.readouterr()
+    exec(compile(block, "docs/usage.md", "exec"), {})
+    printed = float(capsys.readouterr().out.strip())
+    walks = open_run(runs).embedder("cpu").store(store)
+    a, b = (walks.paths.index(p) for p in ("001/001-nm-01-090.npz", "002/002-nm-01-090.npz"))
+    assert printed == pytest.approx(float(np.linalg.norm(walks.features[a] - walks.features[b])),
+                                    abs=1e-4)
