@@ -147,13 +147,16 @@ def train_records(records: list[Record], protocol: str = "simmc", say: bool = Tr
                   ) -> np.ndarray:
     """Indices of the training records.
 
-    A store without a ``split`` column whose subjects the protocol's ranges do not place
-    (a user's own clips, named as they like) trains on every walk: a label-free method needs
-    no split, so this is said in one line (``say``), not refused. ProtocolError with a hint
-    only when a split column marks no 'train' row.
+    A store without a ``split`` column whose subjects the protocol's ranges do not place (no
+    subject numbered like CASIA-B: a user's own clips, named as they like) trains on every
+    walk: a label-free method needs no split, so this is said in one line (``say``), not
+    refused. ProtocolError with a hint when a split column marks no 'train' row, or when
+    CASIA-B-numbered subjects all fall on the test side (training on them would train on
+    eval's test people).
     """
     train, _ = train_test_records(records, protocol)
-    if len(train) == 0 and records and not uses_split_column(records):
+    if len(train) == 0 and records and not uses_split_column(records) and not any(
+            _subject_number(r.subject) is not None for r in records):
         if say:
             log.info("training on every walk (%d): the store has no 'split' column and no subject "
                      "in protocol %s's training range; label-free training needs no split",
