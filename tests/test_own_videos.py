@@ -52,5 +52,6 @@ def test_own_file_names_extract_train_eval_match(tmp_path: Path, monkeypatch):
     r = runner.invoke(app, ["group", "--data", "skeletons", "--report", "people",
                             "--no-progress"])
     assert r.exit_code == 0, r.output
+    assert "evaluation against" not in r.output  # file names are not identities
     page = Path("people/index.html").read_text()
     assert page.count("data-shows='video+skeleton'") == 3 and page.count("class=d>confidence") == 3

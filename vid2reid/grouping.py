@@ -83,14 +83,16 @@ def group_store(store_dir: Path | str, run_dir: Path | str | None = None,
                 runs_dir: Path | str = "runs") -> StoreGrouping:
     """Assign every walk of a store a person (no labels read) and a confidence.
 
-    Subjects, where the manifest has them, are read only afterwards, for the
-    ``evaluation`` (ARI, pairwise precision and recall).
+    Subjects, where the manifest names identities (not file names), are read only afterwards,
+    for the ``evaluation`` (ARI, pairwise precision and recall).
     """
     records, feats, body, skipped = walk_features(store_dir, run_dir, progress, device,
                                                   runs_dir)
     assoc = associate(feats, body, people=people, with_confidence=True)
     subjects = [r.subject for r in records]
-    evaluation = compare_with_subjects(assoc.labels, subjects) if all(subjects) else None
+    # only identities: a subject that is just a video's file name says nothing about who it is
+    named = all(has_identity(r.row()) for r in records)
+    evaluation = compare_with_subjects(assoc.labels, subjects) if named else None
     return StoreGrouping(records, assoc, skipped, evaluation)
 
 
