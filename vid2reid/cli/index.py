@@ -40,5 +40,5 @@ def index_cli(
         index = build_index(opened, data, condition, split, device)
         index.save(out)
         w = index.walks
-        typer.echo(f"index written to {out}: {len(w)} walks ({len(w.window_features)} windows, "
+        typer.echo(f"index written to {out}: {len(w)} walk{'' if len(w) == 1 else 's'} ({len(w.window_features)} windows, "
                    f"{w.features.shape[1]} features each) from {data}, run {run}")
