@@ -12,9 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from vid2reid.cluster import K1_READINGS, PSEUDO_LABELS
+from vid2reid.cluster import K1_READINGS
 from vid2reid.data import TRAIN_WINDOWS
 from vid2reid.errors import ConfigError, RunError
+from vid2reid.labels import REGISTRY as PSEUDO_LABELS
 from vid2reid.protocols import PROTOCOLS
 
 ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
@@ -55,7 +56,7 @@ class TrainConfig:
     k2: int = 6
     k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
     windows: str = "auto"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
-    pseudo_labels: str = "people"  # vid2reid.cluster.PSEUDO_LABELS; presets use "clusters"
+    pseudo_labels: str = "people"  # vid2reid.labels.REGISTRY; presets use "clusters"
     walk_warmup: int = 2  # people/walk-groups/-chains: epochs with every walk its own class first
     unit_features: bool = True  # score unit-length features (cosine), as training compares them
     lr: float = 3.5e-4

@@ -184,7 +184,7 @@ def read_history(run_dir: Path | str) -> list[dict]:
     return rows
 
 
-# what a run's classes were, by its config.json's pseudo_labels (vid2reid.cluster.PSEUDO_LABELS)
+# what a run's classes were, by its config.json's pseudo_labels (vid2reid.labels.REGISTRY)
 _CLASS_TITLES = {"people": "classes: people (walks grouped by features and body)",
                  "walk-groups": "classes: walk groups (nearest walks paired)",
                  "walk-chains": "classes: walk chains (nearest walks linked)",
