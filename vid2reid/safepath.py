@@ -213,7 +213,8 @@ def json_with(*keys: str) -> Callable[[Path], bool]:
 
 def latest_is_ours(folder: Path | str) -> bool:
     """Whether ``folder/LATEST`` is one vid2reid wrote: one line naming a run folder beside it
-    (or a folder since deleted, in a folder of runs). A user's file of that name is not."""
+    (or a folder since deleted, in a folder holding runs and nothing else). A user's file of
+    that name (text with spaces, several lines, a name that is no run) is not."""
     folder = Path(folder)
     latest = folder / "LATEST"
     try:
@@ -224,7 +225,7 @@ def latest_is_ours(folder: Path | str) -> bool:
         return False
     name = text.strip()
     if text.count("\n") > 1 or not name or name.startswith(".") or any(
-            c in name for c in "/\\\0") or not name.isprintable():
+            c in name for c in "/\\\0") or not name.isprintable() or len(name.split()) > 1:
         return False
     run = folder / name
     if run.is_dir():
@@ -234,7 +235,7 @@ def latest_is_ours(folder: Path | str) -> bool:
                   and not p.name.startswith(".")]
     except OSError:
         return False
-    return all(p.is_dir() and folder_kind(p) in (RUN, "empty") for p in others)
+    return bool(others) and all(p.is_dir() and folder_kind(p) in (RUN, "empty") for p in others)
 
 
 def runs_folder(out: Path | str, force: bool = False) -> Path | None:
