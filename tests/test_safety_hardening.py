@@ -25,12 +25,13 @@ import pytest
 from test_safety import TRAIN, cli, one_error, pose_store, raw_eval, run, store, tree  # noqa: F401
 from vid2reid import safepath
 from vid2reid.errors import RunError
-from vid2reid.gallery_index import ARRAYS, load_index
+from vid2reid.gallery_index import load_index
 from vid2reid.runfile import load_run_file, save_run_file
-from vid2reid.store import read_manifest, spreadsheet_cell
+from vid2reid.store import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEO = REPO / "sample_videos" / "075-nm-01-090.avi"
+ARRAYS = ("features", "window_features", "window_walk", "window_start")  # an index's arrays
 
 
 def user_folder(path: Path) -> dict[str, str]:
@@ -407,6 +408,8 @@ def test_6_absurd_sizes_in_a_hand_edited_config(edit: dict, said: str, run: Path
 # 7: spreadsheet formula injection
 
 def test_7_spreadsheet_cells_are_neutralised_numbers_left_alone():
+    from vid2reid.store import spreadsheet_cell
+
     assert spreadsheet_cell("=HYPERLINK(\"http://x\",\"y\")") == "'=HYPERLINK(\"http://x\",\"y\")"
     assert [spreadsheet_cell(v) for v in ("+1+cmd", "-2+3", "@SUM(A1)", "\tx")] == \
         ["'+1+cmd", "'-2+3", "'@SUM(A1)", "'\tx"]
