@@ -213,8 +213,8 @@ def json_with(*keys: str) -> Callable[[Path], bool]:
 
 def latest_is_ours(folder: Path | str) -> bool:
     """Whether ``folder/LATEST`` is one vid2reid wrote: one line naming a run folder beside it
-    (or a folder since deleted, in a folder holding runs and nothing else). A user's file of
-    that name (text with spaces, several lines, a name that is no run) is not."""
+    (or a folder since deleted, in a folder holding folders only). A user's file of that name
+    (text with spaces, several lines, beside files) is not."""
     folder = Path(folder)
     latest = folder / "LATEST"
     try:
@@ -230,12 +230,12 @@ def latest_is_ours(folder: Path | str) -> bool:
     run = folder / name
     if run.is_dir():
         return folder_kind(run) in (RUN, "empty")
-    try:  # the run it named was deleted: still ours if the folder holds nothing but runs
+    try:  # the run it named was deleted: still ours in a folder of folders (runs)
         others = [p for p in folder.iterdir() if p.name != "LATEST" and p.name not in _IGNORED
                   and not p.name.startswith(".")]
     except OSError:
         return False
-    return bool(others) and all(p.is_dir() and folder_kind(p) in (RUN, "empty") for p in others)
+    return bool(others) and all(p.is_dir() for p in others)
 
 
 def runs_folder(out: Path | str, force: bool = False) -> Path | None:
