@@ -187,7 +187,7 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
                     x = torch.from_numpy(xs).to(device)
                     del xs
                 row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch, walks=keys >> 32)
-                _stop_if_diverged(model, row, epoch, cfg)  # before this epoch is saved
+                _stop_if_diverged(model, row, epoch, cfg, out)  # before this epoch is saved
                 _warn_one_cluster(plan, epoch, cfg, first=not any(
                     r.get("clusters") == 1 for r in history[start:]))
                 row["label_ari"] = stability.update(plan.labels, keys, cfg)
@@ -212,7 +212,8 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
                            latest / "LATEST" if latest is not None else None)
 
 
-def _stop_if_diverged(model: torch.nn.Module, row: dict, epoch: int, cfg: TrainConfig) -> None:
+def _stop_if_diverged(model: torch.nn.Module, row: dict, epoch: int, cfg: TrainConfig,
+                      out: Path) -> None:
     """ConfigError when the epoch's loss or the weights are no longer finite: a diverged run
     must not be saved, let alone scored (its NaN features would rank like anything else)."""
     bad = [n for n, p in model.state_dict().items()
@@ -221,8 +222,8 @@ def _stop_if_diverged(model: torch.nn.Module, row: dict, epoch: int, cfg: TrainC
         return
     what = (f"the loss is {row['loss']}" if not math.isfinite(row["loss"])
             else f"weight {bad[0]} is not finite")
-    raise ConfigError(f"epoch {epoch + 1}: training diverged ({what}); this epoch was not saved; "
-                      f"train again with a lower --lr (now {cfg.lr:g})")
+    raise ConfigError(f"{out}: epoch {epoch + 1}: training diverged ({what}); this epoch was not "
+                      f"saved; train again with a lower --lr (now {cfg.lr:g})")
 
 
 def _warn_one_cluster(plan: Plan, epoch: int, cfg: TrainConfig, first: bool) -> None:

@@ -122,7 +122,7 @@ _plain_help_words()
 _OS_HINTS = {errno.ENOSPC: "free some disk space and re-run the same command (finished work "
                           "is kept, nothing was half-written)",
              errno.EDQUOT: "free some space under your quota and re-run the same command",
-             errno.EROFS: "the file system is read-only; choose a folder you can write",
+             errno.EROFS: "choose a folder on a file system you can write",
              errno.EACCES: "no permission; choose a folder you can write or fix its permissions",
              errno.EPERM: "not permitted; choose a folder you can write or fix its permissions",
              errno.ENOENT: "no such file or folder; check the path",
