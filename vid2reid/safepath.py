@@ -12,7 +12,11 @@ Every reader and writer of a store, a data set being imported or a run goes thro
   command wrote it, nothing, or something else), and :func:`check_output_folder` refuses a
   folder of another kind unless the user passed ``--force``. The kind a vid2reid command
   gives a folder is recorded in its lock file (:mod:`vid2reid.locks`); folders written before
-  that are recognised by their files.
+  that are recognised by their files. Pages (``eval``/``match``/``group --report``) are kinds
+  too.
+- :func:`check_output_file` is the same rule for one file (an index, a CSV, a JSON file): it
+  may replace a file vid2reid recognises as its own, anything else only with ``--force``;
+  :func:`latest_is_ours` says whether a ``LATEST`` file is vid2reid's.
 """
 
 from __future__ import annotations
