@@ -283,6 +283,37 @@ def test_5_a_manifest_source_outside_the_store_is_not_read(tmp_path: Path, monke
     assert kind == "video+3d" and opened == [str(inside)]
 
 
+def test_5_match_page_reads_a_gallery_video_only_where_the_user_said(run: Path, tmp_path: Path,
+                                                                     monkeypatch):
+    """A manifest naming a video outside its store: match --report does not open it, unless
+    the user names its folder with --videos."""
+    import vid2reid.match_report as mr
+    from test_safety import pose
+    from vid2reid.store import save_sequence, write_manifest
+
+    private = tmp_path / "private"
+    private.mkdir()
+    shutil.copy(SAMPLE_VIDEO, private / "clip.avi")
+    s = tmp_path / "s"
+    recs = [save_sequence(s, f"{sub}/{c}.npz", pose(v, 40) + np.linspace(0, 1, 40)[:, None, None],
+                          "h36m-17", subject=sub, condition=c, sequence="01", view="",
+                          split="test", source=str(private / "clip.avi"), start_frame=0)
+            for sub, c, v in (("001", "nm", 1.0), ("001", "bg", 1.1), ("002", "nm", 3.0),
+                              ("002", "bg", 3.1))]
+    write_manifest(s, recs)
+    opened: list[str] = []
+    real = mr.cv2.VideoCapture
+    monkeypatch.setattr(mr.cv2, "VideoCapture", lambda p: opened.append(str(p)) or real(p))
+    args = ["match", s, "--gallery", s, "--run", run, "--top", "1", "--query-condition", "bg",
+            "--gallery-condition", "nm"]
+    res = cli(*args, "--report", tmp_path / "page")
+    assert res.exit_code == 0, res.output
+    assert opened == [] and "outside the store" in res.output
+    res = cli(*args, "--report", tmp_path / "page2", "--videos", private)
+    assert res.exit_code == 0, res.output
+    assert opened and all(p == str(private / "clip.avi") for p in opened)
+
+
 def test_5_an_index_row_path_out_of_its_store_is_not_read(tmp_path: Path):
     from vid2reid.match_report import walk_strip
 

@@ -27,6 +27,7 @@ def match_cli(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rankings as JSON.", dir_okay=False),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write one CSV row per (query, rank): query, rank, gallery, distance, margin, subjects, ...", dir_okay=False),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write DIR/index.html (opens from disk): each query and its top matches as strips of video frames with the skeleton drawn (or the skeleton alone), distances under them.", file_okay=False),
+    videos: List[Path] = typer.Option([], "--videos", help="--report: a folder (or file) whose videos the page may show for gallery walks whose manifest records them there; besides it, only videos inside a walk's store or named as queries are read. Give it more than once for several folders."),
     cache: Path = typer.Option(Path("match-cache"), "--cache", help="Where video queries' skeletons are kept (one store per query argument; delete it to extract again).", file_okay=False),
     backend: str = typer.Option("auto", "--backend", "-b", help="Pose backend for video queries: auto (the one that gives the gallery's layout: mediapipe for blazepose-33, mmpose for h36m-17), mmpose or mediapipe."),
     use_faiss: bool = typer.Option(False, "--faiss", help="Search through a flat FAISS index (pip install faiss-cpu); exact search needs nothing extra."),
@@ -71,7 +72,8 @@ def match_cli(
         if report is not None:
             from vid2reid.match_report import write_match_report
 
-            index = write_match_report(out.results, report, force=force, videos=queries,
+            index = write_match_report(out.results, report, force=force,
+                                       videos=[*queries, *videos],
                                        window=out.f if level.strip().lower() == "window" else None)
             typer.echo(f"page written to {index} (open it in a browser)")
         for note in out.notes:
