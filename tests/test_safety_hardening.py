@@ -120,8 +120,11 @@ def test_9_a_users_latest_is_left_alone(store: Path, tmp_path: Path):
     assert (runs / "LATEST").read_text() == "buy milk\n"
     assert "LATEST" in res.output and "--force" in res.output  # said, not silent
     # vid2reid's own LATEST (naming a run beside it) is still updated
+    res = cli("train", "--data", store, "--out", runs / "r2", *TRAIN, "--force")
+    assert res.exit_code == 0, res.output
+    assert (runs / "LATEST").read_text() == "r2\n"  # --force: replaced
     (runs / "LATEST").write_text("r1\n")
-    assert safepath.runs_folder(runs / "r2") == runs
+    assert safepath.runs_folder(runs / "r3") == runs
     (runs / "r1-copy").mkdir()
     assert safepath.latest_is_ours(runs)
 
@@ -328,9 +331,10 @@ def test_5_an_index_row_path_out_of_its_store_is_not_read(tmp_path: Path):
 # ---------------------------------------------------------------------------
 # 6: OS errors, NUL bytes, absurd sizes: one line naming the path, nothing half-written
 
-def _read_only(monkeypatch, folder: Path) -> None:
-    """Make ``folder`` behave as on a read-only file system: creating or writing anything under
-    it raises EROFS from the OS calls themselves (os.open, os.mkdir)."""
+def _read_only(monkeypatch, folder: Path, code: int = errno.EROFS) -> None:
+    """Make ``folder`` behave as on a read-only file system (or, with ``code=EACCES``, as a
+    folder this user may not write): creating or writing anything under it raises that OSError
+    from the OS calls themselves (os.open, os.mkdir)."""
     root = str(folder.resolve())
 
     def under(path) -> bool:
@@ -340,12 +344,12 @@ def _read_only(monkeypatch, folder: Path) -> None:
 
     def fake_open(path, flags, *args, **kw):
         if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+            raise OSError(code, os.strerror(code), os.fsdecode(path))
         return real_open(path, flags, *args, **kw)
 
     def fake_mkdir(path, *args, **kw):
         if under(path):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+            raise OSError(code, os.strerror(code), os.fsdecode(path))
         return real_mkdir(path, *args, **kw)
 
     monkeypatch.setattr(os, "open", fake_open)
@@ -371,6 +375,21 @@ def test_6_read_only_out_is_one_line(which: str, run: Path, store: Path, tmp_pat
     monkeypatch.undo()
     assert str(ro) in line and ("read-only" in line.lower() or "Read-only" in line), line
     assert tree(ro) == before
+
+
+@pytest.mark.parametrize("which", ["eval-json", "train"])
+def test_6_no_permission_is_one_line(which: str, run: Path, store: Path, tmp_path: Path,
+                                     monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    args = {"eval-json": ["eval", "--baseline", "raw", "--f", "4", "--data", store, "--probe",
+                          "bg", "--gallery", "nm", "--json", locked / "m.json"],
+            "train": ["train", "--data", store, "--out", locked / "r", *TRAIN]}[which]
+    _read_only(monkeypatch, locked, errno.EACCES)
+    line = one_error(cli(*args))
+    monkeypatch.undo()
+    assert str(locked) in line and "Permission denied" in line and "permissions" in line
+    assert list(locked.iterdir()) == []
 
 
 def test_6_out_under_a_regular_file_is_one_line(store: Path, tmp_path: Path):
@@ -464,6 +483,19 @@ def test_7_match_csv_does_not_carry_a_formula(tmp_path: Path):
     assert cells["gallery"].startswith("'=") and cells["gallery_condition"].startswith("'=")
     assert cells["gallery_view"] == "'-1+2"
     assert cells["distance"] == "0.5" and cells["margin"] == "-0.125"  # numbers as they were
+
+
+def test_7_group_csv_does_not_carry_a_formula(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from vid2reid.grouping import write_grouping_csv
+
+    recs = [SimpleNamespace(path=p) for p in ("=1+1/a.npz", "-5/b.npz", "ok/c.npz")]
+    assoc = SimpleNamespace(labels=np.array([0, 1, 0]), confidence=np.array([0.5, 1.0, 0.25]))
+    out = write_grouping_csv(SimpleNamespace(records=recs, association=assoc), tmp_path / "p.csv")
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert [r[0] for r in rows[1:]] == ["'=1+1/a.npz", "'-5/b.npz", "ok/c.npz"]
+    assert [r[1:] for r in rows[1:]] == [["0", "0.500"], ["1", "1.000"], ["0", "0.250"]]
 
 
 # ---------------------------------------------------------------------------
