@@ -311,7 +311,7 @@ def test_5_match_page_reads_a_gallery_video_only_where_the_user_said(run: Path, 
             "--gallery-condition", "nm"]
     res = cli(*args, "--report", tmp_path / "page")
     assert res.exit_code == 0, res.output
-    assert opened == [] and "outside the store" in res.output
+    assert opened == [] and "outside the store" in res.output and "--videos" in res.output
     res = cli(*args, "--report", tmp_path / "page2", "--videos", private)
     assert res.exit_code == 0, res.output
     assert opened and all(p == str(private / "clip.avi") for p in opened)

@@ -19,7 +19,7 @@ import csv
 import html
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -63,8 +63,8 @@ def _find_video(source: str, store: Path, allowed: Sequence[Path | str] = ()) ->
                 return cand
             refused = refused or cand
     if refused is not None:
-        log.warning("%s: video %s lies outside the store and is not a query; not shown "
-                    "(put the video inside the store to see its frames)", store, refused)
+        log.warning("%s: video %s lies outside the store and is no query; not read (name its "
+                    "folder with 'match --videos' to see its frames)", store, refused)
     return None
 
 
@@ -345,24 +345,31 @@ CSV_COLUMNS = ("query", "rank", "gallery", "distance", "margin", "margin_to", "q
                "query_window_start", "gallery_window_start")
 
 
+class SpreadsheetDictWriter(csv.DictWriter):
+    """A csv.DictWriter whose cells cannot run in a spreadsheet: manifest text starting with
+    = + - @ gets a leading ' (vid2reid.store.spreadsheet_cell); numbers are left alone."""
+
+    def writerow(self, rowdict: Mapping[str, object]) -> object:
+        return super().writerow({k: spreadsheet_cell(v) for k, v in rowdict.items()})
+
+
 def results_csv(results: list[QueryResult]) -> str:
     """One row per (query, rank); ``query``/``gallery`` are paths as the manifests write them."""
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    w = SpreadsheetDictWriter(out, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     w.writeheader()
     for res in results:
         for m in res.matches:
-            row = dict(query=res.path, rank=m.rank, gallery=m.path,
-                       distance=f"{m.distance:.6g}",
-                       margin="" if res.margin is None or m.rank != 1 else f"{res.margin:.6g}",
-                       margin_to=res.margin_to if m.rank == 1 else "",
-                       query_subject=res.subject, gallery_subject=m.subject,
-                       gallery_condition=m.row.get("condition", ""),
-                       gallery_sequence=m.row.get("sequence", ""),
-                       gallery_view=m.row.get("view", ""),
-                       query_window_start="" if res.window_start is None else res.window_start,
-                       gallery_window_start="" if m.window_start is None else m.window_start)
-            w.writerow({k: spreadsheet_cell(v) for k, v in row.items()})  # no formulas (OWASP)
+            w.writerow(dict(query=res.path, rank=m.rank, gallery=m.path,
+                            distance=f"{m.distance:.6g}",
+                            margin="" if res.margin is None or m.rank != 1 else f"{res.margin:.6g}",
+                            margin_to=res.margin_to if m.rank == 1 else "",
+                            query_subject=res.subject, gallery_subject=m.subject,
+                            gallery_condition=m.row.get("condition", ""),
+                            gallery_sequence=m.row.get("sequence", ""),
+                            gallery_view=m.row.get("view", ""),
+                            query_window_start="" if res.window_start is None else res.window_start,
+                            gallery_window_start="" if m.window_start is None else m.window_start))
     return out.getvalue()
 
 
