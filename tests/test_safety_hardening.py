@@ -93,6 +93,18 @@ def test_1_other_outputs_of_the_users_are_refused(run: Path, store: Path, tmp_pa
     assert mine.read_text() == "my,own,table\n1,2,3\n"
 
 
+def test_1_own_outputs_are_replaced_without_force(run: Path, store: Path, tmp_path: Path):
+    """The rule recognises what vid2reid wrote: re-running a command needs no --force."""
+    m = ["match", store, "--gallery", store, "--run", run, "--top", "1", "--query-condition",
+         "bg", "--csv", tmp_path / "m.csv", "--json", tmp_path / "m.json"]
+    e = ["eval", "--baseline", "raw", "--f", "4", "--data", store, "--probe", "bg", "--gallery",
+         "nm", "--json", tmp_path / "e.json"]
+    g = ["group", "--run", run, "--data", store, "--no-progress", "--out", tmp_path / "p.csv"]
+    for args in (m, e, g, m, e, g):
+        res = cli(*args)
+        assert res.exit_code == 0, res.output
+
+
 def test_2_index_out_never_replaces_a_file_that_is_not_an_index(run: Path, store: Path,
                                                                  tmp_path: Path,
                                                                  index_file: Path):
