@@ -85,6 +85,15 @@ class TrainConfig:
     msclr_cross: str = "mutual"
 
 
+# Upper bounds far above any real setting, so that a typo or a hand-edited config.json
+# (hidden: 1e9) is one line instead of an attempt to allocate hundreds of gigabytes.
+SIZE_LIMITS = {"f": 10_000, "hidden": 8192, "batch_size": 1 << 20, "epochs": 1_000_000,
+               "k1": 100_000, "k2": 100_000, "min_samples": 1_000_000, "himpc_heads": 256,
+               "smsge_dim": 1024, "smsge_heads": 256, "walk_warmup": 1_000_000,
+               "stop_patience": 1_000_000}
+MAX_JOINTS = 1024  # joints per skeleton a run may declare (num_joints in config.json)
+
+
 def check_settings(cfg: TrainConfig) -> None:
     """ConfigError naming the first invalid shared setting. The method's own settings are
     checked by the methods registry (vid2reid.methods.validate), which calls this first."""
@@ -116,6 +125,10 @@ def check_settings(cfg: TrainConfig) -> None:
         (cfg.stop_ari is None or 0 < cfg.stop_ari <= 1, f"stop-ari must be in (0, 1], "
                                                          f"got {cfg.stop_ari}"),
     ]
+    checks += [(getattr(cfg, name) <= top, f"{name.replace('_', '-')} must be <= {top}, got "
+                                          f"{getattr(cfg, name)} (a typo, or a hand-edited "
+                                          f"config.json?)")
+               for name, top in SIZE_LIMITS.items()]
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
@@ -169,6 +182,8 @@ def check_run_config(info: object, path: Path | str) -> dict:
                 raise RunError(f"{path}: {f.name!r} must be {want}, got "
                                  f"{repr(info[f.name])[:60]}")
     n = info.get("num_joints")
+    if isinstance(n, int) and not isinstance(n, bool) and n > MAX_JOINTS:
+        raise RunError(f"{path}: 'num_joints' must be at most {MAX_JOINTS}, got {n}")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise RunError(f"{path}: 'num_joints' must be a positive integer, got "
                          f"{repr(n)[:60] if 'num_joints' in info else 'nothing'}")

@@ -98,24 +98,35 @@ def write_grouping_csv(grouping: StoreGrouping, out: Path | str) -> Path:
     import csv
     import io
 
-    from vid2reid.store import atomic_write_bytes
+    from vid2reid.store import atomic_write_bytes, spreadsheet_cell
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "person", "confidence"])
     a = grouping.association
     for rec, p, c in zip(grouping.records, a.labels, a.confidence):
-        w.writerow([rec.path, int(p), f"{float(c):.3f}"])
+        w.writerow([spreadsheet_cell(rec.path), int(p), f"{float(c):.3f}"])
     out = Path(out)
     atomic_write_bytes(out, buf.getvalue().encode())
     return out
 
 
 def write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: Path | str,
-                       max_pictures: int = 5000, progress: bool = True) -> Path:
+                       max_pictures: int = 5000, progress: bool = True,
+                       force: bool = False) -> Path:
     """An HTML page (``out_dir/index.html``) listing each group with a picture per walk:
     the skeleton of the walk's middle frame, drawn in 3D (``walks/<n>.png``). Groups are
-    listed largest first; after ``max_pictures`` pictures the rest are listed by name."""
+    listed largest first; after ``max_pictures`` pictures the rest are listed by name.
+    A folder of files vid2reid did not write is refused unless ``force``."""
+    from vid2reid.locks import claim_output
+    from vid2reid.safepath import GROUP_REPORT
+
+    with claim_output(out_dir, GROUP_REPORT, force, "--report"):
+        return _write_group_report(grouping, store_dir, out_dir, max_pictures, progress)
+
+
+def _write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: Path | str,
+                        max_pictures: int, progress: bool) -> Path:
     import html
 
     import cv2

@@ -22,6 +22,7 @@ def group_cli(
     device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (only on a terminal)."),
+    force: bool = typer.Option(False, "--force", help="Replace outputs vid2reid did not write: an --out file that is not group's CSV, a --report folder holding other files (files of the same names are replaced; nothing else is deleted)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
@@ -29,7 +30,13 @@ def group_cli(
     setup_logging(verbose)
     with user_errors():
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
+        from vid2reid import safepath
         from vid2reid.grouping import group_store, write_group_report, write_grouping_csv
+
+        safepath.check_output_file(out, safepath.csv_starts_with("path,person,confidence"),
+                                   "a grouping CSV", force, "--out")  # before any work
+        if report is not None:
+            safepath.check_output_folder(report, safepath.GROUP_REPORT, force, "--report")
 
         g = group_store(data, run, people=people, progress=show_progress(progress),
                         device=device, runs_dir=runs_dir)
@@ -45,5 +52,6 @@ def group_cli(
                        f"group): ARI {e['ari']:.3f}, pairwise precision {e['precision']:.3f}, "
                        f"recall {e['recall']:.3f}")
         if report is not None:
-            index = write_group_report(g, data, report, progress=show_progress(progress))
+            index = write_group_report(g, data, report, progress=show_progress(progress),
+                                       force=force)
             typer.echo(f"report: {index}")
