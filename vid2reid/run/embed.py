@@ -221,9 +221,14 @@ class Embedder:
         """Features (N, D) float32 of normalised windows, in fixed batches."""
         if len(x) == 0:
             return np.empty((0, 0), np.float32)
-        z = np.concatenate([np.asarray(self.fn(x[i:i + self.batch], layout), np.float32)
-                            for i in range(0, len(x), self.batch)])
-        if not np.isfinite(z).all():  # NaN features rank like any others: never silently
+        return np.concatenate([self._batch(x[i:i + self.batch], layout)
+                               for i in range(0, len(x), self.batch)])
+
+    def _batch(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """One forward pass; RunError for NaN or infinite features (they would rank like any
+        others, never silently)."""
+        z = np.asarray(self.fn(x, layout), np.float32)
+        if not np.isfinite(z).all():
             raise RunError(f"{self.description}: {int((~np.isfinite(z).all(1)).sum())} of "
                            f"{len(z)} windows have NaN or infinite features; this run cannot "
                            f"be used (train again, with a lower --lr)")
@@ -263,7 +268,7 @@ class Embedder:
                 return
             x, walk, start = (np.concatenate([b[k] for b in buf]) for k in range(3))
             for s in range(0, cut, self.batch):
-                z = np.asarray(self.fn(x[s:s + self.batch], layout), np.float32)
+                z = self._batch(x[s:s + self.batch], layout)
                 w = walk[s:s + self.batch]
                 if not sums:
                     sums.append(np.zeros((len(first_rec), z.shape[1]), np.float64))
