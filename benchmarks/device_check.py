@@ -26,7 +26,7 @@ Every row goes through the library's own functions, as ``vid2reid extract / trai
   ``vid2reid.train.run_epoch`` on the tiny store, on the device and on the CPU, from the same
   seed (same windows, masks, initial weights), within a relative 1e-4; with the label-free
   settings, whose first-epoch pseudo-labels are the walks, so only the arithmetic can differ.
-- ``cluster walk-groups`` / ``cluster dbscan``: ``vid2reid.cluster.pseudo_labels`` on features
+- ``cluster walk-groups`` / ``cluster dbscan``: ``vid2reid.labels.pseudo_labels`` on features
   held on the device (walk groups: torch kNN on the device; DBSCAN: k-reciprocal kNN on the
   CPU). Agreement: identical labels.
 - ``eval rankings`` / ``eval 100k x 100k``: a run's embedder (``open_run(run).embedder(device)``)
@@ -457,7 +457,7 @@ def clustering_rows(dev: Device, quick: bool, budget: Budget) -> list[Row]:
     """pseudo_labels on device features: walk groups (torch kNN) and DBSCAN; labels vs the CPU."""
     import torch
 
-    from vid2reid.cluster import pseudo_labels
+    from vid2reid.labels import pseudo_labels
     from vid2reid.settings import make_config
 
     cases = [("cluster walk-groups",

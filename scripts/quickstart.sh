@@ -22,4 +22,4 @@ $V eval --run runs/quickstart --data "$STORE" --probe Bags --gallery Normal \
 # Ends with the top 5 gallery walks for two query videos (extracted into runs/quickstart/match-cache).
 $V match sample_videos/075-bg-01-090.avi sample_videos/078-cl-01-090.avi --gallery "$STORE" \
   --gallery-split test --gallery-condition nm --run runs/quickstart --top 5 \
-  --cache runs/quickstart/match-cache --report runs/quickstart/match
+  --cache runs/quickstart/match-cache --report runs/quickstart/match --videos sample_videos

@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from vid2reid.association import (associate, body_proportions, compare_with_subjects,
                                   pair_lengths, rigid_pairs, walk_pair_stats, window_walk_frames)
-from vid2reid.cluster import pseudo_labels
+from vid2reid.labels import pseudo_labels
 from vid2reid.errors import ConfigError
 from vid2reid.synthetic import random_body, walk
 

@@ -8,8 +8,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from reference import jaccard_distance_loop
 from vid2reid.cluster import (cluster_features, cluster_many, dbscan_labels, jaccard_distance,
-                              nearest_neighbours, prototypes, pseudo_labels, walk_groups,
-                              walk_means)
+                              nearest_neighbours, prototypes, walk_groups, walk_means)
+from vid2reid.labels import pseudo_labels
 from vid2reid.errors import ConfigError
 
 

@@ -278,7 +278,7 @@ def test_run_defect_is_refused_by_eval(run: Path, tmp_path: Path, defect: str):
 def test_no_such_run_folder(run: Path, tmp_path: Path):
     res = runner.invoke(app, ["eval", "--run", str(tmp_path / "none"), "--data",
                               str(run.parent.parent / "s")])
-    assert check_refused(res, tmp_path).endswith("no such folder (--run)")
+    assert check_refused(res, tmp_path).endswith(f"--run {tmp_path / 'none'}: no such run folder")
 
 
 # ---------------------------------------------------------------------------

@@ -260,10 +260,11 @@ def test_page_strips_video_skeleton_or_both(tmp_path: Path):
             save_sequence(store, "none.npz", joints, "h36m-17")]
     rows = {r.path: {**r.row(), "store": str(store), "source": video if r.path != "none.npz"
                      else "", "start_frame": "0"} for r in recs}
-    both, kind_both = walk_strip(rows["both.npz"])
-    video_only, kind_video = walk_strip(rows["video.npz"])
-    alone, kind_alone = walk_strip(rows["none.npz"])
-    missing, kind_missing = walk_strip({**rows["none.npz"], "path": "gone.npz"})
+    named = [video]  # outside the store: shown because the user named it (a query)
+    both, kind_both = walk_strip(rows["both.npz"], allowed=named)
+    video_only, kind_video = walk_strip(rows["video.npz"], allowed=named)
+    alone, kind_alone = walk_strip(rows["none.npz"], allowed=named)
+    missing, kind_missing = walk_strip({**rows["none.npz"], "path": "gone.npz"}, allowed=named)
     assert (kind_both, kind_video, kind_alone, kind_missing) == \
         ("video+skeleton", "video+3d", "skeleton", "missing")
     assert both.shape[0] == video_only.shape[0] == alone.shape[0] == STRIP_HEIGHT

@@ -50,7 +50,7 @@ def test_own_file_names_extract_train_eval_match(tmp_path: Path, monkeypatch):
     assert q[0]["excluded_identical"] == 1  # alice_2 itself is in the gallery store
     # the group page shows the videos' frames with the skeleton drawn, as the match page does
     r = runner.invoke(app, ["group", "--data", "skeletons", "--report", "people",
-                            "--no-progress"])
+                            "--videos", str(videos), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "evaluation against" not in r.output  # file names are not identities
     page = Path("people/index.html").read_text()

@@ -484,7 +484,7 @@ def test_13_messages_that_name_the_real_problem(store: Path, run: Path, tmp_path
                          "--gallery", "nm"))
     assert line.endswith(f"{src / second.path}: not an .npz file (not a complete zip archive)")
     line = one_error(cli("eval", "--run", tmp_path / "nonexist", "--data", store))
-    assert line == f"error: {tmp_path / 'nonexist'}: no such folder (--run)"
+    assert line == f"error: --run {tmp_path / 'nonexist'}: no such run folder"
 
 
 def test_13_convert_joint_count_error_names_the_file(tmp_path: Path):

@@ -1,7 +1,7 @@
 """Walk association: which walks are one person, found without identity labels.
 
 Used two ways: as training's default pseudo-labels (``--pseudo-labels people``,
-``vid2reid.cluster.pseudo_labels``) and by ``vid2reid group`` (``vid2reid.grouping``).
+``vid2reid.labels``) and by ``vid2reid group`` (``vid2reid.grouping``).
 
 Every walk is one recording of one person, so walks are the units: a walk is
 never split, only joined with others. Two cues describe a walk:

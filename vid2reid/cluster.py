@@ -53,11 +53,6 @@ from vid2reid.errors import ConfigError
 
 # How k1 is read: "reference" = the SimMC authors' code (default), "zhong" = Zhong et al. 2017.
 K1_READINGS = ("reference", "zhong")
-# Where the pseudo-labels come from (see ``pseudo_labels``): "clusters" = SimMC's DBSCAN over
-# windows; "walks" = every training walk its own class; "walk-groups" = walks grouped with the
-# walks they are mutual nearest neighbours of; "walk-chains" = every walk with its nearest walk;
-# "people" = walks associated into people by features and body proportions (vid2reid.association).
-PSEUDO_LABELS = ("people", "clusters", "walks", "walk-groups", "walk-chains")
 
 
 def l2_normalise(feats: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -432,41 +427,6 @@ def walk_groups(walk_feats: torch.Tensor | np.ndarray, k: int = 1, mutual: bool 
     a = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, nn.ravel())), shape=(n, n))
     _, groups = connected_components(a.multiply(a.T) if mutual else a, directed=False)
     return groups.astype(np.int64)
-
-
-def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None, cfg: object,
-                  epoch: int, windows: torch.Tensor | np.ndarray | None = None) -> list[np.ndarray]:
-    """One label array (N,) per feature set, from the source ``cfg.pseudo_labels`` names.
-
-    ``walk`` (N,) says which training walk each window comes from (not who is
-    in it: the walk number is part of every recording's file name, no identity
-    label). "walk-groups" and "walk-chains" treat each walk as its own class for the first
-    ``cfg.walk_warmup`` epochs, while the features are still too raw to match
-    walks, then group walks by ``walk_groups`` (mutual or not) on each feature set's walk means.
-    """
-    source = getattr(cfg, "pseudo_labels", "clusters")
-    if source == "clusters":
-        return cluster_many(list(feature_sets), cfg.k1, cfg.k2, cfg.eps,  # type: ignore[attr-defined]
-                            cfg.min_samples, cfg.k1_reading)  # type: ignore[attr-defined]
-    if source not in PSEUDO_LABELS:
-        raise ConfigError(f"pseudo-labels must be one of {', '.join(PSEUDO_LABELS)}, got {source!r}")
-    if walk is None:
-        raise ConfigError(f"pseudo-labels {source!r} need the walk of every training window")
-    _, w = np.unique(np.asarray(walk), return_inverse=True)
-    w = w.astype(np.int64)
-    if source == "walks" or epoch < getattr(cfg, "walk_warmup", 0):
-        return [w for _ in feature_sets]
-    if source == "people":
-        from vid2reid.association import associate, body_proportions, window_walk_frames
-
-        body = None
-        if windows is not None:
-            xw = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else windows
-            body = body_proportions(window_walk_frames(xw, w))
-        return [associate(walk_means(fs, w).cpu().numpy(), body, seed=epoch).labels[w]
-                for fs in feature_sets]
-    mutual = source == "walk-groups"
-    return [walk_groups(walk_means(fs, w), mutual=mutual)[w] for fs in feature_sets]
 
 
 def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:

@@ -12,9 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from vid2reid.cluster import K1_READINGS, PSEUDO_LABELS
+from vid2reid.cluster import K1_READINGS
 from vid2reid.data import TRAIN_WINDOWS
 from vid2reid.errors import ConfigError, RunError
+from vid2reid.labels import REGISTRY as PSEUDO_LABELS
 from vid2reid.protocols import PROTOCOLS
 
 ABLATIONS = {  # the SimMC paper: NPC = MPC with q 1 and x 0; "MPC only" = lambda 0
@@ -55,7 +56,7 @@ class TrainConfig:
     k2: int = 6
     k1_reading: str = "reference"  # what k1 means: the SimMC authors' code, or "zhong" (textbook)
     windows: str = "auto"  # how training windows are cut: vid2reid.data.TRAIN_WINDOWS
-    pseudo_labels: str = "people"  # vid2reid.cluster.PSEUDO_LABELS; presets use "clusters"
+    pseudo_labels: str = "people"  # vid2reid.labels.REGISTRY; presets use "clusters"
     walk_warmup: int = 2  # people/walk-groups/-chains: epochs with every walk its own class first
     unit_features: bool = True  # score unit-length features (cosine), as training compares them
     lr: float = 3.5e-4
@@ -82,6 +83,15 @@ class TrainConfig:
     smsge_lambda: float = 1.0  # weight of the collaborative (cross-scale) relations
     # MS-CLR (vid2reid/methods/msclr.py): how a window's conventions are pulled together (--cross)
     msclr_cross: str = "mutual"
+
+
+# Upper bounds far above any real setting, so that a typo or a hand-edited config.json
+# (hidden: 1e9) is one line instead of an attempt to allocate hundreds of gigabytes.
+SIZE_LIMITS = {"f": 10_000, "hidden": 8192, "batch_size": 1 << 20, "epochs": 1_000_000,
+               "k1": 100_000, "k2": 100_000, "min_samples": 1_000_000, "himpc_heads": 256,
+               "smsge_dim": 1024, "smsge_heads": 256, "walk_warmup": 1_000_000,
+               "stop_patience": 1_000_000}
+MAX_JOINTS = 1024  # joints per skeleton a run may declare (num_joints in config.json)
 
 
 def check_settings(cfg: TrainConfig) -> None:
@@ -115,6 +125,10 @@ def check_settings(cfg: TrainConfig) -> None:
         (cfg.stop_ari is None or 0 < cfg.stop_ari <= 1, f"stop-ari must be in (0, 1], "
                                                          f"got {cfg.stop_ari}"),
     ]
+    checks += [(getattr(cfg, name) <= top, f"{name.replace('_', '-')} must be <= {top}, got "
+                                          f"{getattr(cfg, name)} (a typo, or a hand-edited "
+                                          f"config.json?)")
+               for name, top in SIZE_LIMITS.items()]
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
@@ -168,6 +182,8 @@ def check_run_config(info: object, path: Path | str) -> dict:
                 raise RunError(f"{path}: {f.name!r} must be {want}, got "
                                  f"{repr(info[f.name])[:60]}")
     n = info.get("num_joints")
+    if isinstance(n, int) and not isinstance(n, bool) and n > MAX_JOINTS:
+        raise RunError(f"{path}: 'num_joints' must be at most {MAX_JOINTS}, got {n}")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise RunError(f"{path}: 'num_joints' must be a positive integer, got "
                          f"{repr(n)[:60] if 'num_joints' in info else 'nothing'}")

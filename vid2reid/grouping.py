@@ -7,6 +7,7 @@ module reads a store one walk at a time, writes the CSV and the report page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,14 +102,14 @@ def write_grouping_csv(grouping: StoreGrouping, out: Path | str) -> Path:
     import csv
     import io
 
-    from vid2reid.store import atomic_write_bytes
+    from vid2reid.store import atomic_write_bytes, spreadsheet_cell
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "person", "confidence"])
     a = grouping.association
     for rec, p, c in zip(grouping.records, a.labels, a.confidence):
-        w.writerow([rec.path, int(p), f"{float(c):.3f}"])
+        w.writerow([spreadsheet_cell(rec.path), int(p), f"{float(c):.3f}"])
     out = Path(out)
     atomic_write_bytes(out, buf.getvalue().encode())
     return out
@@ -120,13 +121,27 @@ def walks_word(n: int) -> str:
 
 
 def write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: Path | str,
-                       max_pictures: int = 5000, progress: bool = True) -> Path:
+                       max_pictures: int = 5000, progress: bool = True,
+                       force: bool = False, videos: Sequence[Path | str] = ()) -> Path:
     """An HTML page (``out_dir/index.html``, opens from disk) that shows what the match page
     shows: each person found, largest first, with a strip of every walk (frames of its video
     with the estimated skeleton drawn, or the skeleton alone where the store records no
     video; vid2reid.match_report.walk_strip) and its confidence beside it. Thumbnails are
     ``out_dir/thumbs/<n>.jpg``; after ``max_pictures`` strips the rest are listed by name.
-    Subjects the manifest names are shown in the captions; they were not used to group."""
+    Subjects the manifest names are shown in the captions; they were not used to group.
+    A folder of files vid2reid did not write is refused unless ``force``; ``videos``: folders
+    (or files) the user named whose videos may be shown besides those inside the store."""
+    from vid2reid.locks import claim_output
+    from vid2reid.safepath import GROUP_REPORT
+
+    with claim_output(out_dir, GROUP_REPORT, force, "--report"):
+        return _write_group_report(grouping, store_dir, out_dir, max_pictures, progress,
+                                   videos)
+
+
+def _write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: Path | str,
+                        max_pictures: int, progress: bool, videos: Sequence[Path | str]
+                        ) -> Path:
     import html
 
     import cv2
@@ -155,15 +170,16 @@ def write_group_report(grouping: StoreGrouping, store_dir: Path | str, out_dir: 
             current = p
         conf = f"<span class=d>confidence {a.confidence[i]:.2f}</span><br>"
         if drawn < max_pictures:
-            img, shows = walk_strip({**rec.row(), "store": str(store_dir)})
+            img, shows = walk_strip({**rec.row(), "store": str(store_dir)}, allowed=videos)
             ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
             if not ok:
                 raise ConfigError(f"{rec.path}: the picture could not be encoded")
             name = f"thumbs/{i}.jpg"
             atomic_write_bytes(out / name, jpg.tobytes())
             parts.append(f"<figure style='display:inline-block;vertical-align:top;margin:4px'>"
-                         f"<img src='{name}' alt='walk {i}' data-shows='{shows}'><figcaption>{conf}"
-                         f"{caption(rec.row(), rec.path)}</figcaption></figure>")
+                         f"<img src='{name}' alt='walk {i}' data-shows='{shows}'>"
+                         f"<figcaption>{conf}{caption(rec.row(), rec.path)}</figcaption>"
+                         f"</figure>")
             drawn += 1
         else:
             parts.append(f"<span style='margin:4px'>{html.escape(rec.path)} "

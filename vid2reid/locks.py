@@ -1,7 +1,8 @@
 """One writer per output folder: an exclusive lock file that names its holder.
 
-Every command that writes a run or a store (``train``, ``import``, ``convert``) takes
-:func:`claim_output` on its output folder first. It
+Every command that writes a run, a store or a page (``train``, ``import``, ``convert``,
+``eval``/``match``/``group --report``) takes :func:`claim_output` on its output folder first
+(``extract`` checks its folder with the same rule). It
 
 1. refuses a folder of another kind unless ``--force`` (:func:`vid2reid.safepath.check_output_folder`);
 2. creates the folder if needed (and remembers that it did);

@@ -18,26 +18,53 @@ from __future__ import annotations
 import csv
 import html
 import io
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from vid2reid.errors import Vid2ReidError
 from vid2reid.run.embed import has_identity
+from vid2reid.safepath import inside, is_inside
 from vid2reid.search import QueryResult
-from vid2reid.store import atomic_write_bytes
+from vid2reid.store import atomic_write_bytes, spreadsheet_cell
 
+log = logging.getLogger(__name__)
 STRIP_HEIGHT = 112
 LAYOUT_2D = {33: "blazepose-33", 17: "coco-17"}
 
 
-def _find_video(source: str, store: Path) -> Path | None:
-    """The walk's video: as recorded (relative to the working folder), else next to the store."""
-    if not source:
+def _within(path: Path, root: Path | str) -> bool:
+    """Whether ``path`` is the file ``root`` or lies inside the folder ``root`` (links followed)."""
+    root = Path(root)
+    if root.is_dir():
+        return is_inside(root, path)
+    try:
+        return path.resolve() == root.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _find_video(source: str, store: Path, allowed: Sequence[Path | str] = ()) -> Path | None:
+    """The walk's video: as recorded (relative to the working folder), else next to the store;
+    read only when it lies inside the store or is (inside) a query the user named, ``allowed``
+    (the containment rule of vid2reid.safepath: a manifest or an index must not make a page
+    show a file from anywhere on the disk). None, with a warning, when refused."""
+    if not source or "\0" in source:
         return None
-    for cand in (Path(source), store.parent / source, store / source):
+    cands = [Path(source)] if Path(source).is_absolute() else \
+        [Path(source), store / source, store.parent / source]
+    refused = None
+    for cand in cands:
         if cand.is_file():
-            return cand
+            if any(_within(cand, root) for root in (store, *allowed)):
+                return cand
+            refused = refused or cand
+    if refused is not None:
+        log.warning("%s: video %s lies outside the store and is no query; not read (name its "
+                    "folder with 'match --videos' to see its frames)", store, refused)
     return None
 
 
@@ -76,13 +103,19 @@ def _placeholder(text: str, height: int = STRIP_HEIGHT) -> np.ndarray:
 
 
 def walk_strip(row: dict, start: int = 0, length: int | None = None, frames: int = 4,
-               height: int = STRIP_HEIGHT) -> tuple[np.ndarray, str]:
+               height: int = STRIP_HEIGHT, allowed: Sequence[Path | str] = ()
+               ) -> tuple[np.ndarray, str]:
     """A strip of ``frames`` pictures of one walk (rows ``start..start+length`` of its file),
-    and what it shows: "video+skeleton", "video+3d", "skeleton" or "missing"."""
+    and what it shows: "video+skeleton", "video+3d", "skeleton" or "missing". Its file and
+    video are read only inside its store (or ``allowed``, the queries named; see _find_video)."""
     from vid2reid.pose.visualize import draw_3d_panel, draw_skeleton
 
     store = Path(row.get("store", ""))
-    path = store / row.get("path", "")
+    try:
+        path = inside(store, row.get("path", ""), f"{store}: walk")
+    except Vid2ReidError as exc:  # an index or manifest row naming a file outside its store
+        log.warning("%s; not shown", exc)
+        return _placeholder("walk file refused", height), "missing"
     try:
         with np.load(path, allow_pickle=False) as data:
             joints = np.asarray(data["joints"], np.float32)
@@ -101,7 +134,7 @@ def walk_strip(row: dict, start: int = 0, length: int | None = None, frames: int
         root = 0
     rel = joints[start:end] - joints[start:end, root:root + 1]
     extent = float(np.abs(rel).max()) if rel.size else 1.0
-    video = _find_video(row.get("source") or row.get("video", ""), store)
+    video = _find_video(row.get("source") or row.get("video", ""), store, allowed)
     try:
         first = int(float(row.get("start_frame") or 0))
     except ValueError:
@@ -205,9 +238,21 @@ img.other { border-color: #cc2222; }
 
 
 def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: int = 4,
-                       title: str = "vid2reid match", window: int | None = None) -> Path:
+                       title: str = "vid2reid match", window: int | None = None,
+                       force: bool = False, videos: Sequence[Path | str] = ()) -> Path:
     """Write ``out_dir/index.html`` and its thumbnails (``out_dir/thumbs/*.jpg``); returns
-    the page's path. ``window``: frames per window, for window-level results."""
+    the page's path. ``window``: frames per window, for window-level results. A folder of
+    files vid2reid did not write is refused unless ``force``; ``videos``: the query files and
+    folders the user named, whose videos may be shown besides those inside a walk's store."""
+    from vid2reid.locks import claim_output
+    from vid2reid.safepath import MATCH_REPORT
+
+    with claim_output(out_dir, MATCH_REPORT, force, "--report"):
+        return _write_match_report(results, out_dir, frames, title, window, videos)
+
+
+def _write_match_report(results: list[QueryResult], out_dir: Path | str, frames: int,
+                        title: str, window: int | None, videos: Sequence[Path | str]) -> Path:
     out = Path(out_dir)
     thumbs = out / "thumbs"
     any_ids = any(r.subject and m.subject for r in results for m in r.matches)
@@ -218,7 +263,7 @@ def write_match_report(results: list[QueryResult], out_dir: Path | str, frames: 
         key = (row.get("store"), row.get("path"), start)
         if key not in cache:
             img, _ = walk_strip(row, start or 0, None if start is None else window,
-                                frames)
+                                frames, allowed=videos)
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
             if not ok:
                 raise ValueError(f"{name}: JPEG encoding failed")
@@ -320,10 +365,18 @@ CSV_COLUMNS = ("query", "rank", "gallery", "distance", "margin", "margin_to", "q
                "query_window_start", "gallery_window_start", "known", "score")
 
 
+class SpreadsheetDictWriter(csv.DictWriter):
+    """A csv.DictWriter whose cells cannot run in a spreadsheet: manifest text starting with
+    = + - @ gets a leading ' (vid2reid.store.spreadsheet_cell); numbers are left alone."""
+
+    def writerow(self, rowdict: Mapping[str, object]) -> object:
+        return super().writerow({k: spreadsheet_cell(v) for k, v in rowdict.items()})
+
+
 def results_csv(results: list[QueryResult]) -> str:
     """One row per (query, rank); ``query``/``gallery`` are paths as the manifests write them."""
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    w = SpreadsheetDictWriter(out, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     w.writeheader()
     for res in results:
         for m in res.matches:

@@ -184,7 +184,7 @@ def read_history(run_dir: Path | str) -> list[dict]:
     return rows
 
 
-# what a run's classes were, by its config.json's pseudo_labels (vid2reid.cluster.PSEUDO_LABELS)
+# what a run's classes were, by its config.json's pseudo_labels (vid2reid.labels.REGISTRY)
 _CLASS_TITLES = {"people": "classes: people (walks grouped by features and body)",
                  "walk-groups": "classes: walk groups (nearest walks paired)",
                  "walk-chains": "classes: walk chains (nearest walks linked)",
@@ -292,9 +292,18 @@ def _img(title: str, data: bytes, file: str, caption: str) -> str:
             f"(also <a href='{file}'>{file}</a>)</figcaption></figure>")
 
 
-def write_report(result: dict, out_dir: Path | str) -> Path:
+def write_report(result: dict, out_dir: Path | str, force: bool = False) -> Path:
     """Write the report of ``result`` (from ``evaluate(..., keep_features=True)``, with or
-    without ``raw``) into ``out_dir``; returns the path of ``index.html``."""
+    without ``raw``) into ``out_dir``; returns the path of ``index.html``. A folder holding
+    files vid2reid did not write is refused unless ``force`` (vid2reid.locks.claim_output)."""
+    from vid2reid.locks import claim_output
+    from vid2reid.safepath import EVAL_REPORT
+
+    with claim_output(out_dir, EVAL_REPORT, force, "--report"):
+        return _write_report(result, out_dir)
+
+
+def _write_report(result: dict, out_dir: Path | str) -> Path:
 
     check_report_deps()
     if "features" not in result:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vid2reid.config import ABLATIONS, TrainConfig, default_masked
 from vid2reid.errors import ConfigError
+from vid2reid.labels import REGISTRY as LABELS
 from vid2reid.methods import REGISTRY, get_method, validate
 from vid2reid.presets import get_preset
 
@@ -47,11 +48,14 @@ def make_config(preset: str | None = None, method: str = "simmc", ablation: str 
                               f"overridden to {given[key]}")
         values[key] = forced
     values.update(given)
-    unused = [k for k in ("eps", "min_samples", "k1", "k2", "k1_reading") if k in given]
-    if values.get("pseudo_labels", TrainConfig.pseudo_labels) != "clusters" and unused:
-        raise ConfigError(f"{', '.join(unused)} only apply to --pseudo-labels clusters (DBSCAN), "
-                          f"not {values.get('pseudo_labels', TrainConfig.pseudo_labels)!r}; add "
-                          f"--pseudo-labels clusters or a --preset")
+    chosen = str(values.get("pseudo_labels", TrainConfig.pseudo_labels))
+    for strategy in LABELS.values():  # a strategy's own settings need that strategy
+        unused = [k for k in strategy.settings if k in given]
+        if unused and strategy.name != chosen:
+            raise ConfigError(f"{', '.join(unused)} only apply to --pseudo-labels "
+                              f"{strategy.name}, not {chosen!r}; add --pseudo-labels "
+                              f"{strategy.name}" + (" or a --preset" if strategy.name == "clusters"
+                                                    else ""))
     if "himpc_levels" in values:
         values["himpc_levels"] = tuple(values["himpc_levels"])  # type: ignore[arg-type]
     if values.get("init"):

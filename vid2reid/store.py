@@ -100,8 +100,13 @@ def atomic_file(path: Path | str) -> Iterator[BinaryIO]:
     """A binary file whose content replaces ``path`` when the block ends without an error, so that
     readers see the old file or the new one, never half; on an error nothing is left behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # a read-only or missing folder: name the file, not a temp name
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         os.chmod(tmp, umask_file_mode())  # mkstemp makes 0600; others may need to read a store
         with os.fdopen(fd, "wb") as fh:
@@ -109,6 +114,11 @@ def atomic_file(path: Path | str) -> Iterator[BinaryIO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk while writing: the old file stays, no temp file
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -118,6 +128,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     with atomic_file(path) as fh:
         fh.write(data)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run (OWASP's rule for CSV injection): text that would
+    start with ``= + - @``, a tab or a carriage return gets a leading ``'``; numbers (and text
+    that reads as a number, such as ``-0.25``) are left alone. For outputs opened in a
+    spreadsheet (match's and group's CSV), never for a store's own manifest."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
 
 
 def _check_joints(joints: np.ndarray, where: str) -> np.ndarray:

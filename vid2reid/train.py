@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -124,7 +125,10 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
 
     validate(cfg)
     stores = [data] if isinstance(data, (str, Path)) else list(data)
-    latest = safepath.runs_folder(Path(out))  # decided before this run adds itself to it
+    latest = safepath.runs_folder(Path(out), force)  # decided before this run adds itself
+    if latest is None and (Path(out).parent / "LATEST").exists():
+        log.warning("%s: not written by vid2reid; left as it is (no LATEST for this run; pass "
+                    "--force to replace it)", Path(out).parent / "LATEST")
     with runs.run_folder(Path(out), force) as out, _deterministic():
         method = get_method(cfg.method)
         device = resolve_device(cfg.device)
@@ -183,6 +187,7 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
                     x = torch.from_numpy(xs).to(device)
                     del xs
                 row, plan = run_epoch(method, model, opt, x, cfg, rng, epoch, walks=keys >> 32)
+                _stop_if_diverged(model, row, epoch, cfg, out)  # before this epoch is saved
                 _warn_one_cluster(plan, epoch, cfg, first=not any(
                     r.get("clusters") == 1 for r in history[start:]))
                 row["label_ari"] = stability.update(plan.labels, keys, cfg)
@@ -206,6 +211,20 @@ def train(cfg: TrainConfig, data: Path | str | list, out: Path | str, resume: bo
         runs.finish(out, model, cfg, num_joints, layout, len(history), latest)
         return TrainResult(out, len(history), history, stopped,
                            latest / "LATEST" if latest is not None else None)
+
+
+def _stop_if_diverged(model: torch.nn.Module, row: dict, epoch: int, cfg: TrainConfig,
+                      out: Path) -> None:
+    """ConfigError when the epoch's loss or the weights are no longer finite: a diverged run
+    must not be saved, let alone scored (its NaN features would rank like anything else)."""
+    bad = [n for n, p in model.state_dict().items()
+           if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if math.isfinite(row["loss"]) and not bad:
+        return
+    what = (f"the loss is {row['loss']}" if not math.isfinite(row["loss"])
+            else f"weight {bad[0]} is not finite")
+    raise ConfigError(f"{out}: epoch {epoch + 1}: training diverged ({what}); this epoch was not "
+                      f"saved; train again with a lower --lr (now {cfg.lr:g})")
 
 
 def _warn_one_cluster(plan: Plan, epoch: int, cfg: TrainConfig, first: bool) -> None:

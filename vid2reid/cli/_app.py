@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import sys
 from collections.abc import Iterator
@@ -118,6 +119,27 @@ def _plain_help_words() -> None:
 _plain_help_words()
 
 
+_OS_HINTS = {errno.ENOSPC: "free some disk space and re-run the same command (finished work "
+                          "is kept, nothing was half-written)",
+             errno.EDQUOT: "free some space under your quota and re-run the same command",
+             errno.EROFS: "choose a folder on a file system you can write",
+             errno.EACCES: "no permission; choose a folder you can write or fix its permissions",
+             errno.EPERM: "not permitted; choose a folder you can write or fix its permissions",
+             errno.ENOENT: "no such file or folder; check the path",
+             errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+             errno.EISDIR: "is a folder; give a file name"}
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the path, what the OS said, and what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    what = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno or -1, "check the path and re-run the same command")
+    return f"{where}: {what}; {hint}"
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn library errors into a one-line message on stderr and exit code 1.
@@ -130,6 +152,9 @@ def user_errors() -> Iterator[None]:
             yield
     except Vid2ReidError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:  # read-only folder, full disk, no permission: the OS said no
+        typer.echo(f"error: {os_error_line(exc)}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: finished work is kept; re-run the same command to resume",

@@ -30,6 +30,7 @@ def eval_cli(
     raw: bool = typer.Option(True, "--raw/--no-raw", help="When scoring a run, also score raw root-relative joint coordinates through the same windows and protocol, and print both side by side with one line on what the difference means."),
     report: Path = typer.Option(None, "--report", help="Also write an HTML report to this folder: index.html (opens from disk) with the result table, the CMC curve (rank 1-20, trained vs raw), a 2-D map of the test features coloured by identity and the run's training curves, each also as a PNG. Needs matplotlib.", file_okay=False),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch. Default: one per core; waiting threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE unless set), so other jobs on the same cores slow it down no more than they would one thread."),
+    force: bool = typer.Option(False, "--force", help="Replace outputs vid2reid did not write: a --json file that is not eval's metrics, a --report folder holding other files (files of the same names are replaced; nothing else is deleted)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
@@ -51,6 +52,7 @@ def eval_cli(
     with user_errors():
         cross = gallery_data is not None or len(data) > 1
         side_by_side = baseline is None and (raw or report is not None) and not cross
+        check_outputs(json_path, report, force)  # before any work
         if report is not None:
             from vid2reid.report import check_report_deps
 
@@ -68,12 +70,25 @@ def eval_cli(
                               device=device)
             table = format_table(result)
         if json_path is not None:
+            check_outputs(json_path, None, force)  # again: it may have appeared meanwhile
             atomic_write_bytes(json_path, (json.dumps(without_features(result), indent=2)
                                            + "\n").encode())
             typer.echo(f"metrics written to {json_path}")
         if report is not None:
             from vid2reid.report import write_report
 
-            index = write_report(result, report)
+            index = write_report(result, report, force)
             typer.echo(f"report written to {index} (open it in a browser)")
         typer.echo(table)  # last, so that a script's output ends with the result
+
+
+def check_outputs(json_path: Path | None, report: Path | None, force: bool) -> None:
+    """The output rule (docs/usage.md): refuse a --json or --report that holds what eval did
+    not write, unless --force."""
+    from vid2reid import safepath
+
+    if json_path is not None:
+        safepath.check_output_file(json_path, safepath.json_with("protocol", "f"),
+                                   "metrics", force, "--json")
+    if report is not None:
+        safepath.check_output_folder(report, safepath.EVAL_REPORT, force, "--report")

@@ -21,6 +21,7 @@ def index_cli(
     split: Optional[str] = typer.Option(None, "--split", help="Only train or test rows."),
     device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even when it is not a gallery index (a file of yours of that name)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
@@ -32,12 +33,14 @@ def index_cli(
     setup_logging(verbose)
     with user_errors():
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
-        from vid2reid.gallery_index import build_index
+        from vid2reid.gallery_index import build_index, check_index_out
         from vid2reid.run import open_run
 
+        check_index_out(out, force)  # before any work
         opened = open_run(run, runs_dir)
         run = opened.path
         index = build_index(opened, data, condition, split, device)
+        check_index_out(out, force)  # again: it may have appeared meanwhile
         index.save(out)
         w = index.walks
         typer.echo(f"index written to {out}: {len(w)} walk{'' if len(w) == 1 else 's'} ({len(w.window_features)} windows, "

@@ -27,12 +27,14 @@ def match_cli(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rankings as JSON.", dir_okay=False),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write one CSV row per (query, rank): query, rank, gallery, distance, margin, subjects, ...", dir_okay=False),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write DIR/index.html (opens from disk): each query and its top matches as strips of video frames with the skeleton drawn (or the skeleton alone), distances under them.", file_okay=False),
+    videos: List[Path] = typer.Option([], "--videos", help="--report: a folder (or file) whose videos the page may show for gallery walks whose manifest records them there; besides it, only videos inside a walk's store or named as queries are read. Give it more than once for several folders."),
     cache: Path = typer.Option(Path("match-cache"), "--cache", help="Where video queries' skeletons are kept (one store per query argument; delete it to extract again).", file_okay=False),
     backend: str = typer.Option("auto", "--backend", "-b", help="Pose backend for video queries: auto (the one that gives the gallery's layout: mediapipe for blazepose-33, mmpose for h36m-17), mmpose or mediapipe."),
     use_faiss: bool = typer.Option(False, "--faiss", help="Search through a flat FAISS index (pip install faiss-cpu); exact search needs nothing extra."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Open-set threshold: a query whose rank-1 walk is farther than this distance gets the verdict 'nobody in the gallery'. Default: set from the gallery's own distances, without labels (docs/usage.md says how, and its measured false-alarm rate)."),
     device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    force: bool = typer.Option(False, "--force", help="Replace outputs vid2reid did not write: a --csv or --json file that is not match's rankings, a --report folder holding other files (files of the same names are replaced; nothing else is deleted)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
@@ -50,6 +52,7 @@ def match_cli(
 
     with user_errors():
         set_threads()  # before torch loads: one thread per core, waiting threads sleep
+        check_outputs(json_path, csv_path, report, force)  # before any work
         out = match(queries, gallery, run_dir=run, top=top, level=level.strip().lower(),
                     query_condition=query_condition, query_split=query_split,
                     gallery_condition=gallery_condition, gallery_split=gallery_split,
@@ -74,7 +77,8 @@ def match_cli(
         if report is not None:
             from vid2reid.match_report import write_match_report
 
-            index = write_match_report(out.results, report,
+            index = write_match_report(out.results, report, force=force,
+                                       videos=[*queries, *videos],
                                        window=out.f if level.strip().lower() == "window" else None)
             typer.echo(f"page written to {index} (open it in a browser)")
         for note in out.notes:
@@ -82,3 +86,19 @@ def match_cli(
         typer.echo(format_results(out.results, level))
         if out.errors:
             raise typer.Exit(1)
+
+
+def check_outputs(json_path: Path | None, csv_path: Path | None, report: Path | None,
+                  force: bool) -> None:
+    """The output rule (docs/usage.md): refuse a --json, --csv or --report that holds what
+    match did not write, unless --force."""
+    from vid2reid import safepath
+
+    if json_path is not None:
+        safepath.check_output_file(json_path, safepath.json_with("queries"), "rankings", force,
+                                   "--json")
+    if csv_path is not None:
+        safepath.check_output_file(csv_path, safepath.csv_starts_with("query,rank,gallery"),
+                                   "a rankings CSV", force, "--csv")
+    if report is not None:
+        safepath.check_output_folder(report, safepath.MATCH_REPORT, force, "--report")

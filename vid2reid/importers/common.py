@@ -306,7 +306,12 @@ class StoreWriter:
             first = f" (first: {s.skipped[0]})" if s.skipped else ""
             raise NothingImportedError(f"{self.src}: nothing could be imported: "
                                        f"{len(s.skipped)} file(s) skipped{first}", s)
-        write_manifest(self.out, self.records)
+        kept = self._hand_added()
+        write_manifest(self.out, self.records + kept)
+        if kept:
+            s.notes.append(f"kept {len(kept)} walk(s) the store listed without a content_hash "
+                           f"(added by hand, not by this import), e.g. {kept[0].path}; remove "
+                           f"their rows from manifest.csv to drop them")
         forget_replaced(self.out)
         root = self.out.resolve()
         for old in (self._old or []) if self._own else []:
@@ -325,12 +330,27 @@ class StoreWriter:
         self.close()
         return s
 
+    def _hand_added(self) -> list[Record]:
+        """Rows of the previous manifest this import did not write and cannot have written (no
+        content_hash) whose file is still there: a walk the user added by hand is kept."""
+        kept = []
+        for old in (self._old or []) if self._own else []:
+            if old.path in self._written or record_hash(old):
+                continue
+            try:
+                if safepath.inside(self.out, old.path, str(self.out)).is_file():
+                    kept.append(old)
+            except Vid2ReidError:
+                continue
+        return kept
+
     @staticmethod
     def _unchanged(path: Path, old: Record) -> bool:
-        """Whether a stale file still holds the joints its manifest row recorded (True for
-        rows of manifests written before content hashes)."""
+        """Whether a stale file still holds the joints its manifest row recorded; False for a
+        row without a content hash: nothing proves that an import wrote it, and a walk the
+        user added by hand must never be deleted."""
         if not record_hash(old):
-            return True
+            return False
         try:
             with np.load(path, allow_pickle=False) as data:
                 return content_hash(data["joints"]) == record_hash(old)

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vid2reid import cluster
+from vid2reid.labels import pseudo_labels
 from vid2reid.errors import ClusteringError, ConfigError
 from vid2reid.encoders import FrameEncoder
 from vid2reid.layouts import PartMap, part_matrix, resolve_part_map
@@ -154,7 +155,7 @@ def prepare_epoch(model: HiMPCModel, x: torch.Tensor, cfg: TrainConfig, rng: np.
     feats = sequence_features(model, x)
     labels, protos, stats = {}, {}, {}
     inlier = np.ones(len(x), dtype=bool)
-    level_labels = cluster.pseudo_labels([feats[lv] for lv in model.levels], walks, cfg, epoch,
+    level_labels = pseudo_labels([feats[lv] for lv in model.levels], walks, cfg, epoch,
                                          x)
     for lv, lab in zip(model.levels, level_labels):
         lab = np.asarray(lab)

@@ -1,7 +1,7 @@
 """Pieces several methods share: masked views of a window and label -> prototype -> keep.
 
 SimMC's masks drop x random frames of each window per view; every view is labelled on its own
-(vid2reid.cluster.pseudo_labels), its prototypes are the labels' unit-length mean features, and
+(vid2reid.labels), its prototypes are the labels' unit-length mean features, and
 a window trains only where it is labelled in every view.
 """
 
@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vid2reid.cluster import prototypes, pseudo_labels
+from vid2reid.cluster import prototypes
+from vid2reid.labels import pseudo_labels
 from vid2reid.errors import ClusteringError
 
 if TYPE_CHECKING:

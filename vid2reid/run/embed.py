@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vid2reid.data import cut_windows, normalise
-from vid2reid.errors import ConfigError, ProtocolError, StoreError
+from vid2reid.errors import ConfigError, ProtocolError, RunError, StoreError
 from vid2reid.store import (Record, canonical_condition, content_hash, load_joints,
                             read_manifest, record_hash)
 
@@ -221,8 +221,18 @@ class Embedder:
         """Features (N, D) float32 of normalised windows, in fixed batches."""
         if len(x) == 0:
             return np.empty((0, 0), np.float32)
-        return np.concatenate([np.asarray(self.fn(x[i:i + self.batch], layout), np.float32)
+        return np.concatenate([self._batch(x[i:i + self.batch], layout)
                                for i in range(0, len(x), self.batch)])
+
+    def _batch(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """One forward pass; RunError for NaN or infinite features (they would rank like any
+        others, never silently)."""
+        z = np.asarray(self.fn(x, layout), np.float32)
+        if not np.isfinite(z).all():
+            raise RunError(f"{self.description}: {int((~np.isfinite(z).all(1)).sum())} of "
+                           f"{len(z)} windows have NaN or infinite features; this run cannot "
+                           f"be used (train again, with a lower --lr)")
+        return z
 
     def walks(self, records: Sequence[Record], joints: Callable[[int], np.ndarray]
               | Sequence[np.ndarray], keys: Sequence[str] | None = None, store: str = "",
@@ -258,7 +268,7 @@ class Embedder:
                 return
             x, walk, start = (np.concatenate([b[k] for b in buf]) for k in range(3))
             for s in range(0, cut, self.batch):
-                z = np.asarray(self.fn(x[s:s + self.batch], layout), np.float32)
+                z = self._batch(x[s:s + self.batch], layout)
                 w = walk[s:s + self.batch]
                 if not sums:
                     sums.append(np.zeros((len(first_rec), z.shape[1]), np.float64))

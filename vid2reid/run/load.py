@@ -120,10 +120,13 @@ class Run:
                            f"of that layout, or 'vid2reid convert' the store")
 
     def state_dict(self, device: str | torch.device = "cpu") -> dict:
-        """The model's tensors from the weights file (no code is unpickled)."""
+        """The model's tensors from the weights file (no code is unpickled); RunError when
+        one holds NaN or an infinity."""
         from vid2reid.runfile import load_run_file
 
-        return load_run_file(self.weights, map_location=device, required=("model",))["model"]
+        state = load_run_file(self.weights, map_location=device, required=("model",))["model"]
+        check_finite_weights(state, self.weights)  # every user of the weights comes here
+        return state
 
     def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The trained model on ``device``, in eval mode."""
@@ -179,6 +182,19 @@ class Run:
         if not len(walks):
             raise StoreError(f"array: {len(x)} frames, shorter than the run's window f={self.f}")
         return walks.features if level == "sequence" else walks.window_features
+
+
+def check_finite_weights(state: object, path: Path) -> None:
+    """RunError naming ``path`` and the first tensor holding NaN or an infinity: a diverged
+    run (``train --lr`` too high) gives features that rank like anything else, so no command
+    may use it."""
+    import torch
+
+    for name, value in (state.items() if isinstance(state, dict) else ()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                and not bool(torch.isfinite(value).all()):
+            raise RunError(f"{path}: weight {name!r} holds NaN or infinite values (training "
+                           f"diverged); this run cannot be used: train again with a lower --lr")
 
 
 def find_run(path: Path | str | None = None, runs_dir: Path | str = "runs") -> Path:
