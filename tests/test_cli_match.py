@@ -166,6 +166,14 @@ def test_a_stored_walk_file_is_a_query(setup, tmp_path: Path, monkeypatch):
     assert q[0]["excluded_identical"] == 1  # itself, in the gallery store
     assert all(m["gallery"] != q[0]["query"] for m in q[0]["matches"])
     assert not Path("match-cache").exists()
+    # a folder inside the store: its walks
+    r = runner.invoke(app, ["match", str(walk.parent), "--gallery", str(store), "--run",
+                            str(run), "--top", "1", "--json", "f.json"])
+    assert r.exit_code == 0, r.output
+    q = json.loads(Path("f.json").read_text())["queries"]
+    assert sorted(x["query"] for x in q) == sorted(
+        p.relative_to(store).as_posix() for p in walk.parent.glob("*.npz"))
+    assert not Path("match-cache").exists()
     # a .npz no store lists: one error line naming it, nothing extracted
     stray = tmp_path / "loose.npz"
     stray.write_bytes(walk.read_bytes())

@@ -17,6 +17,7 @@ from vid2reid.errors import ConfigError, PoseError, ProtocolError, RunError, Sto
 from vid2reid.gallery_index import check_index_run, load_index
 from vid2reid.openset import Threshold, decide, fixed_threshold, gallery_threshold
 from vid2reid.run import Embedder, Walks, concat_walks, open_run
+from vid2reid.run.embed import store_loader
 from vid2reid.search import LEVELS, QueryResult, rank_gallery
 from vid2reid.store import MANIFEST, Record, load_joints, read_manifest
 
@@ -128,42 +129,42 @@ class MatchOutcome:
     threshold: Threshold | None = None  # the open-set threshold the verdicts used
 
 
-def find_stored_walk(path: Path, levels: int = 6) -> tuple[Path, Record] | None:
-    """The store and manifest row of a walk file (``skeletons/001/001-nm-01-090.npz``): the
-    nearest folder above it whose manifest.csv lists it; None when no store lists it."""
+def find_stored_walks(path: Path, levels: int = 6) -> tuple[Path, list[Record]] | None:
+    """The store and manifest rows of a walk file (``skeletons/001/001-nm-01-090.npz``) or of
+    a folder inside a store (``skeletons/001``): the nearest folder above it whose
+    manifest.csv lists it (or rows under it); None when no store does."""
     path = Path(path).absolute()
     for store in list(path.parents)[:levels]:
         if (store / MANIFEST).is_file():
             rel = path.relative_to(store).as_posix()
-            for rec in read_manifest(store):
-                if rec.path == rel:
-                    return store, rec
-            return None
+            rows = [r for r in read_manifest(store)
+                    if r.path == rel or (path.is_dir() and r.path.startswith(rel + "/"))]
+            return (store, rows) if rows else None
     return None
 
 
-def embed_stored_walk(embedder: Embedder, path: Path) -> Walks:
-    """One walk file of a store as a query (StoreError naming the file when it is not one)."""
-    found = find_stored_walk(path)
+def embed_stored_walks(embedder: Embedder, path: Path) -> Walks:
+    """A walk file of a store, or a folder inside one, as queries (StoreError naming the path
+    when it is neither)."""
+    found = find_stored_walks(path)
     if found is None:
         raise StoreError(f"{path}: not a walk of a skeleton store (no manifest.csv above it "
                          f"lists it); give a store folder, a walk file inside one, or a video")
-    store, rec = found
-    joints = load_joints(store, rec)
+    store, recs = found
+    first = load_joints(store, recs[0])
     if embedder.run is not None:
-        embedder.run.check_layout(rec.layout, joints.shape[1], str(path))
-    walks = embedder.walks([rec], [joints], store=str(store.resolve()))
+        embedder.run.check_layout(recs[0].layout, first.shape[1], str(path))
+    walks = embedder.walks(recs, store_loader(store, recs), store=str(store.resolve()))
     if not len(walks):
-        raise StoreError(f"{path}: {len(joints)} frames, shorter than the run's window "
-                         f"f={embedder.f}")
+        raise StoreError(f"{path}: every walk is shorter than the run's window f={embedder.f}")
     return walks
 
 
 def load_queries(embedder: Embedder, queries: list[Path | str], gallery_layout: str,
                  cache: Path | str, condition: str | None = None, split: str | None = None,
                  backend: str = "auto") -> tuple[Walks | None, list[str]]:
-    """Query walks from stores, walk files of a store (``.npz``), videos and folders of
-    videos; error lines for the bad ones."""
+    """Query walks from stores, walk files of a store (``.npz``) or folders inside one, videos
+    and folders of videos; error lines for the bad ones."""
     parts, errors, videos = [], [], []
     for q in queries:
         q = Path(q)
@@ -172,9 +173,9 @@ def load_queries(embedder: Embedder, queries: list[Path | str], gallery_layout: 
                 parts.append(embedder.store(q, condition, split, side="query"))
             except (StoreError, ProtocolError, ConfigError, RunError) as exc:
                 errors.append(str(exc))
-        elif q.suffix.lower() == ".npz":
+        elif q.suffix.lower() == ".npz" or (q.is_dir() and find_stored_walks(q) is not None):
             try:
-                parts.append(embed_stored_walk(embedder, q))
+                parts.append(embed_stored_walks(embedder, q))
             except (StoreError, ProtocolError, ConfigError, RunError) as exc:
                 errors.append(str(exc))
         else:

@@ -15,7 +15,7 @@ from vid2reid.threads import set_threads
 # fmt: off
 @app.command("match")
 def match_cli(
-    queries: List[Path] = typer.Argument(..., help="Query walks: walk files of a store (skeletons/001/001-nm-01-090.npz), video files, folders of videos (extracted with the pose backend that gives the gallery's joint layout, into --cache, reused next time), or skeleton stores."),
+    queries: List[Path] = typer.Argument(..., help="Query walks: walk files of a store (skeletons/001/001-nm-01-090.npz) or folders inside one, video files, folders of videos (extracted with the pose backend that gives the gallery's joint layout, into --cache, reused next time), or skeleton stores."),
     gallery: Path = typer.Option(..., "--gallery", "-g", help="Gallery: a skeleton store, or an index file written by 'vid2reid index' (then only the queries are embedded)."),
     run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run to use: a run folder written by 'vid2reid train', a folder of runs (its latest finished run) or a LATEST file. Default: the index's run, else the latest run in --runs-dir."),
     top: int = typer.Option(10, "--top", "-k", min=1, help="Gallery walks listed per query, best first."),
