@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="score this run instead of training one (a run "
                     "that saw the held-back people's walks makes the test easier)")
     ap.add_argument("--quantile", type=float, default=None, help="instead of the tool's own")
+    ap.add_argument("--all-walks", action="store_true", help="gallery: every walk of the 20 "
+                    "but their probe walk (3 to 4 each) instead of their two gallery walks")
     ap.add_argument("--raw", action="store_true", help="raw joint coordinates instead of the "
                     "run's features (a weaker representation: a harder test of the threshold)")
     args = ap.parse_args()
@@ -93,7 +95,8 @@ def main() -> None:
     out = []
     for d in range(args.draws):
         present = set(rng.choice(held, IN_GALLERY, replace=False).tolist())
-        g_idx = [i for i, s in enumerate(walks.subjects) if s in present and cond[i] == "gallery"]
+        g_idx = [i for i, s in enumerate(walks.subjects) if s in present and (
+            cond[i] != "probe" if args.all_walks else cond[i] == "gallery")]
         q_idx = [i for i, c in enumerate(cond) if c == "probe"]
         gallery, queries = subset(walks, g_idx), subset(walks, q_idx)
         t = gallery_threshold(gallery) if args.quantile is None else \

@@ -60,3 +60,24 @@ def test_fixed_threshold_and_too_small_gallery():
     assert res[0].known and res[0].score == pytest.approx(0.2)
     with pytest.raises(ConfigError):
         fixed_threshold(-1)
+
+
+def test_many_walks_per_person_still_measure_somebody_else():
+    """Four walks per person: setting aside a mutual neighbour alone would take a person's own
+    third walk for somebody else; the people found (no labels) do not."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(30, 16)) * 3
+    gal = np.concatenate([centres[:20] + 0.3 * rng.normal(size=(20, 16)) for _ in range(4)])
+    g = _walks(gal, [f"p{i % 20}" for i in range(80)], "g")
+    t = gallery_threshold(g)
+    own = other_person_distances(gal, np.arange(80))  # the mutual-neighbour rule alone
+    assert t.value > 2 * np.quantile(own, 0.1)  # far above the same person's walks
+    q = _walks(centres + 0.3 * rng.normal(size=(30, 16)), [f"p{i}" for i in range(30)], "q")
+    res = decide(rank_gallery(q, g, top=1), t)
+    assert sum(r.known for r in res[:20]) >= 19 and sum(r.known for r in res[20:]) <= 2
+    # with people given, each walk's distance is to the nearest walk of another person
+    people = np.arange(80) % 20
+    d = other_person_distances(gal, np.arange(80), people)
+    brute = [min(np.linalg.norm(gal[i] - gal[j]) for j in range(80) if people[j] != people[i])
+             for i in range(80)]
+    assert np.allclose(d, brute)

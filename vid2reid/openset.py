@@ -3,11 +3,13 @@
 A ranking always has a rank-1, so ``match`` needs a distance above which it says "nobody in the
 gallery". That threshold is set from the gallery's walks alone, never from labels:
 
-* For every gallery walk, the distances to the other gallery walks are taken (identical
-  recordings left out, vid2reid.rank's rule). Its nearest neighbour is set aside when the two
-  are each other's nearest neighbour (most likely another walk of the same person); the
-  distance to the nearest walk left is then a walk's distance to *somebody else*: the distance
-  a person absent from the gallery would have to their rank-1.
+* The gallery's walks are grouped into people without labels, by the association ``group``
+  uses (vid2reid.association, on the walks' features alone).
+* For every gallery walk, the distance to the nearest walk of *another* person found is what a
+  person absent from the gallery would have to their rank-1 (identical recordings are never
+  compared, vid2reid.rank's rule). Where the association finds a single person, a walk's
+  nearest neighbour is set aside instead when the two are each other's nearest neighbour
+  (most likely the same person's other walk), and the nearest walk left is taken.
 * The threshold is the ``QUANTILE`` quantile of those distances: an absent person's walk lands
   nearer than it about that often, judging from the gallery itself.
 
@@ -45,16 +47,19 @@ class Threshold:
                     "distances; give --threshold")
         if self.source == "gallery":
             return (f"threshold {self.value:.4f}: set from the gallery's own distances (the "
-                    f"{QUANTILE:.0%} quantile of its walks' distances to somebody else; no "
-                    f"labels); a query farther from its rank-1 is 'nobody in the gallery'")
+                    f"{QUANTILE:.0%} quantile of its walks' distances to the people found "
+                    f"among the others; no labels); a query farther from its rank-1 is 'nobody "
+                    f"in the gallery'")
         return f"threshold {self.value:.4f} (--threshold)"
 
 
-def other_person_distances(features: np.ndarray, groups: np.ndarray, block: int = 1024
-                           ) -> np.ndarray:
-    """Per walk, the distance to the nearest other walk once a mutual nearest neighbour is
-    set aside (see the module docstring); ``groups[i] == groups[j]``: the same recording,
-    never compared. Walks with nothing left are left out. Memory: ``block`` rows at a time."""
+def other_person_distances(features: np.ndarray, groups: np.ndarray,
+                           people: np.ndarray | None = None, block: int = 1024) -> np.ndarray:
+    """Per walk, the distance to somebody else (see the module docstring): the nearest walk of
+    another person (``people``: a label per walk, found without labels), or, without people,
+    the nearest walk once a mutual nearest neighbour is set aside. ``groups[i] == groups[j]``:
+    the same recording, never compared. Walks with nothing left are left out. Memory: ``block``
+    rows at a time."""
     x = np.asarray(features, np.float64)
     n = len(x)
     sq = (x * x).sum(1)
@@ -64,6 +69,8 @@ def other_person_distances(features: np.ndarray, groups: np.ndarray, block: int 
         d = np.sqrt(np.maximum(sq[s:s + block, None] + sq[None, :] - 2.0 * x[s:s + block] @ x.T,
                                0.0))
         d[groups[s:s + block, None] == groups[None, :]] = np.inf
+        if people is not None:
+            d[people[s:s + block, None] == people[None, :]] = np.inf
         k = min(2, n)
         part = np.argpartition(d, k - 1, axis=1)[:, :k] if n > k else \
             np.tile(np.arange(n), (len(d), 1))
@@ -71,10 +78,26 @@ def other_person_distances(features: np.ndarray, groups: np.ndarray, block: int 
         order = np.lexsort((part, vals), axis=1)
         who[s:s + block, :k] = np.take_along_axis(part, order, 1)
         near[s:s + block, :k] = np.take_along_axis(vals, order, 1)
-    first = who[:, 0]
-    mutual = (first >= 0) & (who[np.maximum(first, 0), 0] == np.arange(n))
-    out = np.where(mutual, near[:, 1], near[:, 0])
+    if people is not None:
+        out = near[:, 0]
+    else:
+        first = who[:, 0]
+        mutual = (first >= 0) & (who[np.maximum(first, 0), 0] == np.arange(n))
+        out = np.where(mutual, near[:, 1], near[:, 0])
     return out[np.isfinite(out)]
+
+
+def people_found(features: np.ndarray) -> np.ndarray | None:
+    """The gallery's walks grouped into people without labels (vid2reid.association on the
+    unit-length walk features); None when it finds a single person or fewer than 3 walks."""
+    if len(features) < 3:
+        return None
+    from vid2reid.association import associate
+
+    x = np.asarray(features, np.float64)
+    u = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    labels = associate(u.astype(np.float32), None).labels
+    return labels if len(np.unique(labels)) > 1 else None
 
 
 def gallery_threshold(gallery: Walks, level: str = "sequence", quantile: float = QUANTILE,
@@ -85,13 +108,17 @@ def gallery_threshold(gallery: Walks, level: str = "sequence", quantile: float =
     groups = recording_groups({"g": gallery.keys}, {"g": gallery.row_hashes})["g"]
     _, codes = np.unique(groups.astype(str), return_inverse=True)
     codes = codes.ravel()
+    if len(np.unique(codes)) < 3:
+        return Threshold(None, "gallery")
+    people = people_found(gallery.features)
     if level == "window" and len(gallery.window_features):
         pick = np.unique(np.linspace(0, len(gallery.window_features) - 1,
                                      min(most, len(gallery.window_features))).astype(np.int64))
-        feats, codes = gallery.window_features[pick], codes[gallery.window_walk[pick]]
+        walk = gallery.window_walk[pick]
+        d = other_person_distances(gallery.window_features[pick], codes[walk],
+                                   None if people is None else people[walk])
     else:
-        feats = gallery.features
-    d = other_person_distances(feats, codes) if len(np.unique(codes)) >= 3 else np.empty(0)
+        d = other_person_distances(gallery.features, codes, people)
     if len(d) == 0:
         return Threshold(None, "gallery")
     return Threshold(float(np.quantile(d, quantile)), "gallery")
