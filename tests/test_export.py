@@ -102,6 +102,18 @@ def test_torchscript_matches_and_bad_format_is_one_line(setup, tmp_path: Path):
     r = runner.invoke(app, ["export", "--run", str(runs), "--format", "tflite",
                             "--out", str(tmp_path / "m")])
     assert r.exit_code == 1 and "--format must be one of onnx, torchscript" in r.output
+    # an earlier export is replaced; a user's own file is not, unless --force
+    r = runner.invoke(app, ["export", "--run", str(runs), "--format", "torchscript",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    r = runner.invoke(app, ["export", "--run", str(runs), "--format", "torchscript",
+                            "--out", str(notes)])
+    assert r.exit_code == 1 and str(notes) in r.output and notes.read_text() == "mine"
+    r = runner.invoke(app, ["export", "--run", str(runs), "--format", "torchscript",
+                            "--out", str(notes), "--force"])
+    assert r.exit_code == 0 and notes.read_bytes() != b"mine"
 
 
 def test_the_usage_docs_onnxruntime_block_runs_as_written(setup, monkeypatch, capsys):

@@ -18,6 +18,7 @@ def export_cli(
     fmt: str = typer.Option("onnx", "--format", help="onnx (runs with onnxruntime, no torch; needs the onnx package to write) or torchscript (torch.jit.load)."),
     run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run to export: a run folder written by 'vid2reid train', a folder of runs (its latest finished run) or a LATEST file. Default: the latest run in --runs-dir."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    force: bool = typer.Option(False, "--force", help="Replace an --out file (or its FILE.json) that an earlier 'vid2reid export' did not write."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
     # fmt: on
@@ -36,7 +37,7 @@ def export_cli(
         from vid2reid.run.export import export_run
 
         opened = open_run(run, runs_dir)
-        info = export_run(opened, fmt, out)
+        info = export_run(opened, fmt, out, force=force)
         typer.echo(f"{info['format']} model of run {opened.path} written to {out}: windows "
                    f"(N, {info['f']}, {info['joints']}, 3) -> features (N, {info['features']})"
                    f"{', unit length' if info['unit_features'] else ''}; settings in {out}.json")

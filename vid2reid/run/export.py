@@ -23,6 +23,7 @@ import numpy as np
 from vid2reid.errors import ConfigError, RunError
 from vid2reid.layouts import root_joint
 from vid2reid.run.load import Run
+from vid2reid.safepath import check_output_file, json_with
 from vid2reid.store import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript")
@@ -72,17 +73,36 @@ def export_module(run: Run):
     return Exported().eval()
 
 
-def export_run(run: Run, fmt: str, out: Path | str) -> dict:
+SIDECAR_KEYS = ("format", "run", "f", "joints", "features")
+
+
+def sidecar(out: Path | str) -> Path:
+    """The settings file written next to an exported model (``model.onnx.json``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def _is_export(path: Path) -> bool:
+    """Whether ``path`` is a model ``vid2reid export`` wrote (its sidecar says so)."""
+    try:
+        return json_with(*SIDECAR_KEYS)(sidecar(path))
+    except (OSError, ValueError):
+        return False
+
+
+def export_run(run: Run, fmt: str, out: Path | str, force: bool = False) -> dict:
     """Write ``run`` as ``fmt`` (onnx or torchscript) to ``out`` and a sidecar ``out.json``
-    (f, joints, layout, feature size, unit length, the run); returns the sidecar's content."""
+    (f, joints, layout, feature size, unit length, the run); returns the sidecar's content.
+    A file there that an earlier export did not write is refused unless ``force``."""
     import torch
 
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"{out}: is a folder; --out names the file to write")
+    check_output_file(out, _is_export, "an exported model", force, "--out")
+    check_output_file(sidecar(out), json_with(*SIDECAR_KEYS), "an exported model's settings",
+                      force, "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
     module = export_module(run)
     example = torch.zeros(2, run.f, run.num_joints, 3)
@@ -114,8 +134,7 @@ def export_run(run: Run, fmt: str, out: Path | str) -> dict:
             "as cut from a store's joints (not root-relative)", "output": "features (N, D)",
             "walk": "mean of the features of a walk's non-overlapping f-frame windows from "
                     "frame 0"}
-    atomic_write_bytes(out.with_name(out.name + ".json"),
-                       (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write_bytes(sidecar(out), (json.dumps(info, indent=2) + "\n").encode())
     return info
 
 
