@@ -81,3 +81,12 @@ def test_many_walks_per_person_still_measure_somebody_else():
     brute = [min(np.linalg.norm(gal[i] - gal[j]) for j in range(80) if people[j] != people[i])
              for i in range(80)]
     assert np.allclose(d, brute)
+
+
+def test_a_large_gallery_is_read_through_an_even_sample():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(60, 16)) * 3
+    gal = np.concatenate([centres + 0.3 * rng.normal(size=(60, 16)) for _ in range(4)])
+    g = _walks(gal, [""] * 240, "g")
+    full, sampled = gallery_threshold(g), gallery_threshold(g, most_walks=120)
+    assert sampled.value == pytest.approx(full.value, rel=0.25)

@@ -100,25 +100,37 @@ def people_found(features: np.ndarray) -> np.ndarray | None:
     return labels if len(np.unique(labels)) > 1 else None
 
 
+def _evenly(n: int, most: int) -> np.ndarray:
+    """At most ``most`` of ``n`` indices, evenly spaced (all of them when n <= most)."""
+    return np.unique(np.linspace(0, n - 1, min(most, n)).astype(np.int64))
+
+
 def gallery_threshold(gallery: Walks, level: str = "sequence", quantile: float = QUANTILE,
-                      most: int = 20000) -> Threshold:
+                      most: int = 20000, most_walks: int = 4000) -> Threshold:
     """The threshold set from ``gallery``'s own features, no labels: its walks' (sequence
     level) or its windows' (window level; windows of one recording never compared, at most
-    ``most`` windows, evenly spaced) distances to somebody else."""
+    ``most`` windows, evenly spaced) distances to somebody else. A gallery of more than
+    ``most_walks`` walks is read through that many, evenly spaced in store order (the
+    association's time grows faster than the number of walks)."""
     groups = recording_groups({"g": gallery.keys}, {"g": gallery.row_hashes})["g"]
     _, codes = np.unique(groups.astype(str), return_inverse=True)
     codes = codes.ravel()
     if len(np.unique(codes)) < 3:
         return Threshold(None, "gallery")
-    people = people_found(gallery.features)
+    keep = _evenly(len(gallery), most_walks)  # all walks, or an even sample of them
+    feats, codes = gallery.features[keep], codes[keep]
+    people = people_found(feats)
     if level == "window" and len(gallery.window_features):
-        pick = np.unique(np.linspace(0, len(gallery.window_features) - 1,
-                                     min(most, len(gallery.window_features))).astype(np.int64))
-        walk = gallery.window_walk[pick]
+        renumber = np.full(len(gallery), -1, np.int64)
+        renumber[keep] = np.arange(len(keep))
+        walk = renumber[gallery.window_walk]
+        rows = np.flatnonzero(walk >= 0)
+        pick = rows[_evenly(len(rows), most)]
+        walk = walk[pick]
         d = other_person_distances(gallery.window_features[pick], codes[walk],
                                    None if people is None else people[walk])
     else:
-        d = other_person_distances(gallery.features, codes, people)
+        d = other_person_distances(feats, codes, people)
     if len(d) == 0:
         return Threshold(None, "gallery")
     return Threshold(float(np.quantile(d, quantile)), "gallery")
