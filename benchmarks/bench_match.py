@@ -1,6 +1,8 @@
 """Benchmark: one query against a gallery index of 1k / 10k / 100k walks, and embedding time.
 
 One command: ``python benchmarks/bench_match.py [--sizes 1000,10000,100000] [--out F.json]``.
+``--index ivf`` (e.g. ``--sizes 1000000 --index ivf --json F``) measures the approximate index
+of vid2reid.ann instead: recall at 10 against exhaustive search, ms per query, memory.
 
 Search: synthetic 256-d unit features (the default run's feature size and scaling) around
 per-subject centres, written as a real gallery index file (``GalleryIndex.save``), loaded
@@ -95,6 +97,114 @@ def bench_search(sizes: list[int], dim: int, queries: int, use_faiss: bool) -> l
     return out
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def realistic_features(n: int, dim: int, rng: np.random.Generator, path: Path,
+                       intrinsic: int = 32, walks_per_id: int = 4, noise: float = 0.35,
+                       chunk: int = 100_000) -> np.memmap:
+    """``n`` unit feature rows written to ``path`` (float32 memmap) the way a trained
+    model's walks lie: identities spread over a low-dimensional subspace (``intrinsic``
+    directions with a decaying spectrum, as a trained embedding's PCA shows), walks of one
+    identity scattered around it (``noise``), plus a little isotropic noise in every one
+    of the ``dim`` dimensions. Row i belongs to identity i // walks_per_id."""
+    basis = np.linalg.qr(rng.normal(size=(dim, intrinsic)))[0].T.astype(np.float32)
+    scale = (1.0 / np.sqrt(1.0 + np.arange(intrinsic))).astype(np.float32)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        ids = (s + np.arange(m)) // walks_per_id
+        centre = np.stack([np.random.default_rng([7, int(i)]).normal(size=intrinsic)
+                           for i in np.unique(ids)]).astype(np.float32)[ids - ids[0]]
+        x = (centre + noise * rng.normal(size=(m, intrinsic)).astype(np.float32)) * scale
+        x = x @ basis + 0.02 * rng.normal(size=(m, dim)).astype(np.float32)
+        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    out.flush()
+    return np.load(path, mmap_mode="r")
+
+
+def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], codec: str,
+              nlist: int | None, workdir: str | None) -> list[dict]:
+    """IVF (vid2reid.ann) against exhaustive search: recall at 10 of the exact top 10, ms per
+    query (one query at a time, shortlist re-ranked exactly from the memmapped features),
+    build time, and memory (index bytes, features on disk, process RSS)."""
+    import faiss
+
+    from vid2reid.ann import ApproxSearcher, add_part, default_nlist, train_index
+
+    out = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for n in sizes:
+            rss0 = _rss_mb()
+            t0 = time.perf_counter()
+            feats = realistic_features(n + queries, dim, rng, Path(tmp) / f"f{n}.npy")
+            t_gen = time.perf_counter() - t0
+            # queries: other walks of gallery identities (the last rows, held out of the index)
+            gallery, q = feats[:n], np.asarray(feats[n:n + queries])
+            order = rng.permutation(n + queries)  # not aligned with identity blocks
+            del order
+            t0 = time.perf_counter()
+            cells = nlist or default_nlist(n)
+            sample = np.sort(rng.choice(n, min(n, 100_000), replace=False))
+            trained = train_index(np.asarray(gallery[sample]), cells, codec)
+            t_train = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            index = add_part(trained, gallery)
+            t_add = time.perf_counter() - t0
+            index_mb = faiss.serialize_index(index).nbytes / 2**20
+            rss_index = _rss_mb()
+            # exact top 10 (float64 re-check of a float32 pass, chunked over the gallery)
+            t0 = time.perf_counter()
+            best_d = np.full((queries, 10), np.inf)
+            best_i = np.zeros((queries, 10), np.int64)
+            for s in range(0, n, 200_000):
+                g = np.asarray(gallery[s:s + 200_000], dtype=np.float32)
+                d2 = (g * g).sum(1)[None, :] - 2.0 * (q @ g.T)
+                cat_d = np.concatenate([best_d, d2], 1)
+                cat_i = np.concatenate([best_i, s + np.arange(len(g))[None, :].repeat(queries, 0)], 1)
+                top = np.argsort(cat_d, 1, kind="stable")[:, :10]
+                best_d = np.take_along_axis(cat_d, top, 1)
+                best_i = np.take_along_axis(cat_i, top, 1)
+            t_exact = (time.perf_counter() - t0) / queries
+            for nprobe in nprobes:
+                searcher = ApproxSearcher(index, gallery, nprobe=nprobe)
+                searcher.rank(q[0], 10)  # warm up (page cache of the shortlist rows)
+                times, recall = [], []
+                for i in range(queries):
+                    t0 = time.perf_counter()
+                    idx, _ = searcher.rank(q[i], 10)
+                    times.append(time.perf_counter() - t0)
+                    recall.append(len(np.intersect1d(idx, best_i[i])) / 10)
+                out.append({
+                    "gallery_walks": n, "dim": dim, "index": f"IVF{cells},{codec}",
+                    "nprobe": nprobe, "shortlist": max(64, searcher.shortlist * 10),
+                    "queries": queries, "recall_at_10": round(float(np.mean(recall)), 4),
+                    "ms_per_query": round(1000 * float(np.median(times)), 2),
+                    "ms_per_query_p90": round(1000 * float(np.percentile(times, 90)), 2),
+                    "exact_ms_per_query": round(1000 * t_exact, 1),
+                    "train_s": round(t_train, 1), "add_s": round(t_add, 1),
+                    "generate_s": round(t_gen, 1),
+                    "index_mb": round(index_mb, 1),
+                    "features_mb_on_disk": round(gallery.nbytes / 2**20, 1),
+                    "rss_index_mb": round(rss_index - rss0, 1),
+                    "peak_rss_mb": round(_peak_rss_mb(), 1)})
+                print(json.dumps(out[-1]), flush=True)
+            del index, trained, gallery, feats
+    return out
+
+
 def bench_embed(repeats: int) -> list[dict]:
     from typer.testing import CliRunner
 
@@ -153,16 +263,33 @@ def main() -> None:
     ap.add_argument("--video", help="a clip to time a whole video query with (needs --run, --gallery)")
     ap.add_argument("--run")
     ap.add_argument("--gallery")
-    ap.add_argument("--out")
+    ap.add_argument("--out", "--json", dest="out", help="write the results to this JSON file")
+    ap.add_argument("--index", choices=("exact", "ivf"), default="exact",
+                    help="ivf: the approximate index (vid2reid.ann) against exhaustive search "
+                         "on synthetic features with a trained embedding's structure; "
+                         "recall, ms per query, memory (no embedding timing)")
+    ap.add_argument("--nprobe", default="16,32,64", help="IVF cells visited per query (--index ivf)")
+    ap.add_argument("--nlist", type=int, help="IVF cells (default about 4 sqrt(n))")
+    ap.add_argument("--codec", default="SQ8", help="IVF codes: SQ8 (a byte a dimension) or Flat")
+    ap.add_argument("--workdir", help="folder for the feature file (default: the temp folder)")
     args = ap.parse_args()
     import torch
 
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "load_avg_start": os.getloadavg(),
               "python": platform.python_version()}
-    result["search"] = bench_search([int(s) for s in args.sizes.split(",")], args.dim,
-                                    args.queries, args.faiss)
-    result["embed"] = bench_embed(args.embed_repeats)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.index == "ivf":
+        result["ann"] = bench_ann(sizes, args.dim, max(args.queries, 200),
+                                  [int(v) for v in args.nprobe.split(",")], args.codec,
+                                  args.nlist, args.workdir)
+        best = [r for r in result["ann"] if r["recall_at_10"] >= 0.99]
+        pick = min(best, key=lambda r: r["ms_per_query"]) if best else result["ann"][-1]
+        result.update({k: pick[k] for k in ("recall_at_10", "ms_per_query", "nprobe", "index",
+                                            "index_mb", "features_mb_on_disk", "peak_rss_mb")})
+    else:
+        result["search"] = bench_search(sizes, args.dim, args.queries, args.faiss)
+        result["embed"] = bench_embed(args.embed_repeats)
     if args.video:
         result["video"] = bench_video(args.video, args.run, args.gallery)
     result["load_avg_end"] = os.getloadavg()

@@ -1,0 +1,186 @@
+"""Approximate nearest-walk search for galleries of millions of walks: FAISS IVF, re-ranked
+exactly.
+
+An inverted-file index (``IVF<nlist>,SQ8``: the gallery's features cut into ``nlist`` cells
+by k-means, each feature stored as 8-bit codes, a quarter of float32) finds a shortlist of
+candidates by visiting the ``nprobe`` cells nearest to the query. The shortlist is then
+ranked by exact float64 Euclidean distances computed from the float32 features, which may
+be a ``np.memmap`` (only the shortlist's rows are read). So every distance reported is
+exact, and the only approximation is which items reach the shortlist: recall, measured by
+``benchmarks/bench_match.py`` against exhaustive search.
+
+:class:`ApproxSearcher` has the interface of vid2reid.retrieval's exact ``Searcher``
+(``rank``, ``nearest_where``), so a gallery can switch to it above a size. An index can be
+built in parts on several machines from one trained (empty) index: :func:`train_index`
+once, :func:`add_part` per machine on its rows, :func:`merge_parts`; the merged index holds
+the same cells and codes as one built in one go, so it answers like it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vid2reid.errors import ConfigError
+
+DEFAULT_CODEC = "SQ8"
+TRAIN_ROWS = 100_000  # k-means sample: plenty for a few thousand cells (faiss wants >= 39 per cell)
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ConfigError("approximate search needs the faiss package: pip install faiss-cpu "
+                          "(or 'vid2reid[faiss]'); exact search needs nothing extra") from exc
+    return faiss
+
+
+def default_nlist(n: int) -> int:
+    """Cells for ``n`` walks: about 4 sqrt(n), a power of two (1M walks: 4096)."""
+    return int(2 ** max(3, round(math.log2(4 * math.sqrt(max(n, 1))))))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Cells visited per query: one in 8 (at least 8). On 256-d features with a trained
+    embedding's structure that kept recall at 10 >= 0.99 (benchmarks/bench_match.py
+    --index ivf; docs/benchmarks.md)."""
+    return max(8, nlist // 8)
+
+
+def train_index(sample: np.ndarray, nlist: int, codec: str = DEFAULT_CODEC, seed: int = 0):
+    """An empty, trained IVF index (``IVF<nlist>,<codec>``, L2) for features like ``sample``:
+    what every part of an index built in parts starts from."""
+    faiss = _faiss()
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    if len(sample) < nlist:
+        raise ConfigError(f"an index of {nlist} cells needs at least {nlist} training "
+                          f"features, got {len(sample)}")
+    try:
+        index = faiss.index_factory(sample.shape[1], f"IVF{nlist},{codec}", faiss.METRIC_L2)
+    except RuntimeError as exc:
+        raise ConfigError(f"FAISS index IVF{nlist},{codec}: "
+                          f"{str(exc).strip().splitlines()[-1]}") from exc
+    index.cp.seed = seed  # k-means start: the same sample gives the same cells
+    index.train(sample)
+    return index
+
+
+def add_part(trained, features: np.ndarray, first_id: int = 0, chunk: int = 65_536):
+    """A copy of the ``trained`` empty index holding ``features`` as items ``first_id``,
+    ``first_id + 1``, ... (read ``chunk`` rows at a time, so a memmap is never loaded whole)."""
+    faiss = _faiss()
+    part = faiss.clone_index(trained)
+    for s in range(0, len(features), chunk):
+        rows = np.ascontiguousarray(features[s:s + chunk], dtype=np.float32)
+        part.add_with_ids(rows, np.arange(first_id + s, first_id + s + len(rows), dtype=np.int64))
+    return part
+
+
+def merge_parts(parts: list):
+    """One index holding every part's items (parts made by :func:`add_part` from the same
+    trained index, with disjoint item numbers)."""
+    if not parts:
+        raise ConfigError("no index parts to merge")
+    faiss = _faiss()
+    merged = faiss.clone_index(parts[0])
+    for part in parts[1:]:
+        if part.nlist != merged.nlist or part.d != merged.d:
+            raise ConfigError(f"index parts differ ({part.nlist} vs {merged.nlist} cells, "
+                              f"{part.d} vs {merged.d} dimensions); build every part from "
+                              f"the same trained index")
+        merged.merge_from(part, 0)
+    return merged
+
+
+@dataclass
+class ApproxSearcher:
+    """IVF shortlist, exact re-rank: ``rank`` and ``nearest_where`` like the exact Searcher.
+
+    ``features`` (n, d) float32 (a memmap is fine) are the gallery rows the index numbers;
+    ``nprobe`` cells are visited per query and ``shortlist`` candidates per wanted item (at
+    least 64) are re-ranked exactly.
+    """
+
+    index: object
+    features: np.ndarray
+    nprobe: int | None = None  # None: default_nprobe(cells)
+    shortlist: int = 8
+
+    @classmethod
+    def build(cls, features: np.ndarray, nlist: int | None = None, nprobe: int | None = None,
+              codec: str = DEFAULT_CODEC, shortlist: int = 8, seed: int = 0,
+              train_rows: int = TRAIN_ROWS) -> "ApproxSearcher":
+        """Train on up to ``train_rows`` rows drawn with ``seed`` and add every row."""
+        n = len(features)
+        nlist = nlist or default_nlist(n)
+        rows = np.sort(np.random.default_rng(seed).choice(n, min(n, max(train_rows, nlist)),
+                                                          replace=False))
+        index = add_part(train_index(features[rows], nlist, codec, seed), features)
+        return cls(index, features, nprobe, shortlist)
+
+    def __post_init__(self) -> None:
+        if self.index.ntotal != len(self.features):
+            raise ConfigError(f"the index holds {self.index.ntotal} walks but there are "
+                              f"{len(self.features)} features; build them together")
+        if self.nprobe is None:
+            self.nprobe = default_nprobe(self.index.nlist)
+        self.index.nprobe = int(self.nprobe)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def _exact(self, q64: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        rows = np.asarray(self.features[np.sort(cand)], dtype=np.float64)  # sorted: fewer seeks
+        d2 = ((rows - q64) ** 2).sum(1)
+        back = np.empty_like(d2)
+        back[np.argsort(cand, kind="stable")] = d2
+        return back
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per query row: the k nearest items found and their exact distances, nearest first
+        (ties: lower index first); -1 / inf pad a row when fewer were found."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        m = min(len(self), max(64, self.shortlist * k))
+        _, cand = self.index.search(q, m)
+        idx = np.full((len(q), k), -1, np.int64)
+        dist = np.full((len(q), k), np.inf)
+        for i in range(len(q)):
+            c = cand[i][cand[i] >= 0]
+            d2 = self._exact(q[i].astype(np.float64), c)
+            order = np.lexsort((c, d2))[:k]
+            idx[i, :len(order)] = c[order]
+            dist[i, :len(order)] = np.sqrt(np.maximum(d2[order], 0.0))
+        return idx, dist
+
+    def rank(self, q: np.ndarray, k: int, exclude: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and exact distances of the k nearest items found, ``exclude`` left out."""
+        n_ex = 0 if exclude is None else len(exclude)
+        k = min(k, len(self) - n_ex)
+        if k <= 0:
+            return np.empty(0, np.int64), np.empty(0)
+        idx, dist = self.search(q, k + n_ex)
+        idx, dist = idx[0], dist[0]
+        keep = idx >= 0
+        if n_ex:
+            keep &= ~np.isin(idx, exclude)
+        return idx[keep][:k], dist[keep][:k]
+
+    def nearest_where(self, q: np.ndarray, allow: np.ndarray) -> tuple[int, float] | None:
+        """The nearest item among ``allow`` (bool mask): from the shortlist when one is in
+        it, else exactly over every allowed item (as the exact Searcher does)."""
+        q = np.asarray(q, np.float32)
+        q64 = q.astype(np.float64)
+        _, cand = self.index.search(q[None, :], min(len(self), max(64, self.shortlist * 10)))
+        cand = cand[0][cand[0] >= 0]
+        cand = cand[allow[cand]]
+        if not len(cand):
+            cand = np.flatnonzero(allow)
+            if not len(cand):
+                return None
+        d2 = self._exact(q64, cand)
+        i = int(np.lexsort((cand, d2))[0])
+        return int(cand[i]), float(np.sqrt(max(d2[i], 0.0)))
