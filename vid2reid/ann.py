@@ -184,3 +184,67 @@ class ApproxSearcher:
         d2 = self._exact(q64, cand)
         i = int(np.lexsort((cand, d2))[0])
         return int(cand[i]), float(np.sqrt(max(d2[i], 0.0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# files: the index (FAISS's own format) and the features as .npy, which np.load memory-maps
+
+INDEX_FILE = "ivf.faiss"
+FEATURES_FILE = "features.npy"
+
+
+def save_features(path, features: np.ndarray, chunk: int = 65_536) -> None:
+    """Write (n, d) float32 features as an .npy file that :func:`load_searcher` memory-maps,
+    ``chunk`` rows at a time (a memmap source is never read whole); atomic (temp, rename)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                        shape=(len(features), features.shape[1]))
+        for s in range(0, len(features), chunk):
+            out[s:s + chunk] = features[s:s + chunk]
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_searcher(folder, searcher: ApproxSearcher) -> None:
+    """``folder/ivf.faiss`` and ``folder/features.npy`` (each written whole, then renamed)."""
+    from pathlib import Path
+
+    from vid2reid.store import atomic_write_bytes
+
+    faiss = _faiss()
+    folder = Path(folder)
+    save_features(folder / FEATURES_FILE, searcher.features)
+    atomic_write_bytes(folder / INDEX_FILE, faiss.serialize_index(searcher.index).tobytes())
+
+
+def load_searcher(folder, nprobe: int | None = None) -> ApproxSearcher:
+    """The searcher :func:`save_searcher` wrote; the features are memory-mapped, not read."""
+    from pathlib import Path
+
+    faiss = _faiss()
+    folder = Path(folder)
+    for name in (INDEX_FILE, FEATURES_FILE):
+        if not (folder / name).is_file():
+            raise ConfigError(f"{folder / name}: missing (write the index with save_searcher)")
+    try:
+        index = faiss.deserialize_index(np.fromfile(folder / INDEX_FILE, dtype=np.uint8))
+    except RuntimeError as exc:
+        raise ConfigError(f"{folder / INDEX_FILE}: not a FAISS index "
+                          f"({str(exc).strip().splitlines()[-1]})") from None
+    try:
+        features = np.load(folder / FEATURES_FILE, mmap_mode="r")
+    except ValueError as exc:
+        raise ConfigError(f"{folder / FEATURES_FILE}: not an .npy array ({exc})") from None
+    return ApproxSearcher(index, features, nprobe)

@@ -1,0 +1,91 @@
+"""The approximate index (vid2reid.ann) against exhaustive search: real faiss, real files."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faiss")
+
+from vid2reid.ann import (ApproxSearcher, add_part, load_searcher, merge_parts, save_searcher,
+                          train_index)
+from vid2reid.errors import ConfigError
+
+
+def _features(n: int = 4000, dim: int = 32, seed: int = 0) -> np.ndarray:
+    """Walks of 1000 identities (walk i: identity i % 1000); ``seed`` draws the walks."""
+    centres = np.random.default_rng(99).normal(size=(1000, dim))
+    rng = np.random.default_rng(seed)
+    x = centres[np.arange(n) % 1000] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _exact(g: np.ndarray, q: np.ndarray, k: int):
+    d2 = ((g.astype(np.float64) - q.astype(np.float64)) ** 2).sum(1)
+    idx = np.lexsort((np.arange(len(g)), d2))[:k]
+    return idx, np.sqrt(d2[idx])
+
+
+def test_every_cell_visited_gives_the_exact_ranking_and_distances():
+    g = _features()
+    s = ApproxSearcher.build(g, nlist=16, nprobe=16, seed=0)
+    q = _features(20, seed=1)
+    for row in q:
+        idx, dist = s.rank(row, 10)
+        want_i, want_d = _exact(g, row, 10)
+        assert list(idx) == list(want_i)
+        assert np.allclose(dist, want_d, atol=1e-9)
+    # excluded items are left out, the next ones move up
+    idx, _ = s.rank(q[0], 5, exclude=_exact(g, q[0], 2)[0])
+    assert list(idx) == list(_exact(g, q[0], 7)[0][2:7])
+    # the nearest item of an allowed set (the margin's other subject)
+    allow = np.arange(len(g)) % 3 == 0
+    got = s.nearest_where(q[0], allow)
+    cand = np.flatnonzero(allow)
+    i, d = _exact(g[cand], q[0], 1)
+    assert got[0] == cand[i[0]] and got[1] == pytest.approx(d[0])
+    assert s.nearest_where(q[0], np.zeros(len(g), bool)) is None
+
+
+def test_few_cells_visited_still_reports_exact_distances_and_high_recall():
+    g = _features(8000)
+    s = ApproxSearcher.build(g, nlist=64, nprobe=8)
+    q = _features(50, seed=2)
+    recall = []
+    for row in q:
+        idx, dist = s.rank(row, 10)
+        assert np.allclose(dist, np.sqrt(((g[idx].astype(np.float64) - row) ** 2).sum(1)))
+        assert np.all(np.diff(dist) >= 0)
+        recall.append(len(np.intersect1d(idx, _exact(g, row, 10)[0])) / 10)
+    assert np.mean(recall) >= 0.9
+
+
+def test_index_built_in_parts_answers_like_one(tmp_path):
+    g = _features(6000)
+    trained = train_index(g[::3], 32)  # trained once, shared by every machine
+    whole = add_part(trained, g)
+    parts = [add_part(trained, g[a:b], first_id=a) for a, b in ((0, 2500), (2500, 4000),
+                                                                 (4000, 6000))]
+    merged = merge_parts(parts)
+    assert merged.ntotal == len(g)
+    q = _features(30, seed=3)
+    a = ApproxSearcher(whole, g, nprobe=4).search(q, 10)
+    b = ApproxSearcher(merged, g, nprobe=4).search(q, 10)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ConfigError, match="same trained index"):
+        merge_parts([whole, add_part(train_index(g[::3], 16), g[:10])])
+    # saved and loaded back: the features memory-mapped, the same answers
+    save_searcher(tmp_path / "idx", ApproxSearcher(merged, g, nprobe=4))
+    loaded = load_searcher(tmp_path / "idx", nprobe=4)
+    assert isinstance(loaded.features, np.memmap)
+    c = loaded.search(q, 10)
+    assert np.array_equal(a[0], c[0]) and np.array_equal(a[1], c[1])
+    assert not list((tmp_path / "idx").glob("*.tmp"))
+    (tmp_path / "idx" / "ivf.faiss").write_bytes(b"nonsense")
+    with pytest.raises(ConfigError, match="ivf.faiss"):
+        load_searcher(tmp_path / "idx")
+
+
+def test_features_and_index_must_agree():
+    g = _features(1000)
+    s = ApproxSearcher.build(g, nlist=8)
+    with pytest.raises(ConfigError, match="1000 walks"):
+        ApproxSearcher(s.index, g[:900])
