@@ -157,7 +157,7 @@ def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], code
             del order
             t0 = time.perf_counter()
             cells = nlist or default_nlist(n)
-            sample = np.sort(rng.choice(n, min(n, 100_000), replace=False))
+            sample = np.sort(rng.choice(n, min(n, max(100_000, 40 * cells)), replace=False))
             trained = train_index(np.asarray(gallery[sample]), cells, codec)
             t_train = time.perf_counter() - t0
             t0 = time.perf_counter()

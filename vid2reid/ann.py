@@ -116,7 +116,7 @@ class ApproxSearcher:
         """Train on up to ``train_rows`` rows drawn with ``seed`` and add every row."""
         n = len(features)
         nlist = nlist or default_nlist(n)
-        rows = np.sort(np.random.default_rng(seed).choice(n, min(n, max(train_rows, nlist)),
+        rows = np.sort(np.random.default_rng(seed).choice(n, min(n, max(train_rows, 40 * nlist)),
                                                           replace=False))
         index = add_part(train_index(features[rows], nlist, codec, seed), features)
         return cls(index, features, nprobe, shortlist)
