@@ -346,7 +346,7 @@ def run_epoch(method: Method, model: torch.nn.Module, opt: torch.optim.Optimizer
             parts_sum[k] = parts_sum.get(k, 0.0) + v * share
     if dist.active:  # the whole batches' numbers, as one process would log them
         names = sorted(parts_sum)
-        sums = distributed.all_sum([loss_sum] + [parts_sum[k] for k in names], dist)
+        sums = distributed.all_sum([loss_sum] + [parts_sum[k] for k in names], dist, x.device)
         loss_sum, parts_sum = sums[0], dict(zip(names, sums[1:]))
     row = {"epoch": epoch + 1, "loss": loss_sum / n_batches,
            **{k: v / n_batches for k, v in parts_sum.items()}, **plan.stats, "label_ari": None,
