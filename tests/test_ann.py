@@ -89,3 +89,37 @@ def test_features_and_index_must_agree():
     s = ApproxSearcher.build(g, nlist=8)
     with pytest.raises(ConfigError, match="1000 walks"):
         ApproxSearcher(s.index, g[:900])
+
+
+def test_match_rules_hold_through_the_approximate_searcher(monkeypatch):
+    """rank_gallery (match's ranking: the identical-recording rule, the margin to another
+    subject) gives the same results with ApproxSearcher in place of the exact Searcher when
+    every cell is visited: the two share one interface."""
+    from vid2reid import retrieval
+    from vid2reid.retrieval import Walks, rank_gallery
+
+    g = _features(2000)
+    subjects = [f"{i % 1000:04d}" for i in range(len(g))]
+    rows = [{"subject": s, "path": f"{s}/{i}.npz"} for i, s in enumerate(subjects)]
+    hashes = [f"h{i}" for i in range(len(g))]
+
+    def walks(feats, hs, subs):
+        return Walks([f"w{i}" for i in range(len(feats))], [{"subject": s} for s in subs], subs,
+                     hs, feats, feats[:0], np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    gallery = Walks([r["path"] for r in rows], rows, subjects, hashes, g, g[:0],
+                    np.zeros(0, np.int64), np.zeros(0, np.int64))
+    q_feats = np.concatenate([_features(8, seed=4), g[5:6]])  # the last: a gallery walk itself
+    q = walks(q_feats, [f"q{i}" for i in range(8)] + ["h5"], ["0000"] * 9)
+    exact = rank_gallery(q, gallery, top=5)
+    monkeypatch.setattr(retrieval, "Searcher",
+                        lambda feats, use_faiss=False: ApproxSearcher.build(feats, nlist=8,
+                                                                            nprobe=8))
+    fresh = Walks(gallery.paths, rows, subjects, hashes, g, g[:0], np.zeros(0, np.int64),
+                  np.zeros(0, np.int64))  # a new object: the exact searcher is cached on the first
+    approx = rank_gallery(q, fresh, top=5)
+    assert approx[-1].excluded == 1 and "subject" in approx[-1].margin_to
+    for a, b in zip(exact, approx):
+        assert [m.path for m in a.matches] == [m.path for m in b.matches]
+        assert np.allclose([m.distance for m in a.matches], [m.distance for m in b.matches])
+        assert a.margin == pytest.approx(b.margin) and a.excluded == b.excluded
