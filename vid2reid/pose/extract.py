@@ -565,12 +565,8 @@ def _run_here(queue: list, settings: ExtractSettings, claim_next, finish) -> Non
     backend = detector = None
     while (job := claim_next(queue)) is not None:
         if backend is None:  # built once, and only when there is a video to extract
-            try:
-                backend = make_backend(settings)
-                detector = make_detector(settings)
-            except BaseException:
-                finish(job, VideoOutcome(str(job[0]), "failed", message=f"{job[0]}: not started"))
-                raise
+            backend = make_backend(settings)  # an error frees the claim (Claims.__exit__)
+            detector = make_detector(settings)
         finish(job, _safe_extract(job[0], job[1], backend, settings, detector))
 
 
