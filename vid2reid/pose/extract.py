@@ -531,7 +531,8 @@ def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
         bar.update(1)
         done = len(outcomes) - skipped
         if not interactive and (done % every == 0 or done == len(todo)):
-            log.info("extract: %d/%d videos, %.1f frames/s", done, len(todo), fps)
+            log.info("extract: %d/%d videos (done here / unfinished at the start, which other "
+                     "processes may share), %.1f frames/s", done, len(todo), fps)
 
     try:
         with claims:
