@@ -123,3 +123,18 @@ def test_match_rules_hold_through_the_approximate_searcher(monkeypatch):
         assert [m.path for m in a.matches] == [m.path for m in b.matches]
         assert np.allclose([m.distance for m in a.matches], [m.distance for m in b.matches])
         assert a.margin == pytest.approx(b.margin) and a.excluded == b.excluded
+
+
+def test_a_pca_transform_keeps_distances_exact_and_parts_mergeable():
+    g = _features(4000)
+    trained = train_index(g[::2], 16, transform="PCA16")
+    merged = merge_parts([add_part(trained, g[:1500]), add_part(trained, g[1500:], 1500)])
+    s = ApproxSearcher(merged, g, nprobe=16)
+    recall = []
+    for row in _features(20, seed=6):
+        idx, dist = s.rank(row, 10)
+        assert np.allclose(dist, np.sqrt(((g[idx].astype(np.float64) - row) ** 2).sum(1)))
+        recall.append(len(np.intersect1d(idx, _exact(g, row, 10)[0])) / 10)
+    # these test features spread over all 32 directions, so 16 keep only the nearest few
+    assert np.mean(recall) >= 0.6
+    assert all(r >= 0.3 for r in recall)

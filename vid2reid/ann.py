@@ -50,20 +50,29 @@ def default_nprobe(nlist: int) -> int:
     return max(8, nlist // 8)
 
 
-def train_index(sample: np.ndarray, nlist: int, codec: str = DEFAULT_CODEC, seed: int = 0):
-    """An empty, trained IVF index (``IVF<nlist>,<codec>``, L2) for features like ``sample``:
-    what every part of an index built in parts starts from."""
+def _ivf(index):
+    """The inverted-file index itself (inside a pre-transform such as PCA, if any)."""
+    return _faiss().extract_index_ivf(index)
+
+
+def train_index(sample: np.ndarray, nlist: int, codec: str = DEFAULT_CODEC, seed: int = 0,
+                transform: str = ""):
+    """An empty, trained IVF index (``[<transform>,]IVF<nlist>,<codec>``, L2) for features
+    like ``sample``: what every part of an index built in parts starts from. ``transform``
+    (e.g. ``PCA64``) makes the cells and codes in fewer dimensions: a faster scan for
+    features whose variance lies in few directions, as a trained embedding's does; the
+    re-rank still uses every dimension."""
     faiss = _faiss()
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     if len(sample) < nlist:
         raise ConfigError(f"an index of {nlist} cells needs at least {nlist} training "
                           f"features, got {len(sample)}")
+    spec = f"{transform + ',' if transform else ''}IVF{nlist},{codec}"
     try:
-        index = faiss.index_factory(sample.shape[1], f"IVF{nlist},{codec}", faiss.METRIC_L2)
+        index = faiss.index_factory(sample.shape[1], spec, faiss.METRIC_L2)
     except RuntimeError as exc:
-        raise ConfigError(f"FAISS index IVF{nlist},{codec}: "
-                          f"{str(exc).strip().splitlines()[-1]}") from exc
-    index.cp.seed = seed  # k-means start: the same sample gives the same cells
+        raise ConfigError(f"FAISS index {spec}: {str(exc).strip().splitlines()[-1]}") from exc
+    _ivf(index).cp.seed = seed  # k-means start: the same sample gives the same cells
     index.train(sample)
     return index
 
@@ -87,10 +96,11 @@ def merge_parts(parts: list):
     faiss = _faiss()
     merged = faiss.clone_index(parts[0])
     for part in parts[1:]:
-        if part.nlist != merged.nlist or part.d != merged.d:
-            raise ConfigError(f"index parts differ ({part.nlist} vs {merged.nlist} cells, "
-                              f"{part.d} vs {merged.d} dimensions); build every part from "
-                              f"the same trained index")
+        a, b = _ivf(part), _ivf(merged)
+        if a.nlist != b.nlist or part.d != merged.d or type(part) is not type(merged):
+            raise ConfigError(f"index parts differ ({a.nlist} vs {b.nlist} cells, {part.d} vs "
+                              f"{merged.d} dimensions); build every part from the same "
+                              f"trained index")
         merged.merge_from(part, 0)
     return merged
 
@@ -112,13 +122,13 @@ class ApproxSearcher:
     @classmethod
     def build(cls, features: np.ndarray, nlist: int | None = None, nprobe: int | None = None,
               codec: str = DEFAULT_CODEC, shortlist: int = 8, seed: int = 0,
-              train_rows: int = TRAIN_ROWS) -> "ApproxSearcher":
+              train_rows: int = TRAIN_ROWS, transform: str = "") -> "ApproxSearcher":
         """Train on up to ``train_rows`` rows drawn with ``seed`` and add every row."""
         n = len(features)
         nlist = nlist or default_nlist(n)
         rows = np.sort(np.random.default_rng(seed).choice(n, min(n, max(train_rows, 40 * nlist)),
                                                           replace=False))
-        index = add_part(train_index(features[rows], nlist, codec, seed), features)
+        index = add_part(train_index(features[rows], nlist, codec, seed, transform), features)
         return cls(index, features, nprobe, shortlist)
 
     def __post_init__(self) -> None:
@@ -126,8 +136,8 @@ class ApproxSearcher:
             raise ConfigError(f"the index holds {self.index.ntotal} walks but there are "
                               f"{len(self.features)} features; build them together")
         if self.nprobe is None:
-            self.nprobe = default_nprobe(self.index.nlist)
-        self.index.nprobe = int(self.nprobe)
+            self.nprobe = default_nprobe(_ivf(self.index).nlist)
+        _ivf(self.index).nprobe = int(self.nprobe)
 
     def __len__(self) -> int:
         return len(self.features)
