@@ -135,14 +135,18 @@ def realistic_features(n: int, dim: int, rng: np.random.Generator, path: Path,
 
 
 def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], codec: str,
-              nlist: int | None, workdir: str | None) -> list[dict]:
+              nlist: int | None, workdir: str | None, transform: str = "auto",
+              faiss_threads: int = 1) -> list[dict]:
     """IVF (vid2reid.ann) against exhaustive search: recall at 10 of the exact top 10, ms per
     query (one query at a time, shortlist re-ranked exactly from the memmapped features),
     build time, and memory (index bytes, features on disk, process RSS)."""
     import faiss
 
-    from vid2reid.ann import ApproxSearcher, add_part, default_nlist, train_index
+    from vid2reid.ann import ApproxSearcher, add_part, default_nlist, default_transform, train_index
 
+    faiss.omp_set_num_threads(faiss_threads)  # one query at a time: threads only contend
+    if transform == "auto":
+        transform = default_transform(dim)
     out = []
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -158,7 +162,7 @@ def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], code
             t0 = time.perf_counter()
             cells = nlist or default_nlist(n)
             sample = np.sort(rng.choice(n, min(n, max(100_000, 40 * cells)), replace=False))
-            trained = train_index(np.asarray(gallery[sample]), cells, codec)
+            trained = train_index(np.asarray(gallery[sample]), cells, codec, 0, transform)
             t_train = time.perf_counter() - t0
             t0 = time.perf_counter()
             index = add_part(trained, gallery)
@@ -188,7 +192,9 @@ def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], code
                     times.append(time.perf_counter() - t0)
                     recall.append(len(np.intersect1d(idx, best_i[i])) / 10)
                 out.append({
-                    "gallery_walks": n, "dim": dim, "index": f"IVF{cells},{codec}",
+                    "gallery_walks": n, "dim": dim,
+                    "index": f"{transform + ',' if transform else ''}IVF{cells},{codec}",
+                    "faiss_threads": faiss_threads,
                     "nprobe": nprobe, "shortlist": max(64, searcher.shortlist * 10),
                     "queries": queries, "recall_at_10": round(float(np.mean(recall)), 4),
                     "ms_per_query": round(1000 * float(np.median(times)), 2),
@@ -268,7 +274,12 @@ def main() -> None:
                     help="ivf: the approximate index (vid2reid.ann) against exhaustive search "
                          "on synthetic features with a trained embedding's structure; "
                          "recall, ms per query, memory (no embedding timing)")
-    ap.add_argument("--nprobe", default="16,32,64", help="IVF cells visited per query (--index ivf)")
+    ap.add_argument("--nprobe", default="128,192,256",
+                    help="IVF cells visited per query (--index ivf)")
+    ap.add_argument("--transform", default="auto",
+                    help="before the IVF: auto (PCA64 above 64 dimensions), none, or e.g. PCA32")
+    ap.add_argument("--faiss-threads", type=int, default=1,
+                    help="FAISS's OpenMP threads (one query at a time: 1 is fastest)")
     ap.add_argument("--nlist", type=int, help="IVF cells (default about 4 sqrt(n))")
     ap.add_argument("--codec", default="SQ8", help="IVF codes: SQ8 (a byte a dimension) or Flat")
     ap.add_argument("--workdir", help="folder for the feature file (default: the temp folder)")
@@ -282,7 +293,9 @@ def main() -> None:
     if args.index == "ivf":
         result["ann"] = bench_ann(sizes, args.dim, max(args.queries, 200),
                                   [int(v) for v in args.nprobe.split(",")], args.codec,
-                                  args.nlist, args.workdir)
+                                  args.nlist, args.workdir,
+                                  "" if args.transform == "none" else args.transform,
+                                  args.faiss_threads)
         best = [r for r in result["ann"] if r["recall_at_10"] >= 0.99]
         pick = min(best, key=lambda r: r["ms_per_query"]) if best else result["ann"][-1]
         result.update({k: pick[k] for k in ("recall_at_10", "ms_per_query", "nprobe", "index",
