@@ -207,8 +207,55 @@ def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], code
                     "rss_index_mb": round(rss_index - rss0, 1),
                     "peak_rss_mb": round(_peak_rss_mb(), 1)})
                 print(json.dumps(out[-1]), flush=True)
+            out[-1]["serving"] = _serving(Path(tmp), index, gallery, q, nprobes[-1], faiss_threads)
+            print(json.dumps(out[-1]["serving"]), flush=True)
             del index, trained, gallery, feats
     return out
+
+
+_SERVE = """
+import json, sys, time
+import numpy as np
+import faiss
+from vid2reid.ann import load_searcher
+faiss.omp_set_num_threads(int(sys.argv[3]))
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+base = rss()
+t0 = time.perf_counter()
+s = load_searcher(sys.argv[1], nprobe=int(sys.argv[2]))
+t_load = time.perf_counter() - t0
+loaded = rss()
+q = np.load(sys.argv[4])
+times = []
+for row in q:
+    t0 = time.perf_counter()
+    s.rank(row, 10)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"load_s": round(t_load, 2), "rss_after_load_mb": round(loaded - base, 1),
+                  "rss_after_queries_mb": round(rss() - base, 1),
+                  "ms_per_query_cold": round(1000 * float(np.median(times)), 2)}))
+"""
+
+
+def _serving(tmp: Path, index, gallery, q: np.ndarray, nprobe: int, faiss_threads: int) -> dict:
+    """A fresh process that loads the saved index (features memory-mapped) and answers the
+    queries: its memory above a bare interpreter with faiss, and ms per query from a cold start."""
+    from vid2reid.ann import ApproxSearcher, save_searcher
+
+    folder = tmp / "saved"
+    save_searcher(folder, ApproxSearcher(index, gallery, nprobe=nprobe))
+    np.save(tmp / "q.npy", q)
+    r = subprocess.run([sys.executable, "-c", _SERVE, str(folder), str(nprobe), str(faiss_threads),
+                        str(tmp / "q.npy")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    if r.returncode:
+        return {"error": r.stderr[-500:]}
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["index_file_mb"] = round((folder / "ivf.faiss").stat().st_size / 2**20, 1)
+    return res
 
 
 def bench_embed(repeats: int) -> list[dict]:
