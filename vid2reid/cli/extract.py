@@ -34,9 +34,10 @@ def extract_cli(
                                         "another machine's claim on a video, no longer "
                                         "refreshed by its process, is taken over (a dead "
                                         "process on this machine is taken over at once)."),
-    resume: bool = typer.Option(False, "--resume", help="Take over at once every claim no "
-                                "process is refreshing (after a job was cancelled or a node "
-                                "died), instead of waiting --claim-timeout."),
+    resume: bool = typer.Option(False, "--resume", help="Take over every claim no process has "
+                                "refreshed for two refresh periods (--claim-timeout/5: 2 min "
+                                "by default), e.g. after a job was cancelled or a node died, "
+                                "instead of waiting --claim-timeout."),
     checkpoint_2d: Path = typer.Option(None, "--checkpoint-2d", help="Local RTMPose-m checkpoint (.pth)."),
     checkpoint_3d: Path = typer.Option(None, "--checkpoint-3d", help="Local lifter checkpoint (.pth)."),
     checkpoint_det: Path = typer.Option(None, "--checkpoint-det",
