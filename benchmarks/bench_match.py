@@ -351,6 +351,7 @@ def main() -> None:
         pick = min(best, key=lambda r: r["ms_per_query"]) if best else result["ann"][-1]
         result.update({k: pick[k] for k in ("recall_at_10", "ms_per_query", "nprobe", "index",
                                             "index_mb", "features_mb_on_disk", "peak_rss_mb")})
+        result["serving"] = result["ann"][-1].get("serving")  # memory of a process answering
     else:
         result["search"] = bench_search(sizes, args.dim, args.queries, args.faiss)
         result["embed"] = bench_embed(args.embed_repeats)
