@@ -157,8 +157,6 @@ def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], code
             t_gen = time.perf_counter() - t0
             # queries: other walks of gallery identities (the last rows, held out of the index)
             gallery, q = feats[:n], np.asarray(feats[n:n + queries])
-            order = rng.permutation(n + queries)  # not aligned with identity blocks
-            del order
             t0 = time.perf_counter()
             cells = nlist or default_nlist(n)
             sample = np.sort(rng.choice(n, min(n, max(100_000, 40 * cells)), replace=False))
