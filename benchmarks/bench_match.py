@@ -113,20 +113,25 @@ def _rss_mb() -> float:
 
 def realistic_features(n: int, dim: int, rng: np.random.Generator, path: Path,
                        intrinsic: int = 32, walks_per_id: int = 4, noise: float = 0.35,
-                       chunk: int = 100_000) -> np.memmap:
+                       chunk: int = 100_000, ids: np.ndarray | None = None) -> np.memmap:
     """``n`` unit feature rows written to ``path`` (float32 memmap) the way a trained
     model's walks lie: identities spread over a low-dimensional subspace (``intrinsic``
     directions with a decaying spectrum, as a trained embedding's PCA shows), walks of one
     identity scattered around it (``noise``), plus a little isotropic noise in every one
-    of the ``dim`` dimensions. Row i belongs to identity i // walks_per_id."""
-    basis = np.linalg.qr(rng.normal(size=(dim, intrinsic)))[0].T.astype(np.float32)
+    of the ``dim`` dimensions. Row i belongs to identity ``ids[i]`` (default i // walks_per_id);
+    identities and directions are fixed by seeds of their own, so that two calls (gallery,
+    queries) draw walks of the same people."""
+    if ids is None:
+        ids = np.arange(n) // walks_per_id
+    basis = np.linalg.qr(np.random.default_rng([7, dim, intrinsic]).normal(
+        size=(dim, intrinsic)))[0].T.astype(np.float32)
     scale = (1.0 / np.sqrt(1.0 + np.arange(intrinsic))).astype(np.float32)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
-        ids = (s + np.arange(m)) // walks_per_id
+        these, where = np.unique(ids[s:s + m], return_inverse=True)
         centre = np.stack([np.random.default_rng([7, int(i)]).normal(size=intrinsic)
-                           for i in np.unique(ids)]).astype(np.float32)[ids - ids[0]]
+                           for i in these]).astype(np.float32)[where.ravel()]
         x = (centre + noise * rng.normal(size=(m, intrinsic)).astype(np.float32)) * scale
         x = x @ basis + 0.02 * rng.normal(size=(m, dim)).astype(np.float32)
         out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -153,10 +158,11 @@ def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], code
         for n in sizes:
             rss0 = _rss_mb()
             t0 = time.perf_counter()
-            feats = realistic_features(n + queries, dim, rng, Path(tmp) / f"f{n}.npy")
+            gallery = realistic_features(n, dim, rng, Path(tmp) / f"f{n}.npy")
             t_gen = time.perf_counter() - t0
-            # queries: other walks of gallery identities (the last rows, held out of the index)
-            gallery, q = feats[:n], np.asarray(feats[n:n + queries])
+            # queries: new walks of people in the gallery (match's question: who is this?)
+            q = np.asarray(realistic_features(queries, dim, rng, Path(tmp) / "queries.npy",
+                                              ids=rng.choice(n // 4, queries, replace=False)))
             t0 = time.perf_counter()
             cells = nlist or default_nlist(n)
             sample = np.sort(rng.choice(n, min(n, max(100_000, 40 * cells)), replace=False))
@@ -207,7 +213,7 @@ def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], code
                 print(json.dumps(out[-1]), flush=True)
             out[-1]["serving"] = _serving(Path(tmp), index, gallery, q, nprobes[-1], faiss_threads)
             print(json.dumps(out[-1]["serving"]), flush=True)
-            del index, trained, gallery, feats
+            del index, trained, gallery
     return out
 
 
