@@ -154,7 +154,7 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
           top: int = 10, level: str = "sequence", query_condition: str | None = None,
           query_split: str | None = None, gallery_condition: str | None = None,
           gallery_split: str | None = None, cache: Path | str = "match-cache",
-          backend: str = "auto", use_faiss: bool = False,
+          backend: str = "auto", search: str = "auto",
           runs_dir: Path | str = "runs", device: str = "cpu") -> MatchOutcome:
     """Rank a gallery (store or index file) for every query walk (see the module docstring).
 
@@ -186,5 +186,5 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
         notes.append(f"{g.skipped_short} gallery row(s) shorter than f={run.f} frames left out")
     q, errors = load_queries(embedder, list(queries), g.layout, cache, query_condition,
                              query_split, backend)
-    results = [] if q is None else rank_gallery(q, g, top, level, use_faiss)
+    results = [] if q is None else rank_gallery(q, g, top, level, search)
     return MatchOutcome(results, errors, notes, g, q, run.f)
