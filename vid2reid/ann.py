@@ -38,6 +38,28 @@ def _faiss():
     return faiss
 
 
+def factory_index(gallery_feats: np.ndarray, factory: str = "Flat", *, train_size: int = 100_000,
+                chunk: int = 65_536, seed: int = 0):
+    """A FAISS L2 index over the gallery, built by ``faiss.index_factory`` from ``factory``.
+
+    Indexes that need training (IVF, PQ) are trained on at most ``train_size``
+    gallery rows drawn with ``seed``. Rows are added ``chunk`` at a time, so a
+    ``np.memmap`` gallery is never read into memory whole.
+    """
+    faiss = _faiss()
+    n, dim = gallery_feats.shape
+    try:
+        index = faiss.index_factory(int(dim), factory, faiss.METRIC_L2)
+    except RuntimeError as exc:
+        raise ConfigError(f"FAISS index {factory!r}: {str(exc).strip().splitlines()[-1]}") from exc
+    if not index.is_trained:
+        rows = np.sort(np.random.default_rng(seed).choice(n, min(n, train_size), replace=False))
+        index.train(np.ascontiguousarray(gallery_feats[rows], dtype=np.float32))
+    for s in range(0, n, chunk):
+        index.add(np.ascontiguousarray(gallery_feats[s:s + chunk], dtype=np.float32))
+    return index
+
+
 def default_nlist(n: int) -> int:
     """Cells for ``n`` walks: about 4 sqrt(n), a power of two (1M walks: 4096)."""
     return int(2 ** max(3, round(math.log2(4 * math.sqrt(max(n, 1))))))

@@ -65,7 +65,7 @@ class Searcher:
         self.sq = np.einsum("ij,ij->i", self.g, self.g)
         self.faiss = None
         if use_faiss:
-            from vid2reid.faiss_index import build_index as faiss_build
+            from vid2reid.ann import factory_index as faiss_build
 
             self.faiss = faiss_build(self.g, "Flat")
 
