@@ -7,7 +7,7 @@ centres, several items per video, so the own-video mask and the true-match
 counts look like CASIA-B's window level. Prints JSON (and writes it with --out).
 Target: 10k x 10k under 2 s; memory must not grow as N^2.
 ``--faiss 'Flat;IVF256,PQ32'`` also scores each gallery through those FAISS
-indexes (vid2reid.faiss_index: top-k search, mAP truncated at --k) and reports
+indexes (tests/faiss_scoring.py: top-k search, mAP truncated at --k) and reports
 build and search time, index size and the difference from the exact metrics.
 """
 
@@ -21,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def run_faiss(factory: str, pf, pid, pvid, gf, gid, gvid, k: int, nprobe: int,
     """One FAISS index: build and search time, its size, and how far it is from exact."""
     import faiss
 
-    from vid2reid.faiss_index import build_index, index_rank_metrics
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from faiss_scoring import build_index, index_rank_metrics  # tests/faiss_scoring.py
 
     t0 = time.perf_counter()
     index = build_index(gf, factory)

@@ -1,6 +1,8 @@
 """Benchmark: one query against a gallery index of 1k / 10k / 100k walks, and embedding time.
 
 One command: ``python benchmarks/bench_match.py [--sizes 1000,10000,100000] [--out F.json]``.
+``--index ivf`` (e.g. ``--sizes 1000000 --index ivf --json F``) measures the approximate index
+of vid2reid.ann instead: recall at 10 against exhaustive search, ms per query, memory.
 
 Search: synthetic 256-d unit features (the default run's feature size and scaling) around
 per-subject centres, written as a real gallery index file (``GalleryIndex.save``), loaded
@@ -73,7 +75,7 @@ def bench_search(sizes: list[int], dim: int, queries: int, use_faiss: bool) -> l
             for mode in ["exact"] + (["faiss"] if use_faiss else []):
                 # once per gallery (per match call): norms, subject codes, hash table, FAISS
                 t0 = time.perf_counter()
-                _prepare(g, "sequence", mode == "faiss")
+                _prepare(g, "sequence", "flat" if mode == "faiss" else "exact")
                 t_prep = time.perf_counter() - t0
                 times = []
                 for i in range(queries):
@@ -81,7 +83,7 @@ def bench_search(sizes: list[int], dim: int, queries: int, use_faiss: bool) -> l
                               [f"q{i}"], q_all.features[i:i + 1], q_all.features[:0],
                               np.zeros(0, np.int64), np.zeros(0, np.int64))
                     t0 = time.perf_counter()
-                    res = rank_gallery(q, g, top=10, use_faiss=mode == "faiss")
+                    res = rank_gallery(q, g, top=10, search="flat" if mode == "faiss" else "exact")
                     times.append(time.perf_counter() - t0)
                     assert len(res[0].matches) == 10
                 out.append({"gallery_walks": n, "dim": dim, "mode": mode,
@@ -93,6 +95,175 @@ def bench_search(sizes: list[int], dim: int, queries: int, use_faiss: bool) -> l
                             "queries": queries})
                 print(json.dumps(out[-1]), flush=True)
     return out
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def realistic_features(n: int, dim: int, rng: np.random.Generator, path: Path,
+                       intrinsic: int = 32, walks_per_id: int = 4, noise: float = 0.35,
+                       chunk: int = 100_000, ids: np.ndarray | None = None) -> np.memmap:
+    """``n`` unit feature rows written to ``path`` (float32 memmap) the way a trained
+    model's walks lie: identities spread over a low-dimensional subspace (``intrinsic``
+    directions with a decaying spectrum, as a trained embedding's PCA shows), walks of one
+    identity scattered around it (``noise``), plus a little isotropic noise in every one
+    of the ``dim`` dimensions. Row i belongs to identity ``ids[i]`` (default i // walks_per_id);
+    identities and directions are fixed by seeds of their own, so that two calls (gallery,
+    queries) draw walks of the same people."""
+    if ids is None:
+        ids = np.arange(n) // walks_per_id
+    basis = np.linalg.qr(np.random.default_rng([7, dim, intrinsic]).normal(
+        size=(dim, intrinsic)))[0].T.astype(np.float32)
+    scale = (1.0 / np.sqrt(1.0 + np.arange(intrinsic))).astype(np.float32)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        these, where = np.unique(ids[s:s + m], return_inverse=True)
+        centre = np.stack([np.random.default_rng([7, int(i)]).normal(size=intrinsic)
+                           for i in these]).astype(np.float32)[where.ravel()]
+        x = (centre + noise * rng.normal(size=(m, intrinsic)).astype(np.float32)) * scale
+        x = x @ basis + 0.02 * rng.normal(size=(m, dim)).astype(np.float32)
+        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    out.flush()
+    return np.load(path, mmap_mode="r")
+
+
+def bench_ann(sizes: list[int], dim: int, queries: int, nprobes: list[int], codec: str,
+              nlist: int | None, workdir: str | None, transform: str = "auto",
+              faiss_threads: int = 1) -> list[dict]:
+    """IVF (vid2reid.ann) against exhaustive search: recall at 10 of the exact top 10, ms per
+    query (one query at a time, shortlist re-ranked exactly from the memmapped features),
+    build time, and memory (index bytes, features on disk, process RSS)."""
+    import faiss
+
+    from vid2reid.ann import ApproxSearcher, add_part, default_nlist, default_transform, train_index
+
+    faiss.omp_set_num_threads(faiss_threads)  # one query at a time: threads only contend
+    if transform == "auto":
+        transform = default_transform(dim)
+    out = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for n in sizes:
+            rss0 = _rss_mb()
+            t0 = time.perf_counter()
+            gallery = realistic_features(n, dim, rng, Path(tmp) / f"f{n}.npy")
+            t_gen = time.perf_counter() - t0
+            # queries: new walks of people in the gallery (match's question: who is this?)
+            q = np.asarray(realistic_features(queries, dim, rng, Path(tmp) / "queries.npy",
+                                              ids=rng.choice(n // 4, queries, replace=False)))
+            t0 = time.perf_counter()
+            cells = nlist or default_nlist(n)
+            sample = np.sort(rng.choice(n, min(n, max(100_000, 40 * cells)), replace=False))
+            trained = train_index(np.asarray(gallery[sample]), cells, codec, 0, transform)
+            t_train = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            index = add_part(trained, gallery)
+            t_add = time.perf_counter() - t0
+            index_mb = faiss.serialize_index(index).nbytes / 2**20
+            rss_index = _rss_mb()
+            # exact top 10 (float64 re-check of a float32 pass, chunked over the gallery)
+            t0 = time.perf_counter()
+            best_d = np.full((queries, 10), np.inf)
+            best_i = np.zeros((queries, 10), np.int64)
+            for s in range(0, n, 200_000):
+                g = np.asarray(gallery[s:s + 200_000], dtype=np.float32)
+                d2 = (g * g).sum(1)[None, :] - 2.0 * (q @ g.T)
+                cat_d = np.concatenate([best_d, d2], 1)
+                cat_i = np.concatenate([best_i, s + np.arange(len(g))[None, :].repeat(queries, 0)], 1)
+                top = np.argsort(cat_d, 1, kind="stable")[:, :10]
+                best_d = np.take_along_axis(cat_d, top, 1)
+                best_i = np.take_along_axis(cat_i, top, 1)
+            t_exact = (time.perf_counter() - t0) / queries
+            for nprobe in nprobes:
+                searcher = ApproxSearcher(index, gallery, nprobe=nprobe)
+                searcher.rank(q[0], 10)  # warm up (page cache of the shortlist rows)
+                times, recall = [], []
+                for i in range(queries):
+                    t0 = time.perf_counter()
+                    idx, _ = searcher.rank(q[i], 10)
+                    times.append(time.perf_counter() - t0)
+                    recall.append(len(np.intersect1d(idx, best_i[i])) / 10)
+                out.append({
+                    "gallery_walks": n, "dim": dim,
+                    "index": f"{transform + ',' if transform else ''}IVF{cells},{codec}",
+                    "faiss_threads": faiss_threads,
+                    "nprobe": nprobe, "shortlist": max(64, searcher.shortlist * 10),
+                    "queries": queries, "recall_at_10": round(float(np.mean(recall)), 4),
+                    "ms_per_query": round(1000 * float(np.median(times)), 2),
+                    "ms_per_query_p90": round(1000 * float(np.percentile(times, 90)), 2),
+                    "exact_ms_per_query": round(1000 * t_exact, 1),
+                    "train_s": round(t_train, 1), "add_s": round(t_add, 1),
+                    "generate_s": round(t_gen, 1),
+                    "index_mb": round(index_mb, 1),
+                    "features_mb_on_disk": round(gallery.nbytes / 2**20, 1),
+                    "rss_index_mb": round(rss_index - rss0, 1),
+                    "peak_rss_mb": round(_peak_rss_mb(), 1)})
+                print(json.dumps(out[-1]), flush=True)
+            out[-1]["serving"] = _serving(Path(tmp), index, gallery, q, nprobes[-1], faiss_threads)
+            print(json.dumps(out[-1]["serving"]), flush=True)
+            del index, trained, gallery
+    return out
+
+
+_SERVE = """
+import json, sys, time
+import numpy as np
+import faiss
+from vid2reid.ann import load_searcher
+faiss.omp_set_num_threads(int(sys.argv[3]))
+def rss(kind):
+    for line in open("/proc/self/status"):
+        if line.startswith(kind + ":"):
+            return int(line.split()[1]) / 1024
+base = rss("RssAnon")
+t0 = time.perf_counter()
+s = load_searcher(sys.argv[1], nprobe=int(sys.argv[2]))
+t_load = time.perf_counter() - t0
+loaded = rss("RssAnon")
+q = np.load(sys.argv[4])
+times = []
+for row in q:
+    t0 = time.perf_counter()
+    s.rank(row, 10)
+    times.append(time.perf_counter() - t0)
+# RssAnon: the process's own memory; RssFile: page-cache pages of the memory-mapped features
+# mapped in (the kernel maps neighbours of each row read too), shared and reclaimable
+print(json.dumps({"load_s": round(t_load, 2), "anon_mb_after_load": round(loaded - base, 1),
+                  "anon_mb_after_queries": round(rss("RssAnon") - base, 1),
+                  "file_mb_mapped_after_queries": round(rss("RssFile"), 1),
+                  "ms_per_query_cold": round(1000 * float(np.median(times)), 2)}))
+"""
+
+
+def _serving(tmp: Path, index, gallery, q: np.ndarray, nprobe: int, faiss_threads: int) -> dict:
+    """A fresh process that loads the saved index (features memory-mapped) and answers the
+    queries: its own (anonymous) memory above a bare interpreter with faiss and numpy, the
+    file pages it mapped, and ms per query from a cold start."""
+    from vid2reid.ann import ApproxSearcher, save_searcher
+
+    folder = tmp / "saved"
+    save_searcher(folder, ApproxSearcher(index, gallery, nprobe=nprobe))
+    np.save(tmp / "q.npy", q)
+    r = subprocess.run([sys.executable, "-c", _SERVE, str(folder), str(nprobe), str(faiss_threads),
+                        str(tmp / "q.npy")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    if r.returncode:
+        return {"error": r.stderr[-500:]}
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["index_file_mb"] = round((folder / "ivf.faiss").stat().st_size / 2**20, 1)
+    return res
 
 
 def bench_embed(repeats: int) -> list[dict]:
@@ -153,16 +324,41 @@ def main() -> None:
     ap.add_argument("--video", help="a clip to time a whole video query with (needs --run, --gallery)")
     ap.add_argument("--run")
     ap.add_argument("--gallery")
-    ap.add_argument("--out")
+    ap.add_argument("--out", "--json", dest="out", help="write the results to this JSON file")
+    ap.add_argument("--index", choices=("exact", "ivf"), default="exact",
+                    help="ivf: the approximate index (vid2reid.ann) against exhaustive search "
+                         "on synthetic features with a trained embedding's structure; "
+                         "recall, ms per query, memory (no embedding timing)")
+    ap.add_argument("--nprobe", default="128,192,256",
+                    help="IVF cells visited per query (--index ivf)")
+    ap.add_argument("--transform", default="auto",
+                    help="before the IVF: auto (PCA64 above 64 dimensions), none, or e.g. PCA32")
+    ap.add_argument("--faiss-threads", type=int, default=1,
+                    help="FAISS's OpenMP threads (one query at a time: 1 is fastest)")
+    ap.add_argument("--nlist", type=int, help="IVF cells (default about 4 sqrt(n))")
+    ap.add_argument("--codec", default="SQ8", help="IVF codes: SQ8 (a byte a dimension) or Flat")
+    ap.add_argument("--workdir", help="folder for the feature file (default: the temp folder)")
     args = ap.parse_args()
     import torch
 
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "load_avg_start": os.getloadavg(),
               "python": platform.python_version()}
-    result["search"] = bench_search([int(s) for s in args.sizes.split(",")], args.dim,
-                                    args.queries, args.faiss)
-    result["embed"] = bench_embed(args.embed_repeats)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.index == "ivf":
+        result["ann"] = bench_ann(sizes, args.dim, max(args.queries, 200),
+                                  [int(v) for v in args.nprobe.split(",")], args.codec,
+                                  args.nlist, args.workdir,
+                                  "" if args.transform == "none" else args.transform,
+                                  args.faiss_threads)
+        best = [r for r in result["ann"] if r["recall_at_10"] >= 0.99]
+        pick = min(best, key=lambda r: r["ms_per_query"]) if best else result["ann"][-1]
+        result.update({k: pick[k] for k in ("recall_at_10", "ms_per_query", "nprobe", "index",
+                                            "index_mb", "features_mb_on_disk", "peak_rss_mb")})
+        result["serving"] = result["ann"][-1].get("serving")  # memory of a process answering
+    else:
+        result["search"] = bench_search(sizes, args.dim, args.queries, args.faiss)
+        result["embed"] = bench_embed(args.embed_repeats)
     if args.video:
         result["video"] = bench_video(args.video, args.run, args.gallery)
     result["load_avg_end"] = os.getloadavg()

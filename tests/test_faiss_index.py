@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vid2reid.errors import ConfigError
-from vid2reid.faiss_index import build_index, index_rank_metrics
+from faiss_scoring import build_index, index_rank_metrics
 from vid2reid.metrics import rank_metrics
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vid2reid.errors import ConfigError, PoseError
-from vid2reid.pose.extract import parse_shard, shard_from_env, shard_items
+from vid2reid.pose.extract import parse_shard, shard_items, task_from_env
 from vid2reid.pose.names import (background_clip_for, is_background_clip, list_videos,
                                  parse_video_name)
 from vid2reid.pose.postprocess import drop_short, fill_and_split, runs
@@ -70,10 +70,11 @@ def test_shards_partition_the_list():
     for bad in ("5/5", "a/b", "1", "-1/3"):
         with pytest.raises(ConfigError):
             parse_shard(bad)
-    assert shard_from_env({"RANK": "3", "WORLD_SIZE": "8"}) == (3, 8)
-    assert shard_from_env({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4",
-                           "SLURM_ARRAY_TASK_MIN": "2"}) == (3, 4)
-    assert shard_from_env({}) is None
+    # the environment only names a process (claims decide its videos)
+    assert task_from_env({"RANK": "3", "WORLD_SIZE": "8"}) == ("rank 3/8", "rank3-of-8")
+    assert task_from_env({"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_COUNT": "5",
+                          "SLURM_ARRAY_JOB_ID": "12"})[1] == "slurm-12-task6"
+    assert task_from_env({}) == ("", "")
 
 
 def test_gaps_are_filled_or_split():

@@ -40,18 +40,37 @@ class GalleryIndex:
     store: str
     f: int
 
-    def save(self, path: Path | str) -> Path:
-        """Write the index atomically (an uncompressed ``.npz`` archive, any file name)."""
+    def save(self, path: Path | str, search: str = "auto") -> Path:
+        """Write the index atomically (an uncompressed ``.npz`` archive, any file name).
+
+        With ``search`` "ivf" (or "auto" from vid2reid.search.AUTO_APPROXIMATE walks on, when
+        faiss is installed) an approximate FAISS index of the walks is built once and written
+        beside it (``PATH.ivf``), its SHA-256 in the digested metadata; match then uses it.
+        """
+        from vid2reid.search import chosen_search
+
         path = Path(path)
         w = self.walks
+        approximate = chosen_search(len(w), search) == "ivf"
+        ivf_bytes = b""
+        if approximate:
+            from vid2reid.ann import ApproxSearcher, serialize
+
+            ivf_bytes = serialize(ApproxSearcher.build(w.features).index)
         meta = dict(format=INDEX_FORMAT, version=INDEX_VERSION, run_identity=self.run_identity,
                     run=self.run_path, store=self.store, f=self.f, layout=w.layout,
                     paths=w.paths, rows=w.rows, subjects=w.subjects, hashes=w.hashes,
                     keys=w.keys, row_hashes=[list(h) for h in w.row_hashes],
                     skipped_short=w.skipped_short)
+        if approximate:
+            meta.update(ivf=path.name + ".ivf", ivf_sha256=hashlib.sha256(ivf_bytes).hexdigest())
         arrays = dict(features=w.features, window_features=w.window_features,
                       window_walk=w.window_walk, window_start=w.window_start)
         meta["digest"] = content_digest(meta, arrays)
+        if approximate:  # first: the index file never names a missing one
+            from vid2reid.store import atomic_write_bytes
+
+            atomic_write_bytes(path.parent / meta["ivf"], ivf_bytes)
         with atomic_file(path) as fh:
             np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
         return path
@@ -194,7 +213,29 @@ def load_index(path: Path | str) -> GalleryIndex:
                   arrays["features"], arrays["window_features"], arrays["window_walk"],
                   arrays["window_start"], meta["layout"], meta["skipped_short"],
                   list(meta["keys"]), [tuple(h) for h in meta["row_hashes"]])
+    if meta.get("ivf"):
+        walks._prepared[("built", "sequence")] = _approximate(path, meta, walks.features)
     return GalleryIndex(walks, meta["run_identity"], meta["run"], meta["store"], meta["f"])
+
+
+def _approximate(path: Path, meta: dict, features: np.ndarray):
+    """The approximate searcher 'vid2reid index' wrote beside ``path`` (checked against the
+    digested SHA-256; its shortlists are re-ranked with the index's own, checked features)."""
+    from vid2reid.ann import ApproxSearcher, deserialize
+
+    name = meta["ivf"]
+    if not isinstance(name, str) or "/" in name or "\\" in name or name in (".", ".."):
+        raise StoreError(f"{path}: field 'ivf' must name a file beside the index, got {name!r}")
+    ivf = path.parent / name
+    try:
+        data = ivf.read_bytes()
+    except OSError as exc:
+        raise StoreError(f"{ivf}: the approximate index of {path} cannot be read "
+                         f"({exc.strerror}); rebuild it with 'vid2reid index'") from None
+    if hashlib.sha256(data).hexdigest() != meta.get("ivf_sha256"):
+        raise StoreError(f"{ivf}: does not match the digest {path} holds; rebuild it with "
+                         f"'vid2reid index'")
+    return ApproxSearcher(deserialize(data, ivf), features)
 
 
 def check_index_run(index: GalleryIndex, run: Run, where: str) -> None:

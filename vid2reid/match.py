@@ -194,7 +194,7 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
           top: int = 10, level: str = "sequence", query_condition: str | None = None,
           query_split: str | None = None, gallery_condition: str | None = None,
           gallery_split: str | None = None, cache: Path | str = "match-cache",
-          backend: str = "auto", use_faiss: bool = False,
+          backend: str = "auto", search: str = "auto",
           runs_dir: Path | str = "runs", device: str = "cpu",
           threshold: float | None = None) -> MatchOutcome:
     """Rank a gallery (store or index file) for every query walk (see the module docstring).
@@ -229,7 +229,7 @@ def match(queries: list[Path | str], gallery: Path | str, run_dir: Path | str | 
         notes.append(f"{g.skipped_short} gallery row(s) shorter than f={run.f} frames left out")
     q, errors = load_queries(embedder, list(queries), g.layout, cache, query_condition,
                              query_split, backend)
-    results = [] if q is None else rank_gallery(q, g, top, level, use_faiss)
+    results = [] if q is None else rank_gallery(q, g, top, level, search)
     cut = fixed_threshold(threshold) if threshold is not None else gallery_threshold(g, level)
     notes.append(cut.describe())
     return MatchOutcome(decide(results, cut), errors, notes, g, q, run.f, cut)

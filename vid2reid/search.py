@@ -20,6 +20,36 @@ from vid2reid.rank import recording_groups, tie_order
 from vid2reid.run.embed import Walks
 
 LEVELS = ("sequence", "window")
+# exact: every distance computed (numpy); flat: the same through a flat FAISS index; ivf: an
+# approximate FAISS index whose shortlist is re-ranked exactly (vid2reid.ann); auto: ivf from
+# AUTO_APPROXIMATE gallery items on when faiss is installed, else exact
+SEARCHES = ("auto", "exact", "flat", "ivf")
+AUTO_APPROXIMATE = 200_000
+
+
+def _have_faiss() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faiss") is not None
+
+
+def chosen_search(n: int, search: str = "auto") -> str:
+    """What ``search`` means for a gallery of ``n`` items (see SEARCHES)."""
+    if search not in SEARCHES:
+        raise ConfigError(f"--search must be one of {', '.join(SEARCHES)}, got {search!r}")
+    if search == "auto":
+        return "ivf" if n >= AUTO_APPROXIMATE and _have_faiss() else "exact"
+    return search
+
+
+def make_searcher(features: np.ndarray, search: str = "auto"):
+    """An exact Searcher or an approximate vid2reid.ann.ApproxSearcher (one interface)."""
+    how = chosen_search(len(features), search)
+    if how == "ivf":
+        from vid2reid.ann import ApproxSearcher
+
+        return ApproxSearcher.build(features)
+    return Searcher(features, use_faiss=how == "flat")
 
 
 class Searcher:
@@ -35,9 +65,12 @@ class Searcher:
         self.sq = np.einsum("ij,ij->i", self.g, self.g)
         self.faiss = None
         if use_faiss:
-            from vid2reid.faiss_index import build_index as faiss_build
+            from vid2reid.ann import factory_index as faiss_build
 
             self.faiss = faiss_build(self.g, "Flat")
+
+    def __len__(self) -> int:
+        return len(self.g)
 
     def _keys(self, q: np.ndarray) -> np.ndarray:
         """Squared distances minus the constant ||q||^2 (float32; same order)."""
@@ -128,13 +161,13 @@ class QueryResult:
     score: float | None = None  # rank-1 distance / the open-set threshold (under 1: known)
 
 
-def _prepare(gallery: Walks, level: str, use_faiss: bool) -> dict:
+def _prepare(gallery: Walks, level: str, search: str) -> dict:
     """The gallery's search structures for one level, built once per Walks object.
 
     ``groups``: per item, the group its margin is taken against (a code of its subject when
     every walk names one, else of its walk).
     """
-    key = (level, use_faiss)
+    key = (level, search)
     if key not in gallery._prepared:
         if level == "sequence":
             feats, walk = gallery.features, np.arange(len(gallery))
@@ -145,7 +178,11 @@ def _prepare(gallery: Walks, level: str, use_faiss: bool) -> dict:
             groups = codes.ravel()[walk]
         else:
             groups = walk
-        gallery._prepared[key] = dict(searcher=Searcher(feats, use_faiss=use_faiss), walk=walk,
+        # an index file may bring its approximate searcher, built once by 'vid2reid index'
+        built = gallery._prepared.get(("built", level))
+        use_built = built is not None and search in ("auto", "ivf")
+        gallery._prepared[key] = dict(searcher=built if use_built
+                                      else make_searcher(feats, search), walk=walk,
                                       groups=groups,
                                       margin_to="other subject" if all(gallery.subjects)
                                       else "next walk")
@@ -156,7 +193,7 @@ def _ranked(searcher: Searcher, q: np.ndarray, k: int, exclude: np.ndarray | Non
             same_subject: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The k first items by vid2reid.rank's order; items tied with the k-th are all fetched
     before the tie is broken, so the cut at k follows the rule too."""
-    n = len(searcher.g)
+    n = len(searcher)
     fetch = min(n, k + 1)
     while True:
         idx, dist = searcher.rank(q, fetch, exclude)
@@ -170,8 +207,9 @@ def _ranked(searcher: Searcher, q: np.ndarray, k: int, exclude: np.ndarray | Non
 
 
 def rank_gallery(queries: Walks, gallery: Walks, top: int = 10, level: str = "sequence",
-                 use_faiss: bool = False) -> list[QueryResult]:
-    """Rank the gallery for every query walk (or window, ``level="window"``)."""
+                 search: str = "auto") -> list[QueryResult]:
+    """Rank the gallery for every query walk (or window, ``level="window"``); ``search``:
+    one of SEARCHES (approximate search changes which items reach a list, never a distance)."""
     if level not in LEVELS:
         raise ConfigError(f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
     if top < 1:
@@ -181,7 +219,7 @@ def rank_gallery(queries: Walks, gallery: Walks, top: int = 10, level: str = "se
     if queries.features.shape[1] != gallery.features.shape[1]:
         raise ConfigError(f"query features have {queries.features.shape[1]} dimensions, the "
                           f"gallery's {gallery.features.shape[1]}: not made by the same run")
-    prep = _prepare(gallery, level, use_faiss)
+    prep = _prepare(gallery, level, search)
     searcher, g_walk, groups = prep["searcher"], prep["walk"], prep["groups"]
     rec = recording_groups({"q": queries.keys, "g": gallery.keys},
                            {"q": queries.row_hashes, "g": gallery.row_hashes})

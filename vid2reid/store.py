@@ -19,6 +19,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import os
 import tempfile
 import zipfile
@@ -181,8 +182,9 @@ def save_sequence(store_dir: Path | str, rel_path: str, joints: np.ndarray, layo
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(target, buf.getvalue())
+    scalars = {k: v for k, v in meta.items() if np.ndim(v) == 0}  # as index_store lists them
     return _record_from_meta(rel_path, joints.shape[0], layout,
-                             {**meta, CONTENT_HASH: content_hash(joints)})
+                             {**scalars, CONTENT_HASH: content_hash(joints)})
 
 
 def content_hash(joints: np.ndarray) -> str:
@@ -595,37 +597,113 @@ def _manifest_lock(store_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _read_file_record(store_dir: Path, path: Path) -> Record:
+    """The manifest record of one self-describing sequence file (reads and hashes its joints)."""
+    rel = path.relative_to(store_dir).as_posix()
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = {k: data[k].item() for k in data.files
+                    if k not in ("joints", "layout") and data[k].ndim == 0}
+            frames = int(data["joints"].shape[0])
+            layout = str(data["layout"]) if "layout" in data.files else ""
+            meta[CONTENT_HASH] = content_hash(data["joints"])
+    except Exception as exc:
+        raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
+    return _record_from_meta(rel, frames, layout, meta)
+
+
+def _old_splits(store_dir: Path) -> dict[str, str]:
+    """``split`` values of the current manifest (set by hand, kept by a rebuild); {} if none."""
+    if not (store_dir / MANIFEST).is_file():
+        return {}
+    try:
+        return {r.path: r.split for r in read_manifest(store_dir)}
+    except StoreError:
+        return {}
+
+
+def _store_files(store_dir: Path) -> list[Path]:
+    """Every sequence file of a store (links pointing outside it are not part of it)."""
+    return [p for p in sorted(store_dir.rglob("*.npz")) if safepath.is_inside(store_dir, p)]
+
+
 def index_store(store_dir: Path | str) -> list[Record]:
     """Rebuild ``manifest.csv`` from the self-describing ``.npz`` files in a store.
 
-    Used after (possibly sharded, parallel) extraction. A ``split`` value set
-    by hand in an existing manifest is kept.
+    Reads every file; extraction uses :func:`assemble_manifest` instead, which reads only
+    the files no manifest fragment lists. A ``split`` value set by hand in an existing
+    manifest is kept.
     """
     store_dir = Path(store_dir)
     with _manifest_lock(store_dir):  # shards that finish together rebuild one after another
-        old_split: dict[str, str] = {}
-        if (store_dir / MANIFEST).is_file():
-            try:
-                old_split = {r.path: r.split for r in read_manifest(store_dir)}
-            except StoreError:
-                old_split = {}
+        old_split = _old_splits(store_dir)
         records = []
-        for path in sorted(store_dir.rglob("*.npz")):
-            rel = path.relative_to(store_dir).as_posix()
-            if not safepath.is_inside(store_dir, path):
-                continue  # a link to a file outside the store is not part of it
+        for path in _store_files(store_dir):
+            rec = _read_file_record(store_dir, path)
+            if old_split.get(rec.path):
+                rec = replace(rec, split=old_split[rec.path])
+            records.append(rec)
+        if records:
+            write_manifest(store_dir, records)
+        return records
+
+
+def append_fragment(path: Path | str, records: list[Record]) -> None:
+    """Add ``records`` (one finished video's sequences) to a manifest fragment: one JSON line
+    each, appended and synced. Each extraction process writes its own fragment, so no lock is
+    needed; a process killed mid-line leaves a last line that :func:`assemble_manifest` skips."""
+    if not records:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = "".join(json.dumps(r.row(), sort_keys=True) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fragment_records(folder: Path) -> dict[str, Record]:
+    """Every record the fragments in ``folder`` hold, by path (a later line wins)."""
+    found: dict[str, Record] = {}
+    for frag in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        try:
+            text = frag.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # unreadable: its files are read instead
+        for line in text.splitlines():
             try:
-                with np.load(path, allow_pickle=False) as data:
-                    meta = {k: data[k].item() for k in data.files
-                            if k not in ("joints", "layout") and data[k].ndim == 0}
-                    frames = int(data["joints"].shape[0])
-                    layout = str(data["layout"]) if "layout" in data.files else ""
-                    meta[CONTENT_HASH] = content_hash(data["joints"])
-            except Exception as exc:
-                raise StoreError(f"{path}: cannot read sequence file ({exc})") from None
-            if rel in old_split and old_split[rel]:
-                meta["split"] = old_split[rel]
-            records.append(_record_from_meta(rel, frames, layout, meta))
+                row = json.loads(line)
+                rec = Record(subject=row["subject"], condition=row["condition"],
+                             sequence=row["sequence"], view=row["view"], path=row["path"],
+                             frames=int(row["frames"]), layout=row.get("layout", ""),
+                             split=row.get("split", ""),
+                             extra=tuple(sorted((k, str(v)) for k, v in row.items()
+                                                if k not in COLUMNS)))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # the half-written last line of a killed process
+            found[rec.path] = rec
+    return found
+
+
+def assemble_manifest(store_dir: Path | str, fragments: Path | str) -> list[Record]:
+    """Write ``manifest.csv`` from the manifest fragments in the folder ``fragments`` without
+    re-reading the sequence files they list (only files no fragment lists are read, e.g. of a
+    store extracted before fragments existed, or of a process killed between writing a file
+    and its fragment line). Listed files that no longer exist are left out; a ``split`` set
+    by hand is kept. Every extraction process calls it when it ends; the lock makes the last
+    one to finish see every other's fragment, so the final manifest is complete."""
+    store_dir = Path(store_dir)
+    with _manifest_lock(store_dir):
+        listed = _fragment_records(Path(fragments))
+        old_split = _old_splits(store_dir)
+        records = []
+        for path in _store_files(store_dir):
+            rel = path.relative_to(store_dir).as_posix()
+            rec = listed.get(rel) or _read_file_record(store_dir, path)
+            if old_split.get(rel):
+                rec = replace(rec, split=old_split[rel])
+            records.append(rec)
         if records:
             write_manifest(store_dir, records)
         return records

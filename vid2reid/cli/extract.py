@@ -26,8 +26,18 @@ def extract_cli(
                                 help="Parallel worker processes, each loading the models "
                                      "(default: one per CPU core, up to 8, for mediapipe; 1 for "
                                      "mmpose, whose torch already uses every core or the GPU)."),
-    shard: str = typer.Option(None, "--shard", help="Process only shard i of n ('i/n'); default: "
-                              "RANK/WORLD_SIZE under torchrun, else everything."),
+    shard: str = typer.Option(None, "--shard", help="Process only every n-th video, starting "
+                              "at the i-th ('i/n'). Not needed to run several processes: any "
+                              "number of them (a Slurm array, torchrun ranks) on one --out "
+                              "claim disjoint videos by themselves."),
+    claim_timeout: float = typer.Option(600.0, "--claim-timeout", help="Seconds after which "
+                                        "another machine's claim on a video, no longer "
+                                        "refreshed by its process, is taken over (a dead "
+                                        "process on this machine is taken over at once)."),
+    resume: bool = typer.Option(False, "--resume", help="Take over every claim no process has "
+                                "refreshed for two refresh periods (--claim-timeout/5: 2 min "
+                                "by default), e.g. after a job was cancelled or a node died, "
+                                "instead of waiting --claim-timeout."),
     checkpoint_2d: Path = typer.Option(None, "--checkpoint-2d", help="Local RTMPose-m checkpoint (.pth)."),
     checkpoint_3d: Path = typer.Option(None, "--checkpoint-3d", help="Local lifter checkpoint (.pth)."),
     checkpoint_det: Path = typer.Option(None, "--checkpoint-det",
@@ -80,6 +90,7 @@ def extract_cli(
         settings = ExtractSettings(
             out=out, backend=backend, boxes=boxes, pattern=pattern, min_frames=min_frames,
             max_gap=max_gap, workers=workers, shard=parse_shard(shard) if shard else None,
+            claim_timeout=claim_timeout, resume=resume,
             visualize=visualize, force=force, checkpoint_det=str(checkpoint_det) if checkpoint_det else None,
             mmpose=MMPoseSettings(lifter=lifter, device=device, allow_random_weights=allow_random_weights,
                                   checkpoint_2d=str(checkpoint_2d) if checkpoint_2d else None,

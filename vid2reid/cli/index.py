@@ -21,6 +21,7 @@ def index_cli(
     split: Optional[str] = typer.Option(None, "--split", help="Only train or test rows."),
     device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
+    search: str = typer.Option("auto", "--search", help="auto (also build an approximate FAISS index beside --out from 200,000 walks on, when faiss is installed), ivf (always) or exact (never). match re-ranks its shortlists exactly."),
     force: bool = typer.Option(False, "--force", help="Replace --out even when it is not a gallery index (a file of yours of that name)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
 ) -> None:
@@ -41,7 +42,7 @@ def index_cli(
         run = opened.path
         index = build_index(opened, data, condition, split, device)
         check_index_out(out, force)  # again: it may have appeared meanwhile
-        index.save(out)
+        index.save(out, search.strip().lower())
         w = index.walks
         typer.echo(f"index written to {out}: {len(w)} walk{'' if len(w) == 1 else 's'} ({len(w.window_features)} windows, "
                    f"{w.features.shape[1]} features each) from {data}, run {run}")

@@ -30,7 +30,7 @@ def match_cli(
     videos: List[Path] = typer.Option([], "--videos", help="--report: a folder (or file) whose videos the page may show for gallery walks whose manifest records them there; besides it, only videos inside a walk's store or named as queries are read. Give it more than once for several folders."),
     cache: Path = typer.Option(Path("match-cache"), "--cache", help="Where video queries' skeletons are kept (one store per query argument; delete it to extract again).", file_okay=False),
     backend: str = typer.Option("auto", "--backend", "-b", help="Pose backend for video queries: auto (the one that gives the gallery's layout: mediapipe for blazepose-33, mmpose for h36m-17), mmpose or mediapipe."),
-    use_faiss: bool = typer.Option(False, "--faiss", help="Search through a flat FAISS index (pip install faiss-cpu); exact search needs nothing extra."),
+    search: str = typer.Option("auto", "--search", help="exact (every distance), flat (the same through a flat FAISS index), ivf (an approximate FAISS index whose shortlist is re-ranked exactly: for millions of walks) or auto (ivf from 200,000 gallery items when faiss is installed, or an index file's own, else exact)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Open-set threshold: a query whose rank-1 walk is farther than this distance gets the verdict 'nobody in the gallery'. Default: set from the gallery's own distances, without labels (docs/usage.md says how, and its measured false-alarm rate)."),
     device: str = typer.Option("cpu", "--device", help="Where the run's model embeds walks: cpu, cuda, cuda:N or auto (a GPU when there is one)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs live; its LATEST file names the default run."),
@@ -56,7 +56,7 @@ def match_cli(
         out = match(queries, gallery, run_dir=run, top=top, level=level.strip().lower(),
                     query_condition=query_condition, query_split=query_split,
                     gallery_condition=gallery_condition, gallery_split=gallery_split,
-                    cache=cache, backend=backend, use_faiss=use_faiss, runs_dir=runs_dir,
+                    cache=cache, backend=backend, search=search.strip().lower(), runs_dir=runs_dir,
                     device=device, threshold=threshold)
         for line in out.errors:
             typer.echo(f"error: {line}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -100,6 +101,8 @@ def train_cli(
         warn_if_nothing_to_test(data[0], cfg.protocol)
         result = train(cfg, data[0] if len(data) == 1 else data, run_dir, resume=resume,
                        progress=progress and sys.stderr.isatty(), force=force)
+        if os.environ.get("RANK", "0") not in ("", "0"):
+            return  # torchrun's other ranks: rank 0 reports the run it wrote
         last = result.history[-1] if result.history else {}
         typer.echo(f"trained {result.epochs_done} epoch(s) -> {result.run_dir}"
                    + (f" (final loss {last['loss']:.4f}"

@@ -4,9 +4,14 @@ Per video: decode (background thread) -> person boxes -> pose backend ->
 gap filling / splitting -> one ``.npz`` per sequence (atomic) -> a small
 ``.extract/<stem>.json`` marker saying the video is finished (also when no
 person was found), so a re-run skips it. Failed videos get no marker and are
-retried next time. Work is split deterministically by ``--shard i/n`` or, under
-``torchrun``, by ``RANK``/``WORLD_SIZE``; ``--workers`` runs videos in
-parallel processes. At the end the manifest is rebuilt from the files.
+retried next time. Any number of processes (a Slurm array of any form, torchrun's ranks,
+hand-started ones) share one ``--out``: each claims a video before extracting it
+(vid2reid.pose.claims), so they take disjoint videos and every video is done once;
+``--shard i/n`` additionally restricts a process to every n-th video. ``--workers`` runs
+videos in parallel processes. Each process appends the records of the videos it finished to
+its own manifest fragment (``.extract/parts/``); at its end it assembles ``manifest.csv``
+from all fragments, without re-reading finished videos, so the last process to finish
+leaves the complete manifest: no merge step.
 
 Backend ``auto`` (the default) is MMPose when its weights can be had (local
 checkpoints, torch's hub cache, or a reachable download URL) and otherwise
@@ -21,10 +26,11 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -34,18 +40,20 @@ import numpy as np
 
 from vid2reid.errors import ConfigError, PoseError, Vid2ReidError
 from vid2reid.pose.boxes import BOX_METHODS, make_box_finder
+from vid2reid.pose.claims import CLAIM_DIR, DEFAULT_TIMEOUT_S, Claims
 from vid2reid.pose.mediapipe_backend import MediaPipeSettings
 from vid2reid.pose.mmpose_backend import MMPoseSettings
 from vid2reid.pose.names import (VideoName, background_clip_for, background_clips,
                                  compile_pattern, list_videos, parse_video_name)
 from vid2reid.pose.video import FrameReader
-from vid2reid.store import Record, atomic_write_bytes, index_store, save_sequence
+from vid2reid.store import Record, append_fragment, assemble_manifest, atomic_write_bytes, save_sequence
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "mmpose", "mediapipe")
 DOWNLOAD_CHECK_TIMEOUT_S = 10.0
 MARKER_DIR = ".extract"
+PARTS_DIR = "parts"  # OUT/.extract/parts/: one manifest fragment per extraction process
 VISUALIZE_DIR = "_visualize"
 
 
@@ -60,7 +68,9 @@ class ExtractSettings:
     min_frames: int = 40
     max_gap: int = 5
     workers: int | None = None  # None: default_workers(backend)
-    shard: tuple[int, int] | None = None  # (index, count); None: from torchrun env or (0, 1)
+    shard: tuple[int, int] | None = None  # (index, count): only every count-th video; None: all
+    claim_timeout: float = DEFAULT_TIMEOUT_S  # take over another machine's claim not refreshed for this long
+    resume: bool = False  # take over every claim not being refreshed (earlier runs' processes)
     visualize: bool = False
     checkpoint_det: str | None = None  # RTMDet weights for --boxes rtmdet
     mmpose: MMPoseSettings = field(default_factory=MMPoseSettings)
@@ -73,11 +83,12 @@ class VideoOutcome:
     """What happened to one video."""
 
     video: str
-    status: str  # "done", "no-person", "too-short", "skipped" or "failed"
+    status: str  # "done", "no-person", "too-short", "skipped", "elsewhere" or "failed"
     frames: int = 0
     sequences: int = 0
     message: str = ""
     seconds: float = 0.0
+    records: tuple[Record, ...] = field(default=(), compare=False, repr=False)  # what it wrote
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,7 @@ class ExtractSummary:
     seconds: float
     backend: str = ""
     visualized: str = ""  # folder of the --visualize videos written by this run ("" = none)
+    task: str = ""  # this process among others ('shard 0/1', 'rank 1/4', 'slurm task 6')
     backgrounds: int = 0  # CASIA-B background clips in the folders: no walk, not extracted
 
     def count(self, *statuses: str) -> int:
@@ -107,9 +119,10 @@ class ExtractSummary:
     def lines(self) -> list[str]:
         """Human-readable summary: counts, then one line per failure or empty result."""
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
-        out = [f"shard {self.shard[0]}/{self.shard[1]}"
+        out = [f"{self.task or f'shard {self.shard[0]}/{self.shard[1]}'}"
                f"{f' ({self.backend})' if self.backend else ''}: {len(self.outcomes)} videos: "
                f"{self.count('done')} done, {self.count('skipped')} skipped (already finished), "
+               f"{self.count('elsewhere')} being extracted by other processes, "
                f"{self.count('no-person', 'too-short')} without a usable person, "
                f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({fps:.1f} frames/s); "
                f"store has {len(self.records)} sequences"]
@@ -135,15 +148,21 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard_from_env(env: dict[str, str] | None = None) -> tuple[int, int] | None:
-    """This process's shard under torchrun (RANK/WORLD_SIZE) or a Slurm job array; None otherwise."""
+def task_from_env(env: dict[str, str] | None = None) -> tuple[str, str]:
+    """This process among others, for logs and file names: (words, file-name part).
+
+    torchrun's RANK/WORLD_SIZE or a Slurm array task's id; ("", "") otherwise. Only a label:
+    which videos a process extracts is decided by claims, never by these numbers (a stepped
+    array, --array=0-8:2, has task ids 0..8 for 5 tasks; a list, --array=1,4,7, has gaps).
+    """
     env = os.environ if env is None else env
     if "RANK" in env and "WORLD_SIZE" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"])
-    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
-    return None
+        return f"rank {env['RANK']}/{env['WORLD_SIZE']}", f"rank{env['RANK']}-of-{env['WORLD_SIZE']}"
+    if "SLURM_ARRAY_TASK_ID" in env:
+        job = env.get("SLURM_ARRAY_JOB_ID", "")
+        return (f"slurm task {env['SLURM_ARRAY_TASK_ID']}" + (f" of array job {job}" if job else ""),
+                f"slurm{('-' + job) if job else ''}-task{env['SLURM_ARRAY_TASK_ID']}")
+    return "", ""
 
 
 def shard_items(items: list, index: int, count: int) -> list:
@@ -309,17 +328,18 @@ def extract_video(video: Path, root: Path | None, backend, settings: ExtractSett
                      video_frames=poses.frames, video_detected_fraction=round(detected, 4),
                      fps=reader.info.fps, truncated=reader.truncated, **backend.describe())
     out = Path(settings.out)
-    written = []
+    written: list[str] = []
+    records: list[Record] = []
     multi = len(poses.sequences) > 1
     for seq in poses.sequences:
         rel = f"{name.stem}.s{seq.start:05d}.npz" if multi else f"{name.stem}.npz"
         # "detected" (per frame, False = interpolated) is an array, so it stays out of the manifest
         # the 2D keypoints (pixels, NaN where not detected) let 'match --report' draw the walk
         keypoints_2d = poses.keypoints_2d[seq.start:seq.start + len(seq.joints)].astype(np.float32)
-        save_sequence(out, rel, seq.joints, poses.layout, start_frame=seq.start, detected=seq.detected,
-                      keypoints_2d=keypoints_2d,
-                      detected_fraction=round(float(seq.detected.mean()), 4),
-                      mean_score=round(seq.mean_score, 4), **base_meta)
+        records.append(save_sequence(
+            out, rel, seq.joints, poses.layout, start_frame=seq.start, detected=seq.detected,
+            keypoints_2d=keypoints_2d, detected_fraction=round(float(seq.detected.mean()), 4),
+            mean_score=round(seq.mean_score, 4), **base_meta))
         written.append(rel)
     if settings.visualize:
         from vid2reid.pose.visualize import draw_video
@@ -337,7 +357,8 @@ def extract_video(video: Path, root: Path | None, backend, settings: ExtractSett
                   frames=poses.frames, detected_fraction=round(detected, 4), sequences=written,
                   truncated=reader.truncated)
     atomic_write_bytes(marker_path(out, name), json.dumps(marker, indent=1).encode())
-    return VideoOutcome(str(video), status, poses.frames, len(written), msg, time.perf_counter() - t0)
+    return VideoOutcome(str(video), status, poses.frames, len(written), msg, time.perf_counter() - t0,
+                        tuple(records))
 
 
 def _safe_extract(video: Path, root: Path | None, backend, settings: ExtractSettings,
@@ -413,15 +434,18 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
         compile_pattern(settings.pattern)
     if settings.min_frames < 1:
         raise ConfigError("--min-frames must be at least 1")
-    shard = settings.shard or shard_from_env() or (0, 1)
+    if settings.claim_timeout <= 0:
+        raise ConfigError("--claim-timeout must be more than 0 seconds")
+    shard = settings.shard or (0, 1)
     videos, problems = list_videos(inputs)
     if not videos:
         raise PoseError("; ".join(problems) if problems else "no videos given")
     mine = shard_items(videos, *shard)
     settings = resolve_backend(settings)
     out = Path(settings.out)
-    # shards of one extraction share the store (its manifest rebuild is locked), so the folder
-    # is checked, not locked: a folder of another kind is refused unless --force
+    # processes of one extraction share the store (claims per video, manifest assembly is
+    # locked), so the folder is checked, not locked: a folder of another kind is refused
+    # unless --force
     from vid2reid.safepath import EXTRACT, check_output_folder
 
     check_output_folder(out, EXTRACT, settings.force)
@@ -436,11 +460,21 @@ def run_extract(inputs: list[Path], settings: ExtractSettings) -> ExtractSummary
         raise
 
 
+def _process_names(settings: ExtractSettings) -> tuple[str, str]:
+    """This process in words and as a file-name part (summary, manifest fragment)."""
+    if settings.shard is not None:
+        i, n = settings.shard
+        return f"shard {i}/{n}", f"shard{i}-of-{n}"
+    words, part = task_from_env()
+    return (words, part) if words else ("shard 0/1", "shard0-of-1")
+
+
 def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
                    settings: ExtractSettings, t0: float) -> ExtractSummary:
     from tqdm import tqdm
 
     out = Path(settings.out)
+    task, task_file = _process_names(settings)
     outcomes: list[VideoOutcome] = []
     todo = []
     for video, root in mine:
@@ -452,13 +486,14 @@ def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
         if _is_finished(out, name, settings.backend):
             outcomes.append(VideoOutcome(str(video), "skipped", message=f"{video}: already finished"))
         else:
-            todo.append((video, root))
+            todo.append((video, root, name))
     skipped = len(outcomes)  # already finished, or names that do not parse
-    log.info("%d videos in shard %d/%d: %d to do, %d already finished", len(mine), shard[0], shard[1],
+    log.info("%s: %d videos, %d not finished yet, %d already finished", task, len(mine),
              len(todo), sum(o.status == "skipped" for o in outcomes))
     n_workers = min(settings.workers or default_workers(settings.backend), max(1, len(todo)))
-    backend = make_backend(settings) if todo and n_workers <= 1 else None
-    detector = make_detector(settings) if backend is not None else None
+    fragment = out / MARKER_DIR / PARTS_DIR / f"{task_file}-{socket.gethostname()}-{os.getpid()}.jsonl"
+    claims = Claims(out / MARKER_DIR / CLAIM_DIR, owner=task, timeout_s=settings.claim_timeout,
+                    resume=settings.resume)
     frames = 0
     # A progress bar on a terminal; in a log file (not a TTY) one line per tenth of the work.
     interactive = sys.stderr.isatty()
@@ -466,6 +501,29 @@ def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
                disable=not todo or not interactive)
     t_run = time.perf_counter()
     every = max(1, len(todo) // 10)
+    elsewhere: list[tuple] = []  # claimed by another process when we looked
+
+    def claim_next(queue: list) -> tuple | None:
+        """The next video of ``queue`` this process claims (None: none left)."""
+        while queue:
+            video, root, name = job = queue.pop(0)
+            if _is_finished(out, name, settings.backend):
+                record(VideoOutcome(str(video), "skipped", message=f"{video}: finished by "
+                                    f"another process"))
+            elif not claims.try_claim(name.stem):
+                elsewhere.append(job)
+            elif _is_finished(out, name, settings.backend):  # finished just before our claim
+                claims.release(name.stem)
+                record(VideoOutcome(str(video), "skipped", message=f"{video}: finished by "
+                                    f"another process"))
+            else:
+                return job
+        return None
+
+    def finish(job: tuple, outcome: VideoOutcome) -> None:
+        append_fragment(fragment, list(outcome.records))
+        claims.release(job[2].stem, failed=outcome.status == "failed")
+        record(outcome)
 
     def record(outcome: VideoOutcome) -> None:
         nonlocal frames
@@ -478,48 +536,91 @@ def _extract_shard(mine: list, problems: list[str], shard: tuple[int, int],
         bar.update(1)
         done = len(outcomes) - skipped
         if not interactive and (done % every == 0 or done == len(todo)):
-            log.info("extract: %d/%d videos, %.1f frames/s", done, len(todo), fps)
+            log.info("extract: %d/%d videos (done here / unfinished at the start, which other "
+                     "processes may share), %.1f frames/s", done, len(todo), fps)
 
     try:
-        if backend is not None:
-            for video, root in todo:
-                record(_safe_extract(video, root, backend, settings, detector))
-        elif todo:
-            import torch  # its thread count was chosen by vid2reid.threads.set_threads
-
-            threads = max(1, torch.get_num_threads() // n_workers)
-            pool = ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(settings, threads))
-            try:
-                futures = {pool.submit(_worker_run, str(v), str(r) if r else None): v for v, r in todo}
-                for fut in as_completed(futures):
-                    try:
-                        record(fut.result())
-                    except Vid2ReidError:
-                        raise
-                    except Exception as exc:  # worker died or could not build the backend
-                        if "BrokenProcessPool" in type(exc).__name__:
-                            raise PoseError(f"a worker process failed to start or crashed "
-                                            f"({exc}); try --workers 1 to see the error") from None
-                        record(VideoOutcome(str(futures[fut]), "failed",
-                                            message=f"{futures[fut]}: {type(exc).__name__}: {exc}"))
-            except BaseException:  # Ctrl-C or a fatal error: do not start the queued videos
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
+        with claims:
+            queue = list(todo)
+            for attempt in range(2):  # then once more over what others held: a holder may have died
+                if attempt:
+                    queue, elsewhere[:] = list(elsewhere), []
+                if n_workers <= 1:
+                    _run_here(queue, settings, claim_next, finish)
+                else:
+                    _run_in_pool(queue, settings, n_workers, claim_next, finish)
+            for video, _, name in elsewhere:
+                holder = claims.holder(name.stem) or {}
+                record(VideoOutcome(str(video), "elsewhere", message=f"{video}: claimed by "
+                                    f"{holder.get('owner', '?')} on {holder.get('host', '?')}"))
     finally:
         bar.close()
-    records = index_store(out) if any(out.rglob("*.npz")) else []
+    if claims.taken_over:
+        log.info("%s: took over %d claim(s) of stopped processes", task, len(claims.taken_over))
+    records = assemble_manifest(out, out / MARKER_DIR / PARTS_DIR) if any(out.rglob("*.npz")) else []
     summary = ExtractSummary(sorted(outcomes, key=lambda o: o.video), problems, records, shard,
                              time.perf_counter() - t0, settings.backend,
                              str(out / VISUALIZE_DIR) if settings.visualize
-                             and any((out / VISUALIZE_DIR).rglob("*.mp4")) else "")
-    _write_summary(out, summary)
+                             and any((out / VISUALIZE_DIR).rglob("*.mp4")) else "", task)
+    _write_summary(out, summary, task_file)
     return summary
 
 
-def _write_summary(out: Path, summary: ExtractSummary) -> None:
-    data = dict(shard=list(summary.shard), seconds=round(summary.seconds, 3), problems=summary.problems,
-                outcomes=[asdict(o) for o in summary.outcomes])
-    path = out / MARKER_DIR / f"summary-shard{summary.shard[0]}-of-{summary.shard[1]}.json"
+def _run_here(queue: list, settings: ExtractSettings, claim_next, finish) -> None:
+    """Extract the videos this process claims from ``queue``, one after another, here."""
+    backend = detector = None
+    while (job := claim_next(queue)) is not None:
+        if backend is None:  # built once, and only when there is a video to extract
+            backend = make_backend(settings)  # an error frees the claim (Claims.__exit__)
+            detector = make_detector(settings)
+        finish(job, _safe_extract(job[0], job[1], backend, settings, detector))
+
+
+def _run_in_pool(queue: list, settings: ExtractSettings, n_workers: int, claim_next,
+                 finish) -> None:
+    """Extract the videos this process claims from ``queue`` in ``n_workers`` processes; a
+    video is claimed only when a worker is free for it, so that processes balance."""
+    import torch  # its thread count was chosen by vid2reid.threads.set_threads
+
+    job = claim_next(queue)
+    if job is None:
+        return
+    threads = max(1, torch.get_num_threads() // n_workers)
+    pool = ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(settings, threads))
+    running: dict = {}
+    try:
+        while job is not None or running:
+            while job is not None and len(running) < n_workers:
+                video, root, _ = job
+                running[pool.submit(_worker_run, str(video), str(root) if root else None)] = job
+                job = claim_next(queue) if len(running) < n_workers else None
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                this = running.pop(fut)
+                try:
+                    outcome = fut.result()
+                except Vid2ReidError:
+                    raise
+                except Exception as exc:  # worker died or could not build the backend
+                    if "BrokenProcessPool" in type(exc).__name__:
+                        raise PoseError(f"a worker process failed to start or crashed "
+                                        f"({exc}); try --workers 1 to see the error") from None
+                    outcome = VideoOutcome(str(this[0]), "failed",
+                                           message=f"{this[0]}: {type(exc).__name__}: {exc}")
+                finish(this, outcome)
+            if job is None:
+                job = claim_next(queue)
+    except BaseException:  # Ctrl-C or a fatal error: do not start the queued videos
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _write_summary(out: Path, summary: ExtractSummary, task_file: str) -> None:
+    data = dict(shard=list(summary.shard), task=summary.task, seconds=round(summary.seconds, 3),
+                problems=summary.problems,
+                outcomes=[{k: v for k, v in asdict(o).items() if k != "records"}
+                          for o in summary.outcomes])
+    path = out / MARKER_DIR / f"summary-{task_file}.json"
     atomic_write_bytes(path, json.dumps(data, indent=1).encode())

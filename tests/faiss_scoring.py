@@ -1,4 +1,5 @@
-"""Probe x gallery scoring through a FAISS index, for galleries too big to rank exactly.
+"""Probe x gallery scoring through a FAISS index (tests and benchmarks only: the package scores
+exactly, vid2reid.metrics; searches approximately, vid2reid.ann).
 
 ``vid2reid.metrics.rank_metrics`` is exact and chunked, but it still computes
 every probe-gallery distance and holds the gallery's features. With a FAISS
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vid2reid.ann import factory_index as build_index
 from vid2reid.errors import ConfigError, ProtocolError
 from vid2reid.metrics import TOPK, _codes
 
@@ -54,37 +56,6 @@ class IndexedMetrics:
 
     def as_dict(self) -> dict[str, float | int | str]:
         return dict(self.__dict__)
-
-
-def _faiss():
-    try:
-        import faiss
-    except ImportError as exc:
-        raise ConfigError("FAISS scoring needs the faiss package: pip install faiss-cpu "
-                          "(or 'vid2reid[faiss]'); exact scoring needs nothing extra") from exc
-    return faiss
-
-
-def build_index(gallery_feats: np.ndarray, factory: str = "Flat", *, train_size: int = 100_000,
-                chunk: int = 65_536, seed: int = 0):
-    """A FAISS L2 index over the gallery, built by ``faiss.index_factory`` from ``factory``.
-
-    Indexes that need training (IVF, PQ) are trained on at most ``train_size``
-    gallery rows drawn with ``seed``. Rows are added ``chunk`` at a time, so a
-    ``np.memmap`` gallery is never read into memory whole.
-    """
-    faiss = _faiss()
-    n, dim = gallery_feats.shape
-    try:
-        index = faiss.index_factory(int(dim), factory, faiss.METRIC_L2)
-    except RuntimeError as exc:
-        raise ConfigError(f"FAISS index {factory!r}: {str(exc).strip().splitlines()[-1]}") from exc
-    if not index.is_trained:
-        rows = np.sort(np.random.default_rng(seed).choice(n, min(n, train_size), replace=False))
-        index.train(np.ascontiguousarray(gallery_feats[rows], dtype=np.float32))
-    for s in range(0, n, chunk):
-        index.add(np.ascontiguousarray(gallery_feats[s:s + chunk], dtype=np.float32))
-    return index
 
 
 def _true_match_counts(pid: np.ndarray, pgr: np.ndarray, gid: np.ndarray,
@@ -123,6 +94,8 @@ def index_rank_metrics(probe_ids: np.ndarray, gallery_ids: np.ndarray, probe_fea
         name = factory
     else:
         name = type(index).__name__
+    from vid2reid.ann import _faiss
+
     faiss = _faiss()
     exact = isinstance(index, faiss.IndexFlat)
     if not exact:
