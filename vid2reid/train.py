@@ -264,7 +264,7 @@ def _stop_if_diverged(model: torch.nn.Module, row: dict, epoch: int, cfg: TrainC
                       out: Path) -> None:
     """ConfigError when the epoch's loss or the weights are no longer finite: a diverged run
     must not be saved, let alone scored (its NaN features would rank like anything else)."""
-    bad = [n for n, p in model.state_dict().items()
+    bad = [n for n, p in model.named_parameters()  # buffers (masks) may hold -inf by design
            if p.is_floating_point() and not bool(torch.isfinite(p).all())]
     if math.isfinite(row["loss"]) and not bad:
         return

@@ -49,6 +49,7 @@ class Claims:
                  resume: bool = False):
         self.folder = Path(folder)
         self.owner = owner
+        self.run = uuid.uuid4().hex  # this extraction run: its own failed claims are final
         self.timeout_s = float(timeout_s)
         self.refresh_s = max(0.05, self.timeout_s / 10)
         self.resume = resume
@@ -65,7 +66,7 @@ class Claims:
 
     def _content(self, token: str, status: str = "working") -> bytes:
         return json.dumps({"owner": self.owner, "host": self.host, "pid": self.pid,
-                           "token": token, "status": status,
+                           "run": self.run, "token": token, "status": status,
                            "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
 
     def _create(self, stem: str) -> bool:
@@ -96,6 +97,9 @@ class Claims:
         if info is not None and info.get("host") == self.host and isinstance(info.get("pid"), int):
             if info["pid"] != self.pid and not _pid_alive(info["pid"]):
                 return True
+            if (info["pid"] == self.pid and info.get("owner") == self.owner
+                    and info.get("status") == "failed" and info.get("run") != self.run):
+                return True  # failed in this task's earlier run in this process (Python API)
         limit = 2 * self.refresh_s if self.resume else self.timeout_s
         if info is None:  # being written right now, or garbage: only by age
             return age_s > max(limit, 5.0)

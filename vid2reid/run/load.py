@@ -120,12 +120,15 @@ class Run:
                            f"of that layout, or 'vid2reid convert' the store")
 
     def state_dict(self, device: str | torch.device = "cpu") -> dict:
-        """The model's tensors from the weights file (no code is unpickled); RunError when
-        one holds NaN or an infinity."""
+        """The model's tensors from the weights file (no code is unpickled); RunError when a
+        trained parameter holds NaN or an infinity (buffers such as attention masks may hold
+        -inf by design)."""
         from vid2reid.runfile import load_run_file
 
         state = load_run_file(self.weights, map_location=device, required=("model",))["model"]
-        check_finite_weights(state, self.weights)  # every user of the weights comes here
+        model = self.method.build_model(self.config, self.num_joints, self.layout)
+        params = {name for name, _ in model.named_parameters()}
+        check_finite_weights({k: v for k, v in state.items() if k in params}, self.weights)
         return state
 
     def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
