@@ -70,9 +70,14 @@ def test_confidence_is_high_for_clear_groups_and_low_for_a_walk_between_two():
     x, who = _people([5] * 8, spread=0.1)
     a = associate(x, None, with_confidence=True)
     assert a.confidence.min() > 0.6
-    mid = (x[who == 0].mean(axis=0) + x[who == 1].mean(axis=0)) / 2  # halfway: no one's walk
-    b = associate(np.vstack([x, mid]), None, with_confidence=True)
-    assert b.confidence[-1] < 0.2
+    assert a.people_range[0] <= a.people <= a.people_range[1]
+    # a walk halfway between two people who lie close together (three spreads apart)
+    y = x.copy()
+    y[who == 1] = y[who == 1] - y[who == 1].mean(axis=0) + y[who == 0].mean(axis=0) + 0.06
+    mid = (y[who == 0].mean(axis=0) + y[who == 1].mean(axis=0)) / 2
+    b = associate(np.vstack([y, mid]), None, with_confidence=True)
+    assert b.confidence[-1] < 0.7
+    assert b.confidence[-1] < np.median(b.confidence[:-1]) - 0.2
     assert ((b.confidence >= 0) & (b.confidence <= 1)).all()
 
 
@@ -145,3 +150,64 @@ def test_compare_with_subjects_counts_pairs():
     assert e["recall"] == pytest.approx(2 / 3)
     assert e["subjects"] == 3
     assert compare_with_subjects(np.array([5, 5, 7]), ["x", "x", "y"])["ari"] == 1.0
+
+
+# ---------------------------------------------------------------------------
+# Generated stores of the two regimes (benchmarks/people.py), people known by construction
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "people.py"
+    spec = importlib.util.spec_from_file_location("people_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules["people_bench"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _regime(name: str, **change):
+    import dataclasses
+
+    b = _bench()
+    reg = next(r for r in b.regimes(0) if r.name == name)
+    return b, dataclasses.replace(reg, **change)
+
+
+def test_many_walks_per_person_over_six_gaits_are_found_from_bones():
+    """Set-2 regime (10 people, 6 gaits, 25 joints), 20 walks each: bone lengths do not change
+    with gait, so the association finds the people and splits none of them far."""
+    b, reg = _regime("set2", walks=(20,) * 10)
+    walks, who, _, _ = b.generate(reg, seed=0)
+    a = associate(None, body_proportions(walks), with_confidence=True)
+    assert adjusted_rand_score(who, a.labels) > 0.75
+    assert 8 <= a.people <= 15
+    assert a.people_range[0] <= a.people <= a.people_range[1]
+
+
+def test_three_walks_per_person_are_not_all_merged_nor_all_alone():
+    """Set-1 regime (27 people x 3 walks, two of them altered gaits): neither extreme; the
+    pairs put together are mostly one person, well above chance."""
+    b, reg = _regime("set1")
+    walks, who, _, _ = b.generate(reg, seed=0)
+    a = associate(b.raw_features(walks), body_proportions(walks), with_confidence=True)
+    e = compare_with_subjects(a.labels, [str(w) for w in who])
+    assert 14 <= a.people <= 54
+    assert e["ari"] > 0.2
+    assert e["precision"] > 0.15 and e["recall"] > 0.3
+
+
+def test_bones_are_found_by_their_absolute_spread():
+    """Generated Kinect walks (set-1 regime): the rigid pairs are the layout's own bones for
+    the most part (pairs across two bones vary less relative to their length, not in metres)."""
+    from vid2reid.layouts import layout_bones
+
+    b, reg = _regime("set1", walks=(3,) * 8)
+    walks, _, _, layout = b.generate(reg, seed=1)
+    med, cv = walk_pair_stats(walks)
+    i, j = np.triu_indices(20, k=1)
+    chosen = {(int(i[k]), int(j[k])) for k in rigid_pairs(cv * med, med, 20)}
+    assert len(chosen & set(layout_bones(layout))) >= 10

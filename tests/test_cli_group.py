@@ -59,6 +59,10 @@ def test_every_walk_gets_a_person_summary_and_evaluation(trained, tmp_path: Path
     m = re.search(r"(\d+) walks, (\d+) people found, (\d+) singletons", r.output)
     assert m and [int(g) for g in m.groups()] == [len(rows), len(set(person)),
                                                   int((sizes == 1).sum())]
+    m = re.search(r"plausible number of people: (\d+)-(\d+); (\d+) walks with confidence below",
+                  r.output)
+    assert m and int(m.group(1)) <= len(set(person)) <= int(m.group(2))
+    assert int(m.group(3)) == int((conf < 0.5).sum())
     ari = adjusted_rand_score([manifest[row["path"]] for row in rows], person)
     m = re.search(r"evaluation against the store's 5 subjects .*ARI (-?[\d.]+)", r.output)
     assert m and float(m.group(1)) == pytest.approx(ari, abs=1e-3)
@@ -74,6 +78,7 @@ def test_forced_number_of_people(trained, tmp_path: Path):
                             "--people", "3", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert len({row["person"] for row in _rows(out)}) == 3
+    assert "plausible number of people: 3-3 (forced with --people)" in r.output
 
 
 def test_store_without_walks_is_one_line_error(trained, tmp_path: Path):

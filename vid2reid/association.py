@@ -52,6 +52,10 @@ LARGE_DIMS = 64  # many walks: the association runs on this many principal axes 
 SEARCH_DIMS = 32  # dimensions (principal axes) of that search for nearest walks
 SILHOUETTE_ROWS = 5000  # many walks: the mean silhouette of a cut is estimated on this many
 NEIGHBOURS = 20  # many walks: a walk's nearest other group is sought among its 20 nearest walks
+FEATURE_AXES = 16  # sequence features enter on this many principal axes
+ROUNDS = 4  # tree -> likeliest cut -> axis weights from that cut -> tree, at most this often
+RHO_GRID = np.geomspace(1e-3, 1e4, 120)  # spread of person means / noise, searched per axis
+PLAUSIBLE = 1.92  # log-likelihood below the best that a number of people stays plausible (chi2_1 95 %)
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Association:
     labels: np.ndarray
     confidence: np.ndarray
     silhouette: float  # mean silhouette of the chosen cut (label-free quality)
+    people_range: tuple[int, int] = (0, 0)  # plausible numbers of people (likelihood interval)
 
     @property
     def people(self) -> int:
@@ -132,7 +137,7 @@ def body_proportions(walk_frames: Sequence[np.ndarray]) -> np.ndarray:
     if len(walk_frames) == 0:
         return np.zeros((0, 0), dtype=np.float32)
     med, cv = walk_pair_stats(walk_frames)
-    keep = rigid_pairs(cv, med, np.asarray(walk_frames[0]).shape[1])
+    keep = rigid_pairs(cv * med, med, np.asarray(walk_frames[0]).shape[1])
     logs = np.log(np.maximum(med[:, keep], 1e-6))
     sd = logs.std(axis=0)
     return ((logs - logs.mean(axis=0)) / np.where(sd > 1e-9, sd, 1.0)).astype(np.float32)
@@ -397,28 +402,193 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     """Group walks into people from their features and/or body proportions (no labels).
 
     ``feats`` (W, D) walk features, ``body`` (W, B) from ``body_proportions``; ``people``
-    forces the number of groups. Returns labels (W,) numbered by first appearance.
+    forces the number of groups. Returns labels (W,) numbered by first appearance, the
+    plausible range of the number of people and (``with_confidence``) a confidence per walk.
     """
-    v = combine_cues(feats, body, seed)
-    n = len(v)
+    axes = cue_axes(feats, body, seed)
+    n = len(axes)
     if people is not None and not 1 <= people <= max(n, 1):
         raise ConfigError(f"--people must lie in 1..{n} (the number of walks), got {people}")
     if n < 2:
-        return Association(np.zeros(n, np.int64), np.ones(n), 0.0)
-    if n * n > DENSE_BLOCK and v.shape[1] > LARGE_DIMS:  # many walks: their principal axes
-        from sklearn.decomposition import PCA
-
-        v = PCA(LARGE_DIMS, svd_solver="randomized", random_state=seed).fit_transform(v)
+        return Association(np.zeros(n, np.int64), np.ones(n), 0.0, (n, n))
+    weights = np.ones(axes.shape[1])
+    best: tuple[float, np.ndarray, tuple[int, int]] | None = None
+    seen: list[np.ndarray] = []
+    found: list[int] = []  # the likeliest number of people in each round
+    for _ in range(ROUNDS):
+        v = axes * weights
+        nbr = walk_neighbours(v)
+        pairs, _ = merge_tree(v, nbr)
+        if people is not None:
+            labels = cut(pairs, n, max(0, min(n - people, len(pairs))))
+            best = (0.0, labels, (people, people))
+            break
+        ll, labels, span = _likeliest_cut(axes, pairs)
+        found.append(len(np.unique(labels)))
+        if best is None or ll > best[0]:
+            best = (ll, labels, span)
+        if any(_same_partition(labels, old) for old in seen):
+            break
+        seen.append(labels)
+        new = _axis_weights(axes, labels)
+        if new is None:  # no two walks together: nothing to learn the noise from
+            break
+        weights = new
+    assert best is not None
+    labels, span = best[1], best[2]
+    v = axes * weights
     nbr = walk_neighbours(v)
-    pairs, _ = merge_tree(v, nbr)
-    if people is None:
-        labels, sil = _best_cut(v, pairs, seed, nbr)
-    else:
-        labels = cut(pairs, n, max(0, min(n - people, len(pairs))))
-        sil = float(rms_silhouettes(v, groups_of(v, labels), nbr=nbr).mean())
     gr = groups_of(v, labels)
-    conf = _confidence(v, gr, nbr) if with_confidence else np.ones(n)
-    return Association(_renumber(labels), conf, sil)
+    sil = float(rms_silhouettes(v, gr, nbr=nbr).mean())
+    conf = walk_confidence(axes, v, gr, nbr) if with_confidence else np.ones(n)
+    if people is None:
+        # plausible: the likelihood interval, every round's answer, and every unsure walk
+        # (confidence below one half) moved to its rival: out of its group or into another
+        alone = gr.size[gr.labels] == 1
+        unsure = conf < 0.5 if with_confidence else np.zeros(n, bool)
+        count = len(gr.mu)
+        span = (max(1, min(span[0], *found, count - int((unsure & alone).sum()))),
+                min(n, max(span[1], *found, count + int((unsure & ~alone).sum()))))
+    return Association(_renumber(labels), conf, sil, span)
+
+
+def _predictive(x: np.ndarray, mu: np.ndarray, m: np.ndarray, s2: np.ndarray, t2: np.ndarray
+                ) -> np.ndarray:
+    """Log density of walks x (N, A) as one more walk of groups of m other walks with mean mu
+    (N, A; grand mean 0), under the random-effects model; m = 0: a person not seen yet."""
+    k = (m[:, None] * t2) / (s2 + m[:, None] * t2)  # shrinkage of the group mean
+    var = s2 + t2 * (1 - k)
+    return -0.5 * (((x - k * mu) ** 2) / var + np.log(2 * np.pi * var)).sum(axis=1)
+
+
+def walk_confidence(axes: np.ndarray, v: np.ndarray, gr: _Groups, nbr: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """(W,) probability, under the fitted random-effects model (``_profile``), that a walk
+    belongs where it was put rather than to the best alternative: its nearest other group,
+    or a person of its own (for a walk alone: its nearest group). Equal prior odds."""
+    x = axes - axes.mean(axis=0)
+    _, s2, t2 = _profile(axes, gr.labels)
+    lab = gr.labels
+    m = gr.size[lab] - 1
+    sums = np.zeros((len(gr.mu), x.shape[1]))
+    np.add.at(sums, lab, x)
+    own_mu = (sums[lab] - x) / np.maximum(m, 1)[:, None]
+    own = _predictive(x, own_mu, m, s2, t2)
+    alone = _predictive(x, np.zeros_like(x), np.zeros(len(x)), s2, t2)
+    if len(gr.mu) > 1:
+        if nbr is not None and len(v) * len(gr.mu) > DENSE_BLOCK:
+            other, _ = _nearest_among(np.asarray(v, np.float64), lab, lab[nbr], gr.mu, gr.s2)
+        else:
+            other, _ = _nearest_groups(np.asarray(v, np.float64), gr.mu, gr.s2, K_GRAPH,
+                                       exclude=lab)
+        near = _predictive(x, sums[other] / gr.size[other][:, None], gr.size[other], s2, t2)
+    else:
+        near = np.full(len(x), -np.inf)
+    single = m == 0
+    rival = np.where(single, near, np.maximum(near, alone))
+    mine = np.where(single, alone, own)
+    return 1.0 / (1.0 + np.exp(np.clip(rival - mine, -50, 50)))
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(_renumber(a), _renumber(b)))
+
+
+def cue_axes(feats: np.ndarray | None, body: np.ndarray | None, seed: int = 0) -> np.ndarray:
+    """(W, A) each cue on its principal axes, centred: unit features on at most
+    ``FEATURE_AXES`` axes, body proportions on all of theirs; each cue divided by its median
+    distance between random walks (``combine_cues``) so that both start with the same weight."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for cue, unit, most in ((feats, True, FEATURE_AXES), (body, False, None)):
+        if cue is None or cue.shape[1] == 0:
+            continue
+        c = np.asarray(cue, dtype=np.float64)
+        if unit:
+            c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        c = c - c.mean(axis=0)
+        keep = min(c.shape[1], max(len(c) - 1, 1), most or c.shape[1])
+        if len(c) > 2 * keep and c.shape[1] > keep or c.shape[1] > keep:
+            from sklearn.decomposition import PCA
+
+            c = PCA(keep, svd_solver="randomized" if len(c) > 2000 else "full",
+                    random_state=seed).fit_transform(c)
+        parts.append(c / _pair_scale(c, rng))
+    if not parts:
+        raise ConfigError("walk association needs sequence features or body proportions")
+    return np.concatenate(parts, axis=1)
+
+
+def _group_sums(axes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per axis the within-group sum of squares (A,), and per distinct group size the
+    sizes (S,) with their counts (S,) and summed ``n * (mean - grand mean)^2`` (S, A)."""
+    x = axes - axes.mean(axis=0)
+    _, lab = np.unique(labels, return_inverse=True)
+    m = int(lab.max()) + 1
+    size = np.bincount(lab, minlength=m).astype(np.float64)
+    mu = np.zeros((m, x.shape[1]))
+    np.add.at(mu, lab, x)
+    mu /= size[:, None]
+    within = ((x - mu[lab]) ** 2).sum(axis=0)
+    sizes, inv, counts = np.unique(size, return_inverse=True, return_counts=True)
+    between = np.zeros((len(sizes), x.shape[1]))
+    np.add.at(between, inv, size[:, None] * mu ** 2)
+    return within, np.stack([sizes, counts]), between
+
+
+def _profile(axes: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log marginal likelihood of a grouping under the random-effects model (each axis:
+    walk = person mean + noise, noise variance s2, person means spread t2 around the
+    grand mean, both fitted per axis by maximum likelihood), and the fitted (A,) s2, t2.
+
+    The person means are integrated out, so a grouping is not rewarded for its number of
+    groups: merging two people raises the noise variance, splitting one lowers the spread
+    of person means less than it costs. With every walk alone it equals any other model of
+    the same total variance (no noise is identifiable)."""
+    within, (sizes, counts), between = _group_sums(axes, labels)
+    n = float(len(axes))
+    rho = RHO_GRID[:, None]  # t2 / s2
+    shrink = 1.0 / (1.0 + rho * sizes[None, :])  # (R, S)
+    s2 = (within[None, :] + shrink @ between) / n  # (R, A) best noise variance for each rho
+    logdet = -(np.log(shrink) * counts[None, :]).sum(axis=1)  # (R,) sum_g log(1 + n_g rho)
+    f = n * np.log(np.maximum(s2, 1e-300)) + logdet[:, None]
+    k = np.argmin(f, axis=0)
+    cols = np.arange(axes.shape[1])
+    ll = float(-0.5 * (f[k, cols].sum() + n * axes.shape[1] * (1.0 + np.log(2 * np.pi))))
+    return ll, s2[k, cols], RHO_GRID[k] * s2[k, cols]
+
+
+def _likeliest_cut(axes: np.ndarray, pairs: np.ndarray
+                   ) -> tuple[float, np.ndarray, tuple[int, int]]:
+    """The cut of the merge tree with the highest marginal likelihood (``_profile``), and the
+    range of group counts whose likelihood lies within ``PLAUSIBLE`` log units of it."""
+    n = len(axes)
+    fewest = max(n - len(pairs), 1)
+    counts = np.unique(np.round(np.geomspace(n, fewest, CUTS)).astype(int))[::-1]
+    lls = np.array([_profile(axes, cut(pairs, n, max(0, min(n - int(p), len(pairs)))))[0]
+                    for p in counts])
+    i = int(np.argmax(lls))
+    hi, lo = counts[max(i - 1, 0)], counts[min(i + 1, len(counts) - 1)]
+    fine = np.unique(np.concatenate([np.arange(lo, hi + 1) if hi - lo <= 4 * CUTS else
+                                     np.round(np.linspace(lo, hi, 4 * CUTS)).astype(int),
+                                     counts]))[::-1]
+    labels = [cut(pairs, n, max(0, min(n - int(p), len(pairs)))) for p in fine]
+    lls = np.array([_profile(axes, lab)[0] for lab in labels])
+    i = int(np.argmax(lls))
+    near = fine[lls >= lls[i] - PLAUSIBLE]
+    return float(lls[i]), labels[i], (int(near.min()), int(near.max()))
+
+
+def _axis_weights(axes: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """Per axis, how much it tells people apart under a grouping: the square root of
+    ``t2 / (s2 (s2 + t2))``, the weight of a squared difference in the log likelihood ratio
+    of "one person" against "two people". Axes that vary within a person (gait, under these
+    groups) fade, axes that separate people count. None when no group has two walks."""
+    if len(np.unique(labels)) == len(labels):
+        return None
+    _, s2, t2 = _profile(axes, labels)
+    w = np.sqrt(t2 / np.maximum(s2 * (s2 + t2), 1e-300))
+    return w / max(float(np.sqrt((w ** 2).mean())), 1e-12)
 
 
 def merge_tree(v: np.ndarray, nbr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

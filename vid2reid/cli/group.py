@@ -36,6 +36,10 @@ def group_cli(
             typer.echo(f"skipped: {line}", err=True)
         typer.echo(f"{len(a.labels)} walks, {a.people} people found, {a.singletons} singletons "
                    f"-> {out}")
+        lo, hi = a.people_range
+        unsure = int((a.confidence < 0.5).sum())
+        typer.echo(f"plausible number of people: {lo}-{hi}" + (" (forced with --people)"
+                   if people is not None else "") + f"; {unsure} walks with confidence below 0.5")
         if g.evaluation:
             e = g.evaluation
             typer.echo(f"evaluation against the store's {e['subjects']} subjects (not used to "
