@@ -151,6 +151,17 @@ def test_people_pseudo_labels_never_split_a_walk():
     assert window_walk_frames(windows, walk_of, per_walk=5)[0].shape == (30, 17, 3)
 
 
+def test_unsure_walks_train_as_their_own_class():
+    """Training's people labels: a walk whose confidence is below one half becomes a class
+    of its own (a fresh number), sure walks keep their group; a walk is never split."""
+    from vid2reid.cluster import confident_labels
+
+    lab = confident_labels(np.array([0, 0, 1, 1, 1, 2]), np.array([0.9, 0.4, 0.8, 0.99, 0.1, 1.0]))
+    assert list(lab[[0, 2, 3, 5]]) == [0, 1, 1, 2]
+    assert lab[1] != lab[4] and min(lab[1], lab[4]) > 2
+    assert list(confident_labels(np.array([3, 3]), np.array([0.5, 0.7]))) == [3, 3]
+
+
 def test_compare_with_subjects_counts_pairs():
     # groups {a a b} {b} {c c}: pairs in a group: 3 + 0 + 1 = 4, of them one subject: 1 + 1 = 2;
     # pairs of one subject: a 1, b 1, c 1 = 3, of them together: 2

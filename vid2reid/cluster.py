@@ -463,10 +463,24 @@ def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None,
         if windows is not None:
             xw = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else windows
             body = body_proportions(window_walk_frames(xw, w))
-        return [associate(walk_means(fs, w).cpu().numpy(), body, seed=epoch).labels[w]
-                for fs in feature_sets]
+        out = []
+        for fs in feature_sets:
+            a = associate(walk_means(fs, w).cpu().numpy(), body, seed=epoch, with_confidence=True)
+            out.append(confident_labels(a.labels, a.confidence)[w])
+        return out
     mutual = source == "walk-groups"
     return [walk_groups(walk_means(fs, w), mutual=mutual)[w] for fs in feature_sets]
+
+
+def confident_labels(labels: np.ndarray, confidence: np.ndarray, least: float = 0.5
+                     ) -> np.ndarray:
+    """Walk groups for training: a walk whose place is unsure (confidence below ``least``:
+    its alternative is as likely) becomes a class of its own for this epoch, so a doubtful
+    member does not pull a person's prototype; it rejoins when the grouping is sure of it."""
+    out = np.asarray(labels, dtype=np.int64).copy()
+    unsure = np.flatnonzero(np.asarray(confidence) < least)
+    out[unsure] = out.max(initial=-1) + 1 + np.arange(len(unsure))
+    return out
 
 
 def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
