@@ -320,9 +320,10 @@ def write_store(out: Path, walks: list[np.ndarray], who: np.ndarray, gait: np.nd
     return out
 
 
-def trained_features(store: Path, epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train the default for ``epochs`` epochs on ``store``; return (walk features, body)
-    as ``vid2reid group`` computes them."""
+def trained_features(store: Path, epochs: int, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train the default for ``epochs`` epochs on ``store``; return (walk features, body,
+    subjects) as ``vid2reid group`` computes them (in the manifest's order)."""
     import subprocess
     import sys
 
@@ -331,9 +332,9 @@ def trained_features(store: Path, epochs: int, seed: int) -> tuple[np.ndarray, n
     run = store.parent / (store.name + "-run")
     subprocess.run([sys.executable, "-m", "vid2reid", "train", "--data", str(store), "--out",
                     str(run), "--f", "6", "--seed", str(seed), "--epochs", str(epochs),
-                    "--threads", "1"], check=True, stdout=subprocess.DEVNULL)
-    _, feats, body, _ = walk_features(store, run, progress=False)
-    return feats, body
+                    "--threads", "1"], check=True, capture_output=True)
+    recs, feats, body, _ = walk_features(store, run, progress=False)
+    return feats, body, np.array([r.subject for r in recs])
 
 
 def main() -> None:
@@ -361,7 +362,7 @@ def main() -> None:
                      f"{s['between']:.3f} nearest {s['nearest']:.0%}")
         if args.train:
             store = write_store(Path(tmp.name) / reg.name, walks, who, gait, layout)
-            feats, body = trained_features(store, args.train, args.seed)
+            feats, body, who = trained_features(store, args.train, args.seed)
         else:
             feats, body = raw_features(walks), body_proportions(walks)
         results.append(score(reg.name, feats, body, who, extra))
