@@ -162,6 +162,16 @@ def test_unsure_walks_train_as_their_own_class():
     assert list(confident_labels(np.array([3, 3]), np.array([0.5, 0.7]))) == [3, 3]
 
 
+def test_views_agree_before_walks_share_a_class():
+    """Training's people labels: two walks share a class only where every masked view's
+    grouping joins them; one view alone cannot merge."""
+    from vid2reid.cluster import agreement
+
+    lab = agreement([np.array([0, 0, 1, 1, 2]), np.array([5, 5, 5, 6, 6])])
+    assert lab[0] == lab[1] and len(set(lab)) == 4
+    assert len({lab[2], lab[3], lab[4]}) == 3
+
+
 def test_compare_with_subjects_counts_pairs():
     # groups {a a b} {b} {c c}: pairs in a group: 3 + 0 + 1 = 4, of them one subject: 1 + 1 = 2;
     # pairs of one subject: a 1, b 1, c 1 = 3, of them together: 2

@@ -463,11 +463,12 @@ def pseudo_labels(feature_sets: Sequence[torch.Tensor], walk: np.ndarray | None,
         if windows is not None:
             xw = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else windows
             body = body_proportions(window_walk_frames(xw, w))
-        out = []
+        views = []
         for fs in feature_sets:
             a = associate(walk_means(fs, w).cpu().numpy(), body, seed=epoch, with_confidence=True)
-            out.append(confident_labels(a.labels, a.confidence)[w])
-        return out
+            views.append(confident_labels(a.labels, a.confidence))
+        agreed = agreement(views)  # two walks share a class only where every view joins them
+        return [agreed[w] for _ in feature_sets]
     mutual = source == "walk-groups"
     return [walk_groups(walk_means(fs, w), mutual=mutual)[w] for fs in feature_sets]
 
@@ -481,6 +482,14 @@ def confident_labels(labels: np.ndarray, confidence: np.ndarray, least: float = 
     unsure = np.flatnonzero(np.asarray(confidence) < least)
     out[unsure] = out.max(initial=-1) + 1 + np.arange(len(unsure))
     return out
+
+
+def agreement(labelings: Sequence[np.ndarray]) -> np.ndarray:
+    """The finest grouping coarser than none of ``labelings``: walks share a group only where
+    every labelling puts them together (the masked views of one epoch must agree)."""
+    _, out = np.unique(np.stack([np.asarray(lab) for lab in labelings], axis=1), axis=0,
+                       return_inverse=True)
+    return out.ravel().astype(np.int64)
 
 
 def prototypes(feats: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
