@@ -21,7 +21,7 @@ precision / recall, and the realised bone statistics (to check the calibration).
 pseudo-labels for that many epochs, and ``vid2reid group``'s association is scored with the
 run's features. The bench's verdict is its worst store, never the mean:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/people.py --kgbd /work/data/kgbd-s0
+    PYTHONPATH=. .venv/bin/python benchmarks/people.py --kgbd KGBD_STORE --store CLIPS_STORE
 """
 
 from __future__ import annotations
@@ -114,7 +114,6 @@ def render_walk(skel: list, lengths: np.ndarray, gait: dict[str, float], frames:
     arm_out = 0.25 * abs(gait["arm_out"])
     pos = np.zeros((frames, J, 3))
     rot = [None] * J
-    names = [s[3] for s in skel]
     side_of = {}
     order: list[int] = []
     while len(order) < J:  # parents before children
@@ -125,7 +124,7 @@ def render_walk(skel: list, lengths: np.ndarray, gait: dict[str, float], frames:
     for k in order:
         p, d, _, name = skel[k]
         if p < 0:
-            rot[k] = _rot_z(np.full(frames, lean * 0.0))
+            rot[k] = _rot_z(np.zeros(frames))
             continue
         sgn = side_of[k]
         phase = ph + (np.pi if sgn < 0 else 0.0)
@@ -155,7 +154,6 @@ def render_walk(skel: list, lengths: np.ndarray, gait: dict[str, float], frames:
     pos += rng.normal(0, 0.004, pos.shape)  # joint jitter beyond bone lengths
     yaw = np.deg2rad(rng.normal(0, 8))
     r = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
-    del names
     return (pos @ r.T).astype(np.float32)
 
 
