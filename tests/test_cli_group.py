@@ -59,6 +59,10 @@ def test_every_walk_gets_a_person_summary_and_evaluation(trained, tmp_path: Path
     m = re.search(r"(\d+) walks, (\d+) people found, (\d+) singletons", r.output)
     assert m and [int(g) for g in m.groups()] == [len(rows), len(set(person)),
                                                   int((sizes == 1).sum())]
+    m = re.search(r"plausible number of people: (\d+)-(\d+); (\d+) walks with confidence below",
+                  r.output)
+    assert m and int(m.group(1)) <= len(set(person)) <= int(m.group(2))
+    assert int(m.group(3)) == int((conf < 0.5).sum())
     ari = adjusted_rand_score([manifest[row["path"]] for row in rows], person)
     m = re.search(r"evaluation against the store's 5 subjects .*ARI (-?[\d.]+)", r.output)
     assert m and float(m.group(1)) == pytest.approx(ari, abs=1e-3)
@@ -85,6 +89,7 @@ def test_forced_number_of_people(trained, tmp_path: Path):
                             "--people", "3", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert len({row["person"] for row in _rows(out)}) == 3
+    assert "plausible number of people: 3-3 (forced with --people)" in r.output
 
 
 def test_store_without_walks_is_one_line_error(trained, tmp_path: Path):
@@ -113,3 +118,39 @@ def test_run_of_another_layout_is_one_line_error(trained, tmp_path: Path):
     msg = _err(r).strip()
     assert r.exit_code == 1 and len(msg.splitlines()) == 1
     assert "kinect-v1-20" in msg and "h36m-17" in msg and msg.startswith("error:")
+
+
+def _bench():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "people.py"
+    spec = importlib.util.spec_from_file_location("people_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["people_bench"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("regime,walks", [("set1", (3,) * 12), ("set2", (12,) * 6)],
+                         ids=["3-walks-each", "12-walks-each-six-gaits"])
+def test_generated_regimes_end_to_end(tmp_path: Path, regime: str, walks: tuple):
+    """A generated Kinect store of known people (benchmarks/people.py), trained briefly with
+    the default pseudo-labels, then ``vid2reid group``: people found near the truth."""
+    import dataclasses
+
+    b = _bench()
+    reg = dataclasses.replace(next(r for r in b.regimes(0) if r.name == regime), walks=walks)
+    w, who, gait, layout = b.generate(reg, seed=0)
+    store = b.write_store(tmp_path / "s", w, who, gait, layout)
+    cfg = make_config(f=6, epochs=3, batch_size=64, hidden=32, seed=0)
+    train(cfg, store, tmp_path / "run", progress=False)
+    out = tmp_path / "people.csv"
+    r = runner.invoke(app, ["group", "--run", str(tmp_path / "run"), "--data", str(store),
+                            "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    found = len({row["person"] for row in _rows(out)})
+    m = re.search(r"ARI (-?[\d.]+), pairwise precision ([\d.]+)", r.output)
+    true = len(walks)
+    assert m and float(m.group(1)) > 0.5 and float(m.group(2)) > 0.5
+    assert true * 0.75 <= found <= true * 3

@@ -10,30 +10,37 @@ never split, only joined with others. Two cues describe a walk:
   under the current encoder, which follows gait and posture;
 - **body proportions**: the walk's median length of each bone (log, z-scored
   over the walks). The bones are read from the data, not from a layout's table:
-  the tree over all joints whose pairs vary least in length within walks (a
-  minimum spanning tree), so any layout works. Bone lengths do not change with
+  the tree over all joints whose pairs vary least in length within walks, in
+  metres (a minimum spanning tree), so any layout works. Bone lengths do not change with
   gait, bags or speed.
 
-Each cue is divided by its own median distance between two random walks, so
-both weigh the same across the population, and the two are concatenated.
+Each cue is put on its own axes (features: their 16 principal axes; bones: one axis
+per bone) and divided by its median distance between two random walks, so both start
+with the same weight.
 
-Walks are then merged bottom-up: level after level, every two groups that are
-each other's nearest group merge (distance: the root-mean-square distance
-between their walks, exact from the groups' means and spreads; only the k
-nearest group means are searched, never a walks x walks matrix). That linkage
-is reducible, so the merges sorted by distance are one dendrogram, and cutting
-it at a distance is a candidate grouping. Which cut: the silhouette (how much
-nearer a walk is to its own group than to the next one, a walk alone counting
-0) of each cut, minus the silhouette of the same hierarchy built on Gaussian
-walks of the data's own mean and covariance (the null reference of the gap
-statistic): any cloud scores some silhouette when cut into a few big groups,
-and the null says how much. The finest prominent peak of that excess is kept,
-so two walks per person or a hundred, the number of people comes from the data
-with no threshold to set. With ``people=N`` the dendrogram is cut at N groups.
+**The number of people** comes from a model of how walks vary, not from a threshold:
+on every axis a walk is its person's mean plus noise, the person means spread around the
+population's mean (a one-way random-effects model, both variances fitted per axis by
+maximum likelihood). The person means are integrated out, so the marginal likelihood of a
+grouping does not grow with its number of groups: joining two people inflates the noise,
+splitting one shrinks it less than the extra spread costs. Candidate groupings are the
+cuts of a merge tree: level after level, every two groups that are each other's nearest
+group merge (root-mean-square distance between their walks, exact from the groups' means
+and spreads; only the k nearest group means are searched, never a walks x walks matrix);
+the likeliest cut is kept. Then, from that grouping, the noise is measured per axis and
+the axes are turned so that noise and people are independent (bones share a person's
+size) and weighted by how well they tell people apart (gait axes, which vary within a
+person, fade), and the tree is built again; the likeliest grouping of these rounds is
+kept. The first round's tree uses the bones alone: gait changes the features, not the
+bones. With ``people=N`` the tree is cut at N groups.
 
-Per-walk confidence: the walk's silhouette clipped to [0, 1] (own group against
-the nearest other group, root-mean-square distances); for a walk left alone,
-its nearest group's distance against the typical within-group distance.
+Plausible range of the number of people: the counts whose likelihood lies within 1.92
+of the best (a 95 % likelihood interval), every round's answer, and the counts reached by
+moving every unsure walk (confidence below 0.5) to its alternative.
+
+Per-walk confidence: under the fitted model, the probability that a walk belongs where it
+was put rather than to its best alternative (the nearest other group, or a person of its
+own; for a walk alone, the nearest group), with equal prior odds.
 """
 
 from __future__ import annotations
@@ -48,10 +55,12 @@ from vid2reid.errors import ConfigError
 K_GRAPH = 10  # nearest group means searched per walk or group (then ranked exactly)
 CUTS = 60  # candidate cuts of the tree, group counts spaced evenly in log scale
 DENSE_BLOCK = 1_000_000  # up to this many walk x group pairs, all pairs are compared at once
-LARGE_DIMS = 64  # many walks: the association runs on this many principal axes of the cues
 SEARCH_DIMS = 32  # dimensions (principal axes) of that search for nearest walks
-SILHOUETTE_ROWS = 5000  # many walks: the mean silhouette of a cut is estimated on this many
 NEIGHBOURS = 20  # many walks: a walk's nearest other group is sought among its 20 nearest walks
+FEATURE_AXES = 16  # sequence features enter on this many principal axes
+ROUNDS = 4  # tree -> likeliest cut -> axis weights from that cut -> tree, at most this often
+RHO_GRID = np.geomspace(1e-3, 1e4, 120)  # spread of person means / noise, searched per axis
+PLAUSIBLE = 1.92  # log-likelihood below the best that a number of people stays plausible (chi2_1 95 %)
 
 
 @dataclass
@@ -61,6 +70,7 @@ class Association:
     labels: np.ndarray
     confidence: np.ndarray
     silhouette: float  # mean silhouette of the chosen cut (label-free quality)
+    people_range: tuple[int, int] = (0, 0)  # plausible numbers of people (likelihood interval)
 
     @property
     def people(self) -> int:
@@ -109,8 +119,10 @@ def walk_pair_stats(walk_frames: Sequence[np.ndarray], max_frames: int = 200
 def rigid_pairs(cv: np.ndarray, med: np.ndarray, num_joints: int) -> np.ndarray:
     """Indices (into the J(J-1)/2 pairs) of the skeleton's bones, read from the data: the
     tree over all joints whose pairs vary least in length within walks (minimum spanning
-    tree of the median coefficient of variation), so every joint is attached by its most
-    rigid link, J - 1 pairs."""
+    tree of the median of ``cv`` over walks), so every joint is attached by its most rigid
+    link, J - 1 pairs. ``body_proportions`` passes the spread in metres (coefficient of
+    variation x median length): relative to its length a pair spanning two bones varies
+    less than either bone, in metres more, so the spread in metres finds the bones."""
     from scipy.sparse.csgraph import minimum_spanning_tree
 
     score = np.median(cv, axis=0)
@@ -132,7 +144,7 @@ def body_proportions(walk_frames: Sequence[np.ndarray]) -> np.ndarray:
     if len(walk_frames) == 0:
         return np.zeros((0, 0), dtype=np.float32)
     med, cv = walk_pair_stats(walk_frames)
-    keep = rigid_pairs(cv, med, np.asarray(walk_frames[0]).shape[1])
+    keep = rigid_pairs(cv * med, med, np.asarray(walk_frames[0]).shape[1])
     logs = np.log(np.maximum(med[:, keep], 1e-6))
     sd = logs.std(axis=0)
     return ((logs - logs.mean(axis=0)) / np.where(sd > 1e-9, sd, 1.0)).astype(np.float32)
@@ -180,10 +192,12 @@ def combine_cues(feats: np.ndarray | None, body: np.ndarray | None, seed: int = 
         c = np.asarray(cue, dtype=np.float64)
         if unit:
             c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        start = sum(p.shape[1] for p in parts)
         parts.append(c / _pair_scale(c, rng))
+        blocks.append(slice(start, start + c.shape[1]))
     if not parts:
         raise ConfigError("walk association needs sequence features or body proportions")
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    return np.concatenate(parts, axis=1), blocks.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -371,54 +385,259 @@ def rms_silhouettes(v: np.ndarray, gr: _Groups, k: int = K_GRAPH,
     return np.where(n_own > 1, sil, 0.0)
 
 
-def _confidence(v: np.ndarray, gr: _Groups, nbr: np.ndarray | None = None) -> np.ndarray:
-    """Per walk confidence in [0, 1]: its silhouette; for a walk alone, the nearest group's
-    RMS distance against the typical within-group distance (module docstring)."""
-    sil = rms_silhouettes(v, gr, nbr=nbr)
-    alone = gr.size[gr.labels] == 1
-    if alone.any() and len(gr.mu) > 1:
-        x = np.asarray(v, dtype=np.float64)
-        if nbr is not None:
-            _, b2 = _nearest_among(x[alone], gr.labels[alone], gr.labels[nbr[alone]], gr.mu, gr.s2)
-        else:
-            _, b2 = _nearest_groups(x[alone], gr.mu, gr.s2, K_GRAPH, exclude=gr.labels[alone])
-        multi = gr.size > 1
-        typical = float(np.sqrt(np.median(2 * gr.s2[multi] * gr.size[multi]
-                                          / (gr.size[multi] - 1)))) if multi.any() else 0.0
-        b = np.sqrt(b2)
-        sil[alone] = (b - typical) / np.maximum(np.maximum(b, typical), 1e-12)
-    elif alone.any():
-        sil[alone] = 1.0
-    return np.clip(sil, 0.0, 1.0)
-
-
 def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | None = None,
               seed: int = 0, with_confidence: bool = False) -> Association:
     """Group walks into people from their features and/or body proportions (no labels).
 
     ``feats`` (W, D) walk features, ``body`` (W, B) from ``body_proportions``; ``people``
-    forces the number of groups. Returns labels (W,) numbered by first appearance.
+    forces the number of groups. Returns labels (W,) numbered by first appearance, the
+    plausible range of the number of people and (``with_confidence``) a confidence per walk.
+    The number of people is the likeliest cut under a random-effects model (module
+    docstring); a walk is never split.
     """
-    v = combine_cues(feats, body, seed)
-    n = len(v)
+    axes, blocks = cue_axes(feats, body, seed)
+    n = len(axes)
     if people is not None and not 1 <= people <= max(n, 1):
         raise ConfigError(f"--people must lie in 1..{n} (the number of walks), got {people}")
     if n < 2:
-        return Association(np.zeros(n, np.int64), np.ones(n), 0.0)
-    if n * n > DENSE_BLOCK and v.shape[1] > LARGE_DIMS:  # many walks: their principal axes
-        from sklearn.decomposition import PCA
-
-        v = PCA(LARGE_DIMS, svd_solver="randomized", random_state=seed).fit_transform(v)
-    nbr = walk_neighbours(v)
-    pairs, _ = merge_tree(v, nbr)
-    if people is None:
-        labels, sil = _best_cut(v, pairs, seed, nbr)
-    else:
+        return Association(np.zeros(n, np.int64), np.ones(n), 0.0, (n, n))
+    weights = np.ones(axes.shape[1])
+    if body is not None and len(blocks) > 1:
+        weights[blocks[0]] = 0.0  # the first tree on the bones alone: gait does not change them
+    best, found = _rounds(axes, blocks, weights)
+    _, labels, span, x, v, nbr = best
+    if people is not None:  # the likeliest round's axes, its tree cut at N groups
+        pairs, _ = merge_tree(v, nbr)
         labels = cut(pairs, n, max(0, min(n - people, len(pairs))))
-        sil = float(rms_silhouettes(v, groups_of(v, labels), nbr=nbr).mean())
+        span = (people, people)
     gr = groups_of(v, labels)
-    conf = _confidence(v, gr, nbr) if with_confidence else np.ones(n)
-    return Association(_renumber(labels), conf, sil)
+    sil = float(rms_silhouettes(v, gr, nbr=nbr).mean())
+    conf = walk_confidence(x, v, gr, nbr) if with_confidence else np.ones(n)
+    if people is None:
+        # plausible: the likelihood interval, every round's answer, and every unsure walk
+        # (confidence below one half) moved to its rival: out of its group or into another
+        alone = gr.size[gr.labels] == 1
+        unsure = conf < 0.5 if with_confidence else np.zeros(n, bool)
+        count = len(gr.mu)
+        span = (max(1, min(span[0], *found, count - int((unsure & alone).sum()))),
+                min(n, max(span[1], *found, count + int((unsure & ~alone).sum()))))
+    return Association(_renumber(labels), conf, sil, span)
+
+
+def _predictive(x: np.ndarray, mu: np.ndarray, m: np.ndarray, s2: np.ndarray, t2: np.ndarray
+                ) -> np.ndarray:
+    """Log density of walks x (N, A) as one more walk of groups of m other walks with mean mu
+    (N, A; grand mean 0), under the random-effects model; m = 0: a person not seen yet."""
+    k = (m[:, None] * t2) / (s2 + m[:, None] * t2)  # shrinkage of the group mean
+    var = s2 + t2 * (1 - k)
+    return -0.5 * (((x - k * mu) ** 2) / var + np.log(2 * np.pi * var)).sum(axis=1)
+
+
+def walk_confidence(axes: np.ndarray, v: np.ndarray, gr: _Groups, nbr: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """(W,) probability, under the fitted random-effects model (``_profile``), that a walk
+    belongs where it was put rather than to the best alternative: its nearest other group,
+    or a person of its own (for a walk alone: its nearest group). Equal prior odds."""
+    x = axes - axes.mean(axis=0)
+    _, s2, t2 = _profile(axes, gr.labels)
+    lab = gr.labels
+    m = gr.size[lab] - 1
+    sums = np.zeros((len(gr.mu), x.shape[1]))
+    np.add.at(sums, lab, x)
+    own_mu = (sums[lab] - x) / np.maximum(m, 1)[:, None]
+    own = _predictive(x, own_mu, m, s2, t2)
+    alone = _predictive(x, np.zeros_like(x), np.zeros(len(x)), s2, t2)
+    if len(gr.mu) > 1:
+        if nbr is not None and len(v) * len(gr.mu) > DENSE_BLOCK:
+            other, _ = _nearest_among(np.asarray(v, np.float64), lab, lab[nbr], gr.mu, gr.s2)
+        else:
+            other, _ = _nearest_groups(np.asarray(v, np.float64), gr.mu, gr.s2, K_GRAPH,
+                                       exclude=lab)
+        near = _predictive(x, sums[other] / gr.size[other][:, None], gr.size[other], s2, t2)
+    else:
+        near = np.full(len(x), -np.inf)
+    single = m == 0
+    rival = np.where(single, near, np.maximum(near, alone))
+    mine = np.where(single, alone, own)
+    return 1.0 / (1.0 + np.exp(np.clip(rival - mine, -50, 50)))
+
+
+def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray
+            ) -> tuple[tuple, list[int]]:
+    """From one start (axis weights): tree -> likeliest cut -> noise axes and weights from
+    that cut -> tree, until a grouping repeats (at most ``ROUNDS``). Returns the likeliest
+    round as (log likelihood, labels, likelihood interval of the count, its axes, its
+    weighted axes, its nearest walks) and every round's number of groups."""
+    n = len(axes)
+    basis, logdet = np.eye(axes.shape[1]), 0.0
+    best: tuple | None = None
+    seen: list[np.ndarray] = []
+    found: list[int] = []
+    for _ in range(ROUNDS):
+        x = axes @ basis
+        v = x * weights
+        nbr = walk_neighbours(v)
+        pairs, _ = merge_tree(v, nbr)
+        ll, labels, span = _likeliest_cut(x, pairs)
+        ll += n * logdet  # the density of the walks themselves: every round on one scale
+        found.append(len(np.unique(labels)))
+        if best is None or ll > best[0]:
+            best = (ll, labels, span, x, v, nbr)
+        if any(_same_partition(labels, old) for old in seen):
+            break
+        seen.append(labels)
+        rotation = within_basis(axes, labels, blocks)
+        if rotation is None:  # no two walks together: nothing to learn the noise from
+            break
+        basis, logdet = rotation
+        weights = _axis_weights(axes @ basis, labels)
+    assert best is not None
+    return best, found
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(_renumber(a), _renumber(b)))
+
+
+def cue_axes(feats: np.ndarray | None, body: np.ndarray | None, seed: int = 0
+             ) -> tuple[np.ndarray, list[slice]]:
+    """(W, A) each cue on its principal axes, centred: unit features on at most
+    ``FEATURE_AXES`` axes, body proportions on all of theirs; each cue divided by its median
+    distance between random walks (``combine_cues``) so that both start with the same weight.
+    Also the columns of each cue (features first, then body proportions)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    blocks: list[slice] = []
+    for cue, unit, most in ((feats, True, FEATURE_AXES), (body, False, None)):
+        if cue is None or cue.shape[1] == 0:
+            continue
+        c = np.asarray(cue, dtype=np.float64)
+        if unit:
+            c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        c = c - c.mean(axis=0)
+        keep = min(c.shape[1], max(len(c) - 1, 1), most or c.shape[1])
+        if unit and keep < c.shape[1]:  # features: their principal axes; bones stay bones
+            from sklearn.decomposition import PCA
+
+            c = PCA(keep, svd_solver="randomized" if len(c) > 2000 else "full",
+                    random_state=seed).fit_transform(c)
+        start = sum(p.shape[1] for p in parts)
+        parts.append(c / _pair_scale(c, rng))
+        blocks.append(slice(start, start + c.shape[1]))
+    if not parts:
+        raise ConfigError("walk association needs sequence features or body proportions")
+    return np.concatenate(parts, axis=1), blocks
+
+
+def _group_sums(axes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per axis the within-group sum of squares (A,), and per distinct group size the
+    sizes (S,) with their counts (S,) and summed ``n * (mean - grand mean)^2`` (S, A)."""
+    x = axes - axes.mean(axis=0)
+    _, lab = np.unique(labels, return_inverse=True)
+    m = int(lab.max()) + 1
+    size = np.bincount(lab, minlength=m).astype(np.float64)
+    mu = np.zeros((m, x.shape[1]))
+    np.add.at(mu, lab, x)
+    mu /= size[:, None]
+    within = ((x - mu[lab]) ** 2).sum(axis=0)
+    sizes, inv, counts = np.unique(size, return_inverse=True, return_counts=True)
+    between = np.zeros((len(sizes), x.shape[1]))
+    np.add.at(between, inv, size[:, None] * mu ** 2)
+    return within, np.stack([sizes, counts]), between
+
+
+def _profile(axes: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log marginal likelihood of a grouping under the random-effects model (each axis:
+    walk = person mean + noise, noise variance s2, person means spread t2 around the
+    grand mean, both fitted per axis by maximum likelihood), and the fitted (A,) s2, t2.
+
+    The person means are integrated out, so a grouping is not rewarded for its number of
+    groups: merging two people raises the noise variance, splitting one lowers the spread
+    of person means less than it costs. With every walk alone it equals any other model of
+    the same total variance (no noise is identifiable)."""
+    within, (sizes, counts), between = _group_sums(axes, labels)
+    n = float(len(axes))
+    rho = RHO_GRID[:, None]  # t2 / s2
+    shrink = 1.0 / (1.0 + rho * sizes[None, :])  # (R, S)
+    s2 = (within[None, :] + shrink @ between) / n  # (R, A) best noise variance for each rho
+    logdet = -(np.log(shrink) * counts[None, :]).sum(axis=1)  # (R,) sum_g log(1 + n_g rho)
+    f = n * np.log(np.maximum(s2, 1e-300)) + logdet[:, None]
+    k = np.argmin(f, axis=0)
+    cols = np.arange(axes.shape[1])
+    ll = float(-0.5 * (f[k, cols].sum() + n * axes.shape[1] * (1.0 + np.log(2 * np.pi))))
+    return ll, s2[k, cols], RHO_GRID[k] * s2[k, cols]
+
+
+def _likeliest_cut(axes: np.ndarray, pairs: np.ndarray
+                   ) -> tuple[float, np.ndarray, tuple[int, int]]:
+    """The cut of the merge tree with the highest marginal likelihood (``_profile``), and the
+    range of group counts whose likelihood lies within ``PLAUSIBLE`` log units of it."""
+    n = len(axes)
+    fewest = max(n - len(pairs), 1)
+    counts = np.unique(np.round(np.geomspace(n, fewest, CUTS)).astype(int))[::-1]
+    lls = np.array([_profile(axes, cut(pairs, n, max(0, min(n - int(p), len(pairs)))))[0]
+                    for p in counts])
+    i = int(np.argmax(lls))
+    hi, lo = counts[max(i - 1, 0)], counts[min(i + 1, len(counts) - 1)]
+    fine = np.unique(np.concatenate([np.arange(lo, hi + 1) if hi - lo <= 4 * CUTS else
+                                     np.round(np.linspace(lo, hi, 4 * CUTS)).astype(int),
+                                     counts]))[::-1]
+    labels = [cut(pairs, n, max(0, min(n - int(p), len(pairs)))) for p in fine]
+    lls = np.array([_profile(axes, lab)[0] for lab in labels])
+    i = int(np.argmax(lls))
+    near = fine[lls >= lls[i] - PLAUSIBLE]
+    return float(lls[i]), labels[i], (int(near.min()), int(near.max()))
+
+
+def within_basis(axes: np.ndarray, labels: np.ndarray, blocks: list[slice] | None = None
+                 ) -> tuple[np.ndarray, float] | None:
+    """(A, A) axes on which a grouping's within-person noise is white and the spread of
+    person means is uncorrelated, and log |det| of that map; None when no group has two walks.
+
+    The noise is taken as independent from axis to axis of each cue (bone to bone: a walk's
+    estimation error in one bone says nothing of another; features: their principal axes),
+    with its variance per axis measured within the groups; the people are not (bones share a
+    person's size): the generalised eigenvectors of the total covariance against that
+    diagonal noise make both independent, as the per-axis model of ``_profile`` assumes.
+    Only A noise variances are fitted, not A x A, so a grouping cannot shape the axes to
+    itself. With ``blocks`` each cue is rotated on its own."""
+    if blocks is not None and len(blocks) > 1:
+        out = np.zeros((axes.shape[1], axes.shape[1]))
+        logdet = 0.0
+        for b in blocks:
+            r = within_basis(axes[:, b], labels)
+            if r is None:
+                return None
+            out[b, b] = r[0]
+            logdet += r[1]
+        return out, logdet
+    from scipy.linalg import eigh
+
+    x = axes - axes.mean(axis=0)
+    _, lab = np.unique(labels, return_inverse=True)
+    m, n = int(lab.max()) + 1, len(x)
+    if n - m < 1:
+        return None
+    mu = np.zeros((m, x.shape[1]))
+    np.add.at(mu, lab, x)
+    mu /= np.bincount(lab, minlength=m)[:, None]
+    noise = ((x - mu[lab]) ** 2).sum(axis=0) / (n - m)
+    noise = np.maximum(noise, 1e-9 * max(float(noise.sum()), 1e-12))
+    st = x.T @ x / max(n - 1, 1)
+    _, vecs = eigh(st, np.diag(noise))
+    return vecs, float(np.linalg.slogdet(vecs)[1])
+
+
+def _axis_weights(axes: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """Per axis, how much it tells people apart under a grouping: the square root of
+    ``t2 / (s2 (s2 + t2))``, the weight of a squared difference in the log likelihood ratio
+    of "one person" against "two people". Axes that vary within a person (gait, under these
+    groups) fade, axes that separate people count. None when no group has two walks."""
+    if len(np.unique(labels)) == len(labels):
+        return None
+    _, s2, t2 = _profile(axes, labels)
+    w = np.sqrt(t2 / np.maximum(s2 * (s2 + t2), 1e-300))
+    return w / max(float(np.sqrt((w ** 2).mean())), 1e-12)
 
 
 def merge_tree(v: np.ndarray, nbr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -463,89 +682,6 @@ def groups_of(v: np.ndarray, labels: np.ndarray) -> _Groups:
     mu /= size[:, None]
     second = np.bincount(lab, weights=(x ** 2).sum(axis=1), minlength=m) / size
     return _Groups(lab, mu, np.maximum(second - (mu ** 2).sum(axis=1), 0.0), size)
-
-
-def _silhouette_curve(v: np.ndarray, pairs: np.ndarray, counts: np.ndarray,
-                      nbr: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Mean silhouette (and labels) of the tree cut at each group count (above
-    ``SILHOUETTE_ROWS`` walks: the mean over that many walks drawn once, the same for
-    every cut)."""
-    n = len(v)
-    rows = (None if n <= SILHOUETTE_ROWS else
-            np.sort(np.random.default_rng(0).choice(n, SILHOUETTE_ROWS, replace=False)))
-    sils, labels = [], []
-    for p in counts:
-        lab = cut(pairs, n, max(0, min(n - int(p), len(pairs))))
-        labels.append(lab)
-        sils.append(float(rms_silhouettes(v, groups_of(v, lab), nbr=nbr, rows=rows).mean()))
-    return np.array(sils), labels
-
-
-def null_walks(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Walks with the same mean and covariance as ``v`` but no groups (Gaussian): the
-    reference of the gap statistic (Tibshirani et al. 2001), drawn along v's principal axes."""
-    x = np.asarray(v, dtype=np.float64)
-    mean = x.mean(axis=0)
-    _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
-    z = rng.standard_normal((len(x), len(sv)))
-    return (mean + (z * (sv / np.sqrt(max(len(x) - 1, 1)))) @ vt).astype(np.float32)
-
-
-def _best_cut(v: np.ndarray, pairs: np.ndarray, seed: int, nbr: np.ndarray | None = None
-              ) -> tuple[np.ndarray, float]:
-    """The cut where the mean silhouette exceeds that of walks without groups.
-
-    Any cloud of walks scores some silhouette when cut into a few big groups (tall
-    against short); the same hierarchy built on a Gaussian cloud of the walks' own mean
-    and covariance (``null_walks``) says how much, for every number of groups. The cut
-    kept is the finest strong peak of the excess (``_finest_strong_peak``): the number
-    of groups the data itself supports, with no threshold to set.
-    """
-    n = len(v)
-    fewest = max(n - len(pairs), 1)
-    counts = np.unique(np.round(np.geomspace(n, fewest, CUTS)).astype(int))[::-1]
-    sil, _ = _silhouette_curve(v, pairs, counts, nbr)
-    ref = null_walks(v, np.random.default_rng(seed))
-    ref_nbr = walk_neighbours(ref)
-    ref_pairs, _ = merge_tree(ref, ref_nbr)
-    ref_sil, _ = _silhouette_curve(ref, ref_pairs, counts, ref_nbr)
-    best = _finest_strong_peak(sil - ref_sil)
-    # then every group count between the best one's neighbours on the grid
-    hi = counts[max(best - 1, 0)]
-    lo = counts[min(best + 1, len(counts) - 1)]
-    fine = np.arange(hi, lo - 1, -1)
-    if len(fine) > 2 * CUTS:
-        fine = np.unique(np.round(np.linspace(lo, hi, 2 * CUTS)).astype(int))[::-1]
-    fsil, flabels = _silhouette_curve(v, pairs, fine, nbr)
-    fref, _ = _silhouette_curve(ref, ref_pairs, fine, ref_nbr)
-    k = int(np.argmax(fsil - fref))
-    return flabels[k], float(fsil[k])
-
-
-def _finest_strong_peak(excess: np.ndarray) -> int:
-    """Index (counts from many groups to few) of the finest prominent peak of the excess:
-    at least half the largest excess, and towards fewer groups the excess falls to half
-    of it before it ever rises above it.
-
-    Persons are many small groups; a few large groups (walking direction, a type of
-    gait, tall against short) can score as well or better, and when two cuts are both
-    well supported the finer one merges less: the safer training signal.
-    """
-    top = float(excess.max())
-    if top <= 0:
-        return int(np.argmax(excess))
-    for i in range(1, len(excess)):
-        e = excess[i]
-        if e < top / 2:
-            continue
-        for later in excess[i + 1:]:
-            if later > e:
-                break
-            if later <= e / 2:
-                return i
-        else:
-            return i
-    return int(np.argmax(excess))
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:

@@ -56,8 +56,31 @@ def _people(feature_sets: Sequence[torch.Tensor], walk: np.ndarray, cfg: object,
     if windows is not None:
         xw = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else windows
         body = body_proportions(window_walk_frames(xw, walk))
-    return [associate(walk_means(fs, walk).cpu().numpy(), body, seed=epoch).labels[walk]
-            for fs in feature_sets]
+    views = []
+    for fs in feature_sets:
+        a = associate(walk_means(fs, walk).cpu().numpy(), body, seed=epoch, with_confidence=True)
+        views.append(confident_labels(a.labels, a.confidence))
+    agreed = agreement(views)  # two walks share a class only where every view joins them
+    return [agreed[walk] for _ in feature_sets]
+
+
+def confident_labels(labels: np.ndarray, confidence: np.ndarray, least: float = 0.5
+                     ) -> np.ndarray:
+    """Walk groups for training: a walk whose place is unsure (confidence below ``least``:
+    its alternative is as likely) becomes a class of its own for this epoch, so a doubtful
+    member does not pull a person's prototype; it rejoins when the grouping is sure of it."""
+    out = np.asarray(labels, dtype=np.int64).copy()
+    unsure = np.flatnonzero(np.asarray(confidence) < least)
+    out[unsure] = out.max(initial=-1) + 1 + np.arange(len(unsure))
+    return out
+
+
+def agreement(labelings: Sequence[np.ndarray]) -> np.ndarray:
+    """The finest grouping coarser than none of ``labelings``: walks share a group only where
+    every labelling puts them together (the masked views of one epoch must agree)."""
+    _, out = np.unique(np.stack([np.asarray(lab) for lab in labelings], axis=1), axis=0,
+                       return_inverse=True)
+    return out.ravel().astype(np.int64)
 
 
 def _walk_groups(mutual: bool) -> Callable[..., list[np.ndarray]]:

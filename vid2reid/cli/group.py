@@ -48,6 +48,11 @@ def group_cli(
             typer.echo(f"skipped: {line}", err=True)
         typer.echo(f"{walks_word(len(a.labels))}, {a.people} people found, {a.singletons} "
                    f"singletons -> {out}")
+        lo, hi = a.people_range
+        unsure = int((a.confidence < 0.5).sum())
+        typer.echo(f"plausible number of people: {lo}-{hi}" + (" (forced with --people)"
+                   if people is not None else "") + f"; {walks_word(unsure)} with confidence "
+                   f"below 0.5")
         if g.evaluation:
             e = g.evaluation
             typer.echo(f"evaluation against the store's {e['subjects']} subjects (not used to "
