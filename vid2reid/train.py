@@ -299,54 +299,6 @@ def _log_epoch(row: dict, plan: Plan, epoch: int, cfg: TrainConfig) -> None:
              row["epoch_s"])
 
 
-def run_epoch(method: Method, model: torch.nn.Module, opt: torch.optim.Optimizer,
-              x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator, epoch: int,
-              walks: np.ndarray | None = None) -> tuple[dict, Plan]:
-    """One epoch: the method's labelling round, then one pass over the kept windows.
-
-    ``walks`` (N,) numbers the training walk of each window (no identity).
-    Returns the epoch's log row and the method's plan.
-    """
-    t0 = time.perf_counter()
-    plan = method.prepare_epoch(model, x, cfg, rng, epoch, walks=walks)
-    t_cluster = time.perf_counter() - t0
-    order = rng.permutation(plan.keep)
-    bs = cfg.batch_size
-    n_batches = max(1, len(order) // bs)  # last partial batch dropped, unless it is the only one
-    loss_sum, parts_sum = 0.0, {}
-    model.train()
-    for b in range(n_batches):
-        interrupts.check()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops here
-        idx = order[b * bs : (b + 1) * bs]
-        loss, parts = method.batch_loss(model, x[torch.as_tensor(idx, device=x.device)], idx,
-                                        plan, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach())
-        for k, v in parts.items():
-            parts_sum[k] = parts_sum.get(k, 0.0) + v
-    row = {"epoch": epoch + 1, "loss": loss_sum / n_batches,
-           **{k: v / n_batches for k, v in parts_sum.items()}, **plan.stats, "label_ari": None,
-           "batches": n_batches, "cluster_s": round(t_cluster, 3),
-           "epoch_s": round(time.perf_counter() - t0, 3)}
-    return row, plan
-
-
-def _warn_one_cluster(plan: Plan, epoch: int, cfg: TrainConfig, first: bool) -> None:
-    if plan.stats.get("clusters") == 1 and first:
-        log.warning("epoch %d: DBSCAN put every kept window in ONE cluster, so the prototype "
-                    "loss has nothing to contrast; lower --eps (now %s) or raise --min-samples",
-                    epoch + 1, cfg.eps)
-
-
-def _log_epoch(row: dict, plan: Plan, epoch: int, cfg: TrainConfig) -> None:
-    clustered = (f" clusters {plan.stats['clusters']} outliers {plan.stats.get('outliers', 0)}"
-                 if "clusters" in plan.stats else "")
-    log.info("epoch %d/%d loss %.4f%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"], clustered,
-             row["epoch_s"])
-
-
 class _BatchLoss(torch.nn.Module):
     """The method's batch loss as a module, so that DistributedDataParallel can wrap it (the
     methods call parts of their model, such as ``model.encoder``, not ``model(x)``)."""
