@@ -132,7 +132,9 @@ def test_default_out_resumes_the_unfinished_run_and_eval_says_it_is_unfinished(s
     cmd = [sys.executable, "-m", "vid2reid", "train", "--data", str(store), "--epochs", "40", *ARGS]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,  # Ctrl-C as in a terminal, also
+                            # when the test runner itself was started in the background
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(tmp_path.glob("runs/*/checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.05)
