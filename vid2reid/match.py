@@ -100,8 +100,8 @@ def embed_videos(embedder: Embedder, found: list[tuple[str, Path, list[Record]]]
         joints = [load_joints(store, r) for r in recs]
         layout = next((r.layout for r in recs if r.layout), "")
         try:
-            if embedder.run is not None:
-                embedder.run.check_layout(layout, joints[0].shape[1], video)
+            if embedder.check_layout is not None:
+                embedder.check_layout(layout, joints[0].shape[1], video)
         except StoreError as exc:
             errors.append(str(exc))
             continue
@@ -152,8 +152,8 @@ def embed_stored_walks(embedder: Embedder, path: Path) -> Walks:
                          f"lists it); give a store folder, a walk file inside one, or a video")
     store, recs = found
     first = load_joints(store, recs[0])
-    if embedder.run is not None:
-        embedder.run.check_layout(recs[0].layout, first.shape[1], str(path))
+    if embedder.check_layout is not None:
+        embedder.check_layout(recs[0].layout, first.shape[1], str(path))
     walks = embedder.walks(recs, store_loader(store, recs), store=str(store.resolve()))
     if not len(walks):
         raise StoreError(f"{path}: every walk is shorter than the run's window f={embedder.f}")

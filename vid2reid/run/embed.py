@@ -19,7 +19,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,11 +26,6 @@ from vid2reid.data import cut_windows, normalise
 from vid2reid.errors import ConfigError, ProtocolError, RunError, StoreError
 from vid2reid.store import (Record, canonical_condition, content_hash, load_joints,
                             read_manifest, record_hash)
-
-if TYPE_CHECKING:
-    import torch
-
-    from vid2reid.run.load import Run
 
 BATCH = 4096  # windows per forward pass; fixed, so that features do not depend on the caller
 
@@ -171,13 +165,14 @@ class Embedder:
     """Windows (N, f, J, 3) -> features (N, D) for one representation, and walks -> Walks.
 
     ``fn(windows, layout)`` embeds one batch; ``layout`` names the windows' joint layout
-    when known ('' otherwise).
+    when known ('' otherwise). ``check_layout(layout, joints, where)`` refuses skeletons the
+    representation cannot read (a run's, vid2reid.run.load.Run.check_layout), before any work.
     """
 
     f: int
     fn: Callable[[np.ndarray, str], np.ndarray] = field(repr=False)
     description: str
-    run: Run | None = None
+    check_layout: Callable[[str, int, str], None] | None = field(default=None, repr=False)
     batch: int = BATCH
 
     @staticmethod
@@ -187,35 +182,6 @@ class Embedder:
             raise ConfigError(f"f must be a positive number of frames, got {f}")
         return Embedder(int(f), lambda x, layout: raw_features(x),
                         "baseline raw (mean root-relative joints)")
-
-    @staticmethod
-    def of_run(run: Run, model: torch.nn.Module, device: torch.device) -> Embedder:
-        """``run``'s model on ``device`` (see vid2reid.run.load.Run.embedder)."""
-        import torch
-
-        method, unit = run.method, run.unit_features
-
-        def fn(x: np.ndarray, layout: str) -> np.ndarray:
-            x = np.asarray(x, dtype=np.float32)
-            if method.several_layouts:
-                with torch.no_grad():
-                    return method.embed(model, torch.from_numpy(x).to(device),
-                                        layout=layout or None).cpu().numpy()
-            if layout and run.layout and layout != run.layout:
-                raise StoreError(f"{run.path}: the model was trained on layout {run.layout!r} and "
-                               f"cannot read {layout!r} (train with --method ms-clr, or convert "
-                               f"the store with 'vid2reid convert')")
-            if x.ndim != 4 or x.shape[2] != run.num_joints or x.shape[3] != 3:
-                raise StoreError(f"{run.path}: the model expects windows (N, f, {run.num_joints}, "
-                               f"3), got {tuple(x.shape)}")
-            with torch.no_grad():
-                z = method.embed(model, torch.from_numpy(x).to(device))
-                if unit:
-                    z = torch.nn.functional.normalize(z, dim=1)
-                return z.cpu().numpy()
-
-        desc = f"run {run.path}" + (f" ({run.stopped})" if run.stopped else "")
-        return Embedder(run.f, fn, desc, run)
 
     def windows(self, x: np.ndarray, layout: str = "") -> np.ndarray:
         """Features (N, D) float32 of normalised windows, in fixed batches."""
@@ -358,9 +324,9 @@ class Embedder:
             raise ProtocolError(f"{store}: no {side} walks "
                                 f"({what or 'the manifest'} selects none of {len(records)} rows)")
         recs = [records[i] for i in idx]
-        if self.run is not None:
+        if self.check_layout is not None:
             first = load_joints(store, recs[0])
-            self.run.check_layout(one_layout(recs) or recs[0].layout, first.shape[1],
+            self.check_layout(one_layout(recs) or recs[0].layout, first.shape[1],
                                   str(store))
         walks = self.walks(recs, store_loader(store, recs), store=str(store.resolve()),
                            keep_windows=keep_windows,

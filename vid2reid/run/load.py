@@ -144,11 +144,10 @@ class Run:
         """The one way walks are turned into features with this run (vid2reid.run.embed);
         the model is loaded once per device."""
         from vid2reid.device import resolve_device
-        from vid2reid.run.embed import Embedder
 
         dev = resolve_device(device)
         if str(dev) not in self._embedders:
-            self._embedders[str(dev)] = Embedder.of_run(self, self.model(dev), dev)
+            self._embedders[str(dev)] = _embedder_of(self, self.model(dev), dev)
         return self._embedders[str(dev)]
 
     def walks(self, store: Path | str, condition: str | None = None,
@@ -185,6 +184,38 @@ class Run:
         if not len(walks):
             raise StoreError(f"array: {len(x)} frames, shorter than the run's window f={self.f}")
         return walks.features if level == "sequence" else walks.window_features
+
+
+def _embedder_of(run: Run, model: torch.nn.Module, device: torch.device) -> Embedder:
+    """``run``'s model on ``device`` as an Embedder (see Run.embedder)."""
+    import numpy as np
+    import torch
+
+    from vid2reid.run.embed import Embedder
+
+    method, unit = run.method, run.unit_features
+
+    def fn(x: np.ndarray, layout: str) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if method.several_layouts:
+            with torch.no_grad():
+                return method.embed(model, torch.from_numpy(x).to(device),
+                                    layout=layout or None).cpu().numpy()
+        if layout and run.layout and layout != run.layout:
+            raise StoreError(f"{run.path}: the model was trained on layout {run.layout!r} and "
+                             f"cannot read {layout!r} (train with --method ms-clr, or convert "
+                             f"the store with 'vid2reid convert')")
+        if x.ndim != 4 or x.shape[2] != run.num_joints or x.shape[3] != 3:
+            raise StoreError(f"{run.path}: the model expects windows (N, f, {run.num_joints}, "
+                             f"3), got {tuple(x.shape)}")
+        with torch.no_grad():
+            z = method.embed(model, torch.from_numpy(x).to(device))
+            if unit:
+                z = torch.nn.functional.normalize(z, dim=1)
+            return z.cpu().numpy()
+
+    desc = f"run {run.path}" + (f" ({run.stopped})" if run.stopped else "")
+    return Embedder(run.f, fn, desc, run.check_layout)
 
 
 def check_finite_weights(state: object, path: Path) -> None:
