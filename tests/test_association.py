@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from benches import people_bench
 from vid2reid.association import (associate, body_proportions, compare_with_subjects,
                                   pair_lengths, rigid_pairs, walk_pair_stats, window_walk_frames)
 from vid2reid.errors import ConfigError
@@ -185,24 +186,10 @@ def test_compare_with_subjects_counts_pairs():
 # ---------------------------------------------------------------------------
 # Generated stores of the two regimes (benchmarks/people.py), people known by construction
 
-def _bench():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "people.py"
-    spec = importlib.util.spec_from_file_location("people_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    import sys
-
-    sys.modules["people_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _regime(name: str, **change):
     import dataclasses
 
-    b = _bench()
+    b = people_bench()
     reg = next(r for r in b.regimes(0) if r.name == name)
     return b, dataclasses.replace(reg, **change)
 

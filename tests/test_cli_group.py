@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
+from benches import people_bench
 from vid2reid.cli import app
 from vid2reid.settings import make_config
 from vid2reid.store import read_manifest, save_sequence, write_manifest
@@ -120,18 +121,6 @@ def test_run_of_another_layout_is_one_line_error(trained, tmp_path: Path):
     assert "kinect-v1-20" in msg and "h36m-17" in msg and msg.startswith("error:")
 
 
-def _bench():
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "people.py"
-    spec = importlib.util.spec_from_file_location("people_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["people_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("regime,walks", [("set1", (3,) * 12), ("set2", (12,) * 6)],
                          ids=["3-walks-each", "12-walks-each-six-gaits"])
 def test_generated_regimes_end_to_end(tmp_path: Path, regime: str, walks: tuple):
@@ -139,7 +128,7 @@ def test_generated_regimes_end_to_end(tmp_path: Path, regime: str, walks: tuple)
     the default pseudo-labels, then ``vid2reid group``: people found near the truth."""
     import dataclasses
 
-    b = _bench()
+    b = people_bench()
     reg = dataclasses.replace(next(r for r in b.regimes(0) if r.name == regime), walks=walks)
     w, who, gait, layout = b.generate(reg, seed=0)
     store = b.write_store(tmp_path / "s", w, who, gait, layout)

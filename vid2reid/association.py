@@ -533,12 +533,8 @@ def _group_sums(axes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     """Per axis the within-group sum of squares (A,), and per distinct group size the
     sizes (S,) with their counts (S,) and summed ``n * (mean - grand mean)^2`` (S, A)."""
     x = axes - axes.mean(axis=0)
-    _, lab = np.unique(labels, return_inverse=True)
-    m = int(lab.max()) + 1
-    size = np.bincount(lab, minlength=m).astype(np.float64)
-    mu = np.zeros((m, x.shape[1]))
-    np.add.at(mu, lab, x)
-    mu /= size[:, None]
+    g = groups_of(x, labels)
+    lab, mu, size = g.labels, g.mu, g.size
     within = ((x - mu[lab]) ** 2).sum(axis=0)
     sizes, inv, counts = np.unique(size, return_inverse=True, return_counts=True)
     between = np.zeros((len(sizes), x.shape[1]))

@@ -220,7 +220,7 @@ class Embedder:
         first_rec: list[int] = []
         members: list[list[tuple[str, str]]] = []
         counts: list[int] = []
-        sums: list[np.ndarray] = []  # one (walks, D) float64 array, grown as walks appear
+        sums = np.zeros((0, 0), np.float64)  # (walks, D), grown as walks appear
         win_feats: list[np.ndarray] = []
         win_walk: list[np.ndarray] = []
         win_start: list[np.ndarray] = []
@@ -228,7 +228,7 @@ class Embedder:
         short, n_buf = 0, 0
 
         def flush(final: bool) -> None:
-            nonlocal buf, n_buf
+            nonlocal buf, n_buf, sums
             cut = n_buf if final else (n_buf // self.batch) * self.batch
             if cut == 0:
                 return
@@ -236,12 +236,11 @@ class Embedder:
             for s in range(0, cut, self.batch):
                 z = self._batch(x[s:s + self.batch], layout)
                 w = walk[s:s + self.batch]
-                if not sums:
-                    sums.append(np.zeros((len(first_rec), z.shape[1]), np.float64))
-                if len(sums[0]) < len(first_rec):
-                    grow = np.zeros((len(first_rec) - len(sums[0]), z.shape[1]), np.float64)
-                    sums[0] = np.concatenate([sums[0], grow])
-                np.add.at(sums[0], w, z)  # window order, as eval always summed
+                if sums.shape != (len(first_rec), z.shape[1]):  # new walks since the last batch
+                    grown = np.zeros((len(first_rec), z.shape[1]), np.float64)
+                    grown[:sums.shape[0], :sums.shape[1]] = sums
+                    sums = grown
+                np.add.at(sums, w, z)  # window order, as eval always summed
                 if keep_windows:
                     win_feats.append(z)
                     win_walk.append(w)
@@ -285,7 +284,7 @@ class Embedder:
         flush(final=True)
         if not first_rec:
             return Walks.empty(layout, short)
-        means = (sums[0] / np.asarray(counts, np.float64)[:, None]).astype(np.float32)
+        means = (sums / np.asarray(counts, np.float64)[:, None]).astype(np.float32)
         order = sorted(range(len(first_rec)), key=lambda w: keys[first_rec[w]])
         rank = np.empty(len(order), np.int64)
         rank[order] = np.arange(len(order))

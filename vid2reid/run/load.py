@@ -120,16 +120,10 @@ class Run:
                            f"of that layout, or 'vid2reid convert' the store")
 
     def state_dict(self, device: str | torch.device = "cpu") -> dict:
-        """The model's tensors from the weights file (no code is unpickled); RunError when a
-        trained parameter holds NaN or an infinity (buffers such as attention masks may hold
-        -inf by design)."""
+        """The model's tensors from the weights file (no code is unpickled)."""
         from vid2reid.runfile import load_run_file
 
-        state = load_run_file(self.weights, map_location=device, required=("model",))["model"]
-        model = self.method.build_model(self.config, self.num_joints, self.layout)
-        params = {name for name, _ in model.named_parameters()}
-        check_finite_weights({k: v for k, v in state.items() if k in params}, self.weights)
-        return state
+        return load_run_file(self.weights, map_location=device, required=("model",))["model"]
 
     def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The trained model on ``device``, in eval mode."""
@@ -137,6 +131,7 @@ class Run:
 
         model = self.method.build_model(self.config, self.num_joints, self.layout).to(device)
         load_state(model, self.state_dict(device), self.weights, RunError)
+        check_finite_parameters(model, self.weights)
         model.eval()
         return model
 
@@ -218,15 +213,14 @@ def _embedder_of(run: Run, model: torch.nn.Module, device: torch.device) -> Embe
     return Embedder(run.f, fn, desc, run.check_layout)
 
 
-def check_finite_weights(state: object, path: Path) -> None:
-    """RunError naming ``path`` and the first tensor holding NaN or an infinity: a diverged
-    run (``train --lr`` too high) gives features that rank like anything else, so no command
-    may use it."""
+def check_finite_parameters(model: torch.nn.Module, path: Path) -> None:
+    """RunError naming ``path`` and the first trained parameter holding NaN or an infinity: a
+    diverged run (``train --lr`` too high) gives features that rank like anything else, so no
+    command may use it. Buffers (e.g. attention masks) may hold -inf by design."""
     import torch
 
-    for name, value in (state.items() if isinstance(state, dict) else ()):
-        if isinstance(value, torch.Tensor) and value.is_floating_point() \
-                and not bool(torch.isfinite(value).all()):
+    for name, value in model.named_parameters():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise RunError(f"{path}: weight {name!r} holds NaN or infinite values (training "
                            f"diverged); this run cannot be used: train again with a lower --lr")
 
@@ -347,5 +341,9 @@ def load_init(model: torch.nn.Module, cfg: TrainConfig, num_joints: int, layout:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "mismatch"
         raise ConfigError(f"--init {run.path}: its encoder does not fit this model ({first})"
                           ) from None
+    try:
+        check_finite_parameters(model, run.weights)  # what it handed over
+    except RunError as exc:
+        raise RunError(f"--init {exc}") from None
     logging.getLogger(__name__).info("encoder initialised from %s (%s, %d tensors)", run.path,
                                      run.config.method, len(sub))
