@@ -35,11 +35,15 @@ except ImportError:  # pragma: no cover - Windows
 
 
 def _holder(path: Path) -> str:
-    """The holder of a lock, in words, from what it wrote into the lock file."""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = None
+    """The holder of a lock, in words, from what it wrote into the lock file (a holder that has
+    just taken the lock writes it a moment later: wait up to half a second for it)."""
+    info = None
+    for _ in range(10):
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            break
+        except (OSError, ValueError):
+            time.sleep(0.05)
     if not isinstance(info, dict) or "pid" not in info:
         return "another process"
     return (f"pid {info.get('pid')} on {info.get('host', '?')}, since {info.get('started', '?')}"
