@@ -94,16 +94,20 @@ def _gait(rng: np.random.Generator, sd: float) -> dict[str, float]:
 def render_walk(skel: list, lengths: np.ndarray, gait: dict[str, float], frames: int,
                 rng: np.random.Generator, jitter: float, drift: float, fps: float = 30.0
                 ) -> np.ndarray:
-    """(T, J, 3) joints of one walk by forward kinematics. Bone lengths vary frame by frame
-    (``jitter``: MAD / mean of the estimate within the walk) and slowly along the walk
-    (``drift``: a per-walk trend, as when the walker comes nearer the camera), so the two
-    halves of a walk differ more than its whole median does."""
+    """(T, J, 3) joints of one walk by forward kinematics. A pose estimator's error is in
+    its joints: every joint moves frame by frame, so that a bone of typical length varies
+    by ``jitter`` (MAD / mean) within the walk (shorter bones by more, relatively), and the
+    whole body's scale drifts slowly along the walk (``drift``: a per-walk trend, as when
+    the walker comes nearer the camera), so the two halves of a walk differ more than its
+    whole median does."""
     J = len(skel)
     t = np.arange(frames) / fps
     ph = 2 * np.pi * (0.9 * (1 + 0.15 * gait["cadence"])) * t + rng.uniform(0, 2 * np.pi)
-    sd = jitter / 0.6745  # MAD of a normal = 0.6745 sd
-    trend = np.linspace(-1, 1, frames)[:, None] * rng.normal(0, drift, J)[None, :]
-    lens = lengths[None, :] * np.exp(rng.normal(0, sd, (frames, J)) + trend)
+    typical = float(np.median(lengths[lengths > 0]))
+    # a bone's length moves by about sqrt(2) times one joint's error along it
+    joint_sd = jitter / 0.6745 * typical / np.sqrt(2)  # MAD of a normal = 0.6745 sd
+    trend = np.linspace(-1, 1, frames)[:, None] * rng.normal(0, drift)
+    lens = lengths[None, :] * np.exp(trend)
     hip_amp = 0.40 * (1 + 0.4 * gait["hip_amp"])
     knee_amp = 0.55 * (1 + 0.5 * gait["knee_amp"])
     knee_bend = 0.10 + 0.25 * abs(gait["knee_bend"])
@@ -151,7 +155,7 @@ def render_walk(skel: list, lengths: np.ndarray, gait: dict[str, float], frames:
         if name == "upper_arm":  # arms held out from the body
             dvec = np.array([0.0, -np.cos(arm_out), sgn * np.sin(arm_out)])
         pos[:, k] = pos[:, p] + lens[:, k, None] * (base @ dvec)
-    pos += rng.normal(0, 0.004, pos.shape)  # joint jitter beyond bone lengths
+    pos += rng.normal(0, joint_sd, pos.shape)
     yaw = np.deg2rad(rng.normal(0, 8))
     r = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
     return (pos @ r.T).astype(np.float32)

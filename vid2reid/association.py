@@ -179,27 +179,6 @@ def _pair_scale(v: np.ndarray, rng: np.random.Generator, pairs: int = 20000) -> 
     return s if s > 1e-9 else 1.0
 
 
-def combine_cues(feats: np.ndarray | None, body: np.ndarray | None, seed: int = 0
-                 ) -> np.ndarray:
-    """(W, D + B) walk vectors: unit features and body proportions, each divided by its own
-    median distance between random walks, so that both weigh the same across the
-    population (either may be None)."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for cue, unit in ((feats, True), (body, False)):
-        if cue is None or cue.shape[1] == 0:
-            continue
-        c = np.asarray(cue, dtype=np.float64)
-        if unit:
-            c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-        start = sum(p.shape[1] for p in parts)
-        parts.append(c / _pair_scale(c, rng))
-        blocks.append(slice(start, start + c.shape[1]))
-    if not parts:
-        raise ConfigError("walk association needs sequence features or body proportions")
-    return np.concatenate(parts, axis=1), blocks.astype(np.float32)
-
-
 # ---------------------------------------------------------------------------
 # Hierarchy and cut
 
@@ -392,8 +371,8 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     ``feats`` (W, D) walk features, ``body`` (W, B) from ``body_proportions``; ``people``
     forces the number of groups. Returns labels (W,) numbered by first appearance, the
     plausible range of the number of people and (``with_confidence``) a confidence per walk.
-    The number of people is the likeliest cut under a random-effects model (module
-    docstring); a walk is never split.
+    The number of people is the likeliest cut under a random-effects model, or the bones'
+    own grouping where the bones clearly favour it (module docstring); a walk is never split.
     """
     axes, blocks = cue_axes(feats, body, seed)
     n = len(axes)
@@ -404,9 +383,11 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     weights = np.ones(axes.shape[1])
     if body is not None and len(blocks) > 1:
         weights[blocks[0]] = 0.0  # the first tree on the bones alone: gait does not change them
-    best, found = _rounds(axes, blocks, weights)
+    best, first, found = _rounds(axes, blocks, weights)
+    if body is not None and feats is not None and _bones_prefer(first, best, blocks[-1]):
+        best = first
     _, labels, span, x, v, nbr = best
-    if people is not None:  # the likeliest round's axes, its tree cut at N groups
+    if people is not None:  # the chosen round's axes, its tree cut at N groups
         pairs, _ = merge_tree(v, nbr)
         labels = cut(pairs, n, max(0, min(n - people, len(pairs))))
         span = (people, people)
@@ -463,14 +444,16 @@ def walk_confidence(axes: np.ndarray, v: np.ndarray, gr: _Groups, nbr: np.ndarra
 
 
 def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray
-            ) -> tuple[tuple, list[int]]:
+            ) -> tuple[tuple, tuple, list[int]]:
     """From one start (axis weights): tree -> likeliest cut -> noise axes and weights from
     that cut -> tree, until a grouping repeats (at most ``ROUNDS``). Returns the likeliest
-    round as (log likelihood, labels, likelihood interval of the count, its axes, its
-    weighted axes, its nearest walks) and every round's number of groups."""
+    round and the first round, each as (log likelihood, labels, likelihood interval of the
+    count, its axes, its weighted axes, its nearest walks), and every round's number of
+    groups."""
     n = len(axes)
     basis, logdet = np.eye(axes.shape[1]), 0.0
     best: tuple | None = None
+    first: tuple | None = None
     seen: list[np.ndarray] = []
     found: list[int] = []
     for _ in range(ROUNDS):
@@ -483,6 +466,8 @@ def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray
         found.append(len(np.unique(labels)))
         if best is None or ll > best[0]:
             best = (ll, labels, span, x, v, nbr)
+        if first is None:
+            first = best
         if any(_same_partition(labels, old) for old in seen):
             break
         seen.append(labels)
@@ -491,8 +476,27 @@ def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray
             break
         basis, logdet = rotation
         weights = _axis_weights(axes @ basis, labels)
-    assert best is not None
-    return best, found
+    assert best is not None and first is not None
+    return best, first, found
+
+
+def _bones_prefer(first: tuple, best: tuple, bones: slice) -> bool:
+    """Whether the first round's grouping (a tree over the bones alone) is kept over the
+    likeliest round's (features joined in): when, on the bones' own axes, it is the likelier
+    by more than ``PLAUSIBLE`` per group it has fewer, so that its merges are, on average,
+    each as sure as a 95 % likelihood interval asks.
+
+    Where people walk in several gaits, the features split each person by gait and the
+    full likelihood favours that split (gait clusters are tight in the features); the bones
+    do not change with gait and join the gaits back, each join clearly. Where the bones are
+    weak (few, noisy walks), the bones' tree joins people it cannot tell apart and the
+    bones barely favour it, so the features' grouping stays."""
+    fewer = len(np.unique(best[1])) - len(np.unique(first[1]))
+    if fewer <= 0:
+        return False
+    x = best[3][:, bones]  # the bones on the likeliest round's noise axes
+    gain = _profile(x, first[1])[0] - _profile(x, best[1])[0]
+    return gain > PLAUSIBLE * fewer
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -503,7 +507,7 @@ def cue_axes(feats: np.ndarray | None, body: np.ndarray | None, seed: int = 0
              ) -> tuple[np.ndarray, list[slice]]:
     """(W, A) each cue on its principal axes, centred: unit features on at most
     ``FEATURE_AXES`` axes, body proportions on all of theirs; each cue divided by its median
-    distance between random walks (``combine_cues``) so that both start with the same weight.
+    distance between random walks (``_pair_scale``) so that both start with the same weight.
     Also the columns of each cue (features first, then body proportions)."""
     rng = np.random.default_rng(seed)
     parts = []
