@@ -175,14 +175,19 @@ class Regime:
     between: float  # sd between people / mean
     gait_sd: float = 1.0  # how far gait types move posture (person habits: 0.25)
     normal_first: bool = False  # each person's first walk normal, the others altered gaits
+    gallery: int = 2  # test walks per person in the normal gait (``--eval``'s gallery)
+    probes: int = 3  # test walks per person in altered gaits (``--eval``'s probes)
 
 
 def _frames(rng: np.random.Generator, lo: int, med: int, hi: int) -> int:
     return int(np.clip(round(med * np.exp(rng.normal(0, 0.4))), lo, hi))
 
 
-def generate(reg: Regime, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, str]:
-    """Walks (T, J, 3), their person and gait type: the store ``reg`` describes."""
+def generate(reg: Regime, seed: int = 0, test: bool = False
+             ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, str]:
+    """Walks (T, J, 3), their person and gait type: the store ``reg`` describes. With
+    ``test`` each person also walks ``reg.gallery`` normal and ``reg.probes`` altered-gait
+    test walks, after the training walks (gait types negative: -1 normal, -2.. altered)."""
     rng = np.random.default_rng(seed)
     skel = SKELETONS[reg.layout]()
     tmpl = np.array([s[2] for s in skel])
@@ -190,7 +195,7 @@ def generate(reg: Regime, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, 
     kinds = sorted(set(names))
     gait_types = [_gait(rng, reg.gait_sd) for _ in range(max(reg.gaits, 1))]
     gait_types[0] = {k: 0.0 for k in _GAIT_KEYS}  # type 0: the normal walk
-    walks, who, gait_of = [], [], []
+    walks, who, gait_of, tests = [], [], [], []
     # sd per bone: a shared height factor plus each kind of bone (both sides alike)
     height_sd = reg.between * 0.85  # people differ mostly in size: bones correlate
     bone_sd = np.sqrt(max(reg.between ** 2 - height_sd ** 2, 0.0))
@@ -211,8 +216,20 @@ def generate(reg: Regime, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, 
             walks.append(render_walk(skel, lengths, gait, t, rng, reg.jitter, reg.jitter * 0.8))
             who.append(p)
             gait_of.append(g)
+        tests.append((person, habit))
     perm = rng.permutation(len(walks))  # people interleaved, as in a store
-    return [walks[i] for i in perm], np.array(who)[perm], np.array(gait_of)[perm], reg.layout
+    walks, who, gait_of = [walks[i] for i in perm], list(np.array(who)[perm]), list(np.array(gait_of)[perm])
+    if test:  # drawn after the training walks, so the training walks do not change with it
+        for p, (person, habit) in enumerate(tests):
+            kinds_of_test = [0] * reg.gallery + list(1 + rng.integers(0, max(reg.gaits - 1, 1), reg.probes))
+            for g in kinds_of_test:
+                gait = {k: gait_types[g][k] + habit[k] for k in _GAIT_KEYS}
+                lengths = person * np.exp(rng.normal(0, reg.across, len(tmpl)))
+                walks.append(render_walk(skel, lengths, gait, _frames(rng, *reg.frames), rng,
+                                         reg.jitter, reg.jitter * 0.8))
+                who.append(p)
+                gait_of.append(-1 - g)
+    return walks, np.array(who), np.array(gait_of), reg.layout
 
 
 def regimes(seed: int = 0) -> list[Regime]:
@@ -309,34 +326,63 @@ def store_walks(store: Path, split: str | None) -> tuple[list[np.ndarray], np.nd
 
 def write_store(out: Path, walks: list[np.ndarray], who: np.ndarray, gait: np.ndarray,
                 layout: str) -> Path:
-    """The walks as a skeleton store (every walk a training walk)."""
+    """The walks as a skeleton store: training walks (gait type >= 0), and test walks
+    (``generate(test=True)``) under the conditions ``gallery`` (normal) and ``probe``."""
     from vid2reid.store import save_sequence, write_manifest
 
     recs = []
     for i, (w, p, g) in enumerate(zip(walks, who, gait)):
         s = f"{int(p) + 1:04d}"
-        recs.append(save_sequence(out, f"{s}/{s}-g{int(g)}-{i:05d}.npz", w, layout, subject=s,
-                                  condition=f"g{int(g)}", sequence=f"{i:05d}", view="000",
-                                  split="train"))
+        cond = f"g{int(g)}" if g >= 0 else ("gallery" if g == -1 else "probe")
+        recs.append(save_sequence(out, f"{s}/{s}-{cond}-{i:05d}.npz", w, layout, subject=s,
+                                  condition=cond, sequence=f"{i:05d}", view="000",
+                                  split="train" if g >= 0 else "test"))
     write_manifest(out, recs)
     return out
 
 
-def trained_features(store: Path, epochs: int, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train the default for ``epochs`` epochs on ``store``; return (walk features, body,
-    subjects) as ``vid2reid group`` computes them (in the manifest's order)."""
+def true_grouping(walks: list[np.ndarray], who: np.ndarray, gait: np.ndarray
+                  ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The upper bound's store: each person's training walks joined end to end into one walk
+    (test walks unchanged), to train with ``--pseudo-labels walks``; it reads the people."""
+    train = gait >= 0
+    joined = [np.concatenate([w for w, p, t in zip(walks, who, train) if t and p == q])
+              for q in np.unique(who[train])]
+    rest = [w for w, t in zip(walks, train) if not t]
+    return (joined + rest, np.concatenate([np.unique(who[train]), who[~train]]),
+            np.concatenate([np.zeros(len(joined), int), gait[~train]]))
+
+
+def trained_features(store: Path, epochs: int, seed: int, evaluate: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Train the default for ``epochs`` epochs on ``store``'s training walks; return (walk
+    features, body, subjects) of the training walks as ``vid2reid group`` computes them (in
+    the manifest's order) and, with ``evaluate``, window top-1 / mAP of the store's
+    altered-gait probes against its normal gallery (``vid2reid eval``)."""
+    import json
     import subprocess
     import sys
 
     from vid2reid.grouping import walk_features
 
     run = store.parent / (store.name + "-run")
+    labels = ["--pseudo-labels", "walks"] if store.name.endswith("-true") else []
     subprocess.run([sys.executable, "-m", "vid2reid", "train", "--data", str(store), "--out",
                     str(run), "--f", "6", "--seed", str(seed), "--epochs", str(epochs),
-                    "--threads", "1"], check=True, capture_output=True)
+                    "--threads", "1", *labels], check=True, capture_output=True)
     recs, feats, body, _ = walk_features(store, run, progress=False)
-    return feats, body, np.array([r.subject for r in recs])
+    train = np.array([r.split == "train" for r in recs])
+    scores = ""
+    if evaluate:
+        out = store.parent / (store.name + "-eval.json")
+        subprocess.run([sys.executable, "-m", "vid2reid", "eval", "--data", str(store), "--run",
+                        str(run), "--probe", "probe", "--gallery", "gallery", "--json", str(out)],
+                       check=True, capture_output=True)
+        res = json.loads(out.read_text())
+        w, r = res["window"], res["raw"]["window"]
+        scores = (f"trained: top-1 {100 * w['top1']:.1f} / mAP {100 * w['mAP']:.1f} (raw "
+                  f"{100 * r['top1']:.1f} / {100 * r['mAP']:.1f})")
+    return feats[train], body[train], np.array([r.subject for r in recs])[train], scores
 
 
 def main() -> None:
@@ -347,6 +393,12 @@ def main() -> None:
     ap.add_argument("--store", type=Path, nargs="*", default=[], help="other stores, all walks")
     ap.add_argument("--train", type=int, default=0, metavar="EPOCHS",
                     help="train the default this many epochs per generated store, group with it")
+    ap.add_argument("--eval", action="store_true",
+                    help="with --train: also test walks per person (normal gallery, altered-gait "
+                         "probes) and the run's window top-1 / mAP on them")
+    ap.add_argument("--true-grouping", action="store_true",
+                    help="with --train --eval: also the upper bound, each person's training walks "
+                         "joined into one (reads the people: a reference, not a method)")
     ap.add_argument("--stats", action="store_true", help="print the realised bone statistics")
     args = ap.parse_args()
     print(f"{'store':<22} {'walks':>6} {'true':>5} {'found':>6} {'range':<11} {'ARI':>5} "
@@ -356,15 +408,21 @@ def main() -> None:
     for reg in regimes(args.seed):
         if args.only is not None and reg.name not in args.only:
             continue
-        walks, who, gait, layout = generate(reg, args.seed)
+        walks, who, gait, layout = generate(reg, args.seed, test=args.train > 0 and args.eval)
         extra = ""
         if args.stats:
-            s = bone_stats(walks, who, layout)
+            s = bone_stats([w for w, g in zip(walks, gait) if g >= 0], who[gait >= 0], layout)
             extra = (f"bones: jitter {s['jitter']:.3f} across {s['across']:.3f} between "
                      f"{s['between']:.3f} nearest {s['nearest']:.0%}")
         if args.train:
+            if args.true_grouping and args.eval:
+                store = write_store(Path(tmp.name) / (reg.name + "-true"),
+                                    *true_grouping(walks, who, gait), layout)
+                print(f"{reg.name + ' (true grouping)':<22} "
+                      f"{trained_features(store, args.train, args.seed, True)[3]}", flush=True)
             store = write_store(Path(tmp.name) / reg.name, walks, who, gait, layout)
-            feats, body, who = trained_features(store, args.train, args.seed)
+            feats, body, who, scores = trained_features(store, args.train, args.seed, args.eval)
+            extra = (extra + " " + scores).strip()
         else:
             feats, body = raw_features(walks), body_proportions(walks)
         results.append(score(reg.name, feats, body, who, extra))
