@@ -240,9 +240,12 @@ def regimes(seed: int = 0) -> list[Regime]:
                                           2, 100))
     many = tuple(int(x) for x in rng.integers(2, 6, size=1000))
     return [
+        # set1, set2: gait types as far apart as makes raw coordinates' window top-1 on their
+        # altered-gait probes what it is on the held-back sets (52.7 and 38.8 %: --eval)
         Regime("set1", "kinect-v1-20", (3,) * 27, 5, (120, 120, 120), 0.025, 0.033, 0.079,
-               normal_first=True),
-        Regime("set2", "kinect-v2-25", (60,) * 10, 6, (54, 104, 244), 0.028, 0.026, 0.051),
+               gait_sd=0.3, normal_first=True),
+        Regime("set2", "kinect-v2-25", (60,) * 10, 6, (54, 104, 244), 0.028, 0.026, 0.051,
+               gait_sd=0.5),
         Regime("kgbd-like", "kinect-v1-20", kg, 1, (188, 572, 1314), 0.058, 0.033, 0.097),
         Regime("mix-100x10", "kinect-v2-25", (100,) * 10, 6, (54, 104, 244), 0.028, 0.026, 0.051,
                gait_sd=1.5),
