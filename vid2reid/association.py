@@ -32,7 +32,10 @@ the axes are turned so that noise and people are independent (bones share a pers
 size) and weighted by how well they tell people apart (gait axes, which vary within a
 person, fade), and the tree is built again; the likeliest grouping of these rounds is
 kept. The first round's tree uses the bones alone: gait changes the features, not the
-bones. With ``people=N`` the tree is cut at N groups.
+bones. Where people walk in several gaits the likeliest round splits each person by gait
+(each gait is a tight cluster in the features); the first round's grouping is kept instead
+when the bones themselves clearly favour it (``_bones_prefer``). With ``people=N`` the
+chosen round's tree is cut at N groups.
 
 Plausible range of the number of people: the counts whose likelihood lies within 1.92
 of the best (a 95 % likelihood interval), every round's answer, and the counts reached by
