@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tiny import tiny_options
 from vid2reid.cli import app
 from vid2reid.synthetic import make_synthetic_store
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_videos"
-TINY = ["--epochs", "1", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
-        "--device", "cpu", "--threads", "1", "--no-progress"]
+TINY = tiny_options(epochs=1)
 
 
 def _err(result) -> str:

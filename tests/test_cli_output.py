@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tiny import tiny_options
 from vid2reid.cli import app
 from vid2reid.render.samples import synthesize_ground_truth
 from vid2reid.store import save_sequence, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-TINY = ["--epochs", "1", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
-        "--device", "cpu", "--no-progress", "--threads", "1"]
+TINY = tiny_options(epochs=1)
 COMMANDS = [["extract"], ["train"], ["eval"], ["convert"], ["import", "kgbd"], ["import", "csv"],
             ["render-samples"], ["import-ground-truth"], []]
 COMMANDS += [[c.name] for c in app.registered_commands

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tiny import tiny_options
 from vid2reid.cli import app
 from vid2reid.run import open_run
 from vid2reid.run.export import walk_windows
 from vid2reid.store import load_joints, read_manifest
 from vid2reid.synthetic import make_synthetic_store
 
-TINY = ["--epochs", "1", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
-        "--device", "cpu", "--threads", "1", "--no-progress"]
+TINY = tiny_options(epochs=1)
 runner = CliRunner()
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tiny import tiny_options, train_tiny
 from vid2reid.cli import app
 from vid2reid.errors import ConfigError, ProtocolError, StoreError
 from vid2reid import load_run
@@ -19,15 +20,7 @@ from vid2reid.store import load_joints, read_manifest, save_sequence, write_mani
 from vid2reid.synthetic import make_synthetic_store
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "1", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
-        "--device", "cpu", "--threads", "1", "--no-progress"]
-
-
-def train_tiny(store: Path, out: Path, seed: int = 0) -> Path:
-    r = CliRunner().invoke(app, ["train", "--data", str(store), "--out", str(out),
-                                 "--seed", str(seed), *TINY])
-    assert r.exit_code == 0, r.output
-    return out
+TINY = tiny_options(epochs=1)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tiny import tiny_options
 from vid2reid.cli import app
 from vid2reid.metrics import rank_metrics
 from vid2reid.report import cmc_curve
@@ -19,8 +20,7 @@ from vid2reid.store import save_sequence, write_manifest
 from vid2reid.synthetic import make_synthetic_store
 
 runner = CliRunner()
-TINY = ["--epochs", "2", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
-        "--device", "cpu", "--no-progress"]
+TINY = tiny_options(epochs=2, one_thread=False)
 pytest.importorskip("matplotlib")
 
 

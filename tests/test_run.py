@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tiny import tiny_options, train_tiny
 from vid2reid.cli import app
 from vid2reid.errors import ConfigError, RunError
 from vid2reid.run import find_run, open_run
 from vid2reid.store import read_manifest
 from vid2reid.synthetic import make_synthetic_store
 
-TINY = ["--epochs", "2", "--f", "20", "--x", "5", "--batch-size", "16", "--hidden", "32",
-        "--device", "cpu", "--threads", "1", "--no-progress"]
+TINY = tiny_options(epochs=2)
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +29,7 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run(store: Path) -> Path:
-    out = store.parent / "runs" / "tiny"
-    r = CliRunner().invoke(app, ["train", "--data", str(store), "--out", str(out), *TINY])
-    assert r.exit_code == 0, r.output
-    return out
+    return train_tiny(store, store.parent / "runs" / "tiny", epochs=2)
 
 
 def test_a_run_is_named_three_ways(run: Path):
