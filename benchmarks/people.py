@@ -11,6 +11,9 @@ known by construction, and real stores where given:
 - ``kgbd-like``: 164 people x 1-3 walks, 20 joints, 188-1314 frames; 0.058 / 0.033 / 0.097;
 - ``mix-*``: 2 to 100 walks per person, 10 to 1,000 people; in every generated store the
   gait types change posture and motion more than people differ;
+- ``set1-wrong``, ``kgbd-wrong``: set1's and kgbd-like's walks, with features that follow
+  random groups of people (three a group) instead of the people: what a run trained on wrong
+  pseudo-labels computes (without ``--train``; with it, the run's own features);
 - ``--kgbd STORE``: a KGBD store (``vid2reid import kgbd``): its training walks, and all its
   walks; ``--store STORE`` any other store (e.g. the CASIA-B clips, extracted).
 
@@ -180,6 +183,7 @@ class Regime:
     normal_first: bool = False  # each person's first walk normal, the others altered gaits
     gallery: int = 2  # test walks per person in the normal gait (``--eval``'s gallery)
     probes: int = 3  # test walks per person in altered gaits (``--eval``'s probes)
+    learned_wrong: int = 0  # > 0: features follow this many random groups of people (below)
 
 
 def _frames(rng: np.random.Generator, lo: int, med: int, hi: int) -> int:
@@ -256,6 +260,12 @@ def regimes(seed: int = 0) -> list[Regime]:
         Regime("mix-2to100", "kinect-v1-20", mixed, 6, (54, 120, 244), 0.028, 0.03, 0.07,
                gait_sd=1.5),
         Regime("mix-1000", "kinect-v1-20", many, 4, (60, 120, 200), 0.025, 0.03, 0.08),
+        # features that learned wrong groups (people joined at random in threes), as a run
+        # trained on wrong pseudo-labels finds them again; the bones as set1 / kgbd-like
+        Regime("set1-wrong", "kinect-v1-20", (3,) * 27, 5, (120, 120, 120), 0.025, 0.033, 0.079,
+               gait_sd=0.3, normal_first=True, learned_wrong=9),
+        Regime("kgbd-wrong", "kinect-v1-20", kg, 1, (188, 572, 1314), 0.058, 0.033, 0.097,
+               learned_wrong=55),
     ]
 
 
@@ -267,6 +277,15 @@ def raw_features(walks: list[np.ndarray]) -> np.ndarray:
     f = np.stack([(w - w[:, :1]).mean(axis=0).ravel() for w in walks])
     f = f - f.mean(axis=0)
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def learned_wrong_features(who: np.ndarray, groups: int, seed: int) -> np.ndarray:
+    """Walk features that follow ``groups`` random groups of people, not the people: what a
+    run trained on wrong pseudo-labels computes (its groups then look tight and stay)."""
+    rng = np.random.default_rng(seed)
+    _, person = np.unique(who, return_inverse=True)
+    wrong = rng.integers(0, groups, int(person.max()) + 1)[person]
+    return rng.normal(0, 1, (groups, 64))[wrong] + 0.3 * rng.normal(0, 1, (len(who), 64))
 
 
 def bone_stats(walks: list[np.ndarray], who: np.ndarray, layout: str) -> dict[str, float]:
@@ -415,6 +434,8 @@ def main() -> None:
     for reg in regimes(args.seed):
         if args.only is not None and reg.name not in args.only:
             continue
+        if args.train and reg.learned_wrong:  # trained: the run's own features, as its base store
+            continue
         walks, who, gait, layout = generate(reg, args.seed, test=args.train > 0 and args.eval)
         extra = ""
         if args.stats:
@@ -430,6 +451,9 @@ def main() -> None:
             store = write_store(Path(tmp.name) / reg.name, walks, who, gait, layout)
             feats, body, who, scores = trained_features(store, args.train, args.seed, args.eval)
             extra = (extra + " " + scores).strip()
+        elif reg.learned_wrong:
+            feats = learned_wrong_features(who, reg.learned_wrong, args.seed)
+            body = body_proportions(walks)
         else:
             feats, body = raw_features(walks), body_proportions(walks)
         results.append(score(reg.name, feats, body, who, extra))

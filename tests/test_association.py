@@ -221,6 +221,28 @@ def test_three_walks_per_person_are_found_despite_altered_gaits():
     assert e["precision"] > 0.5 and e["recall"] > 0.6
 
 
+def test_bones_split_groups_that_features_learned_wrong():
+    """Set-1 regime where the features follow wrong groups (people joined at random in
+    threes, as after training on wrong pseudo-labels): the bones split those groups; on the
+    set-2 regime (60 walks a person) the same step does not split a person."""
+    b, reg = _regime("set1")
+    walks, who, _, _ = b.generate(reg, seed=1)
+    feats = b.learned_wrong_features(who, 9, seed=1)  # 27 people in 9 groups
+    subjects = [str(w) for w in who]
+    features_alone = compare_with_subjects(associate(feats, None).labels, subjects)
+    found = associate(feats, body_proportions(walks))
+    both = compare_with_subjects(found.labels, subjects)
+    assert features_alone["ari"] < 0.4  # the features' wrong groups
+    assert both["ari"] > 0.8 and both["precision"] > 2 * features_alone["precision"]
+    assert 22 <= found.people <= 33
+
+    b, reg = _regime("set2")
+    walks, who, _, _ = b.generate(reg, seed=0)
+    a = associate(b.learned_wrong_features(who, 3, seed=0), body_proportions(walks))
+    assert 8 <= a.people <= 12
+    assert compare_with_subjects(a.labels, [str(w) for w in who])["ari"] > 0.9
+
+
 def test_weak_bones_do_not_overrule_features_that_follow_the_person():
     """KGBD-like regime (164 people x 1-3 normal walks, noisy bones): the bones' own tree
     joins people it cannot tell apart; the features' grouping is kept."""

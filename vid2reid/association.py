@@ -34,8 +34,11 @@ person, fade), and the tree is built again; the likeliest grouping of these roun
 kept. The first round's tree uses the bones alone: gait changes the features, not the
 bones. Where people walk in several gaits the likeliest round splits each person by gait
 (each gait is a tight cluster in the features); the first round's grouping is kept instead
-when the bones themselves clearly favour it (``_bones_prefer``). With ``people=N`` the
-chosen round's tree is cut at N groups.
+when the bones themselves clearly favour it (``_bones_prefer``). Last, the other way: a
+group is split into the pieces the first round's (bones') grouping makes of it where the
+bones clearly favour them apart (``_bones_split``, the noise refitted until nothing more
+splits): features can join people who walk alike, or whom a training run learned as one,
+and bones change with neither. With ``people=N`` the chosen round's tree is cut at N groups.
 
 Plausible range of the number of people: the counts whose likelihood lies within 1.92
 of the best (a 95 % likelihood interval), every round's answer, and the counts reached by
@@ -375,7 +378,8 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     forces the number of groups. Returns labels (W,) numbered by first appearance, the
     plausible range of the number of people and (``with_confidence``) a confidence per walk.
     The number of people is the likeliest cut under a random-effects model, or the bones'
-    own grouping where the bones clearly favour it (module docstring); a walk is never split.
+    own grouping where the bones clearly favour it, and groups the bones clearly say hold
+    several people are split (module docstring); a walk is never split.
     """
     axes, blocks = cue_axes(feats, body, seed)
     n = len(axes)
@@ -387,6 +391,7 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     if body is not None and len(blocks) > 1:
         weights[blocks[0]] = 0.0  # the first tree on the bones alone: gait does not change them
     best, first, found = _rounds(axes, blocks, weights)
+    pieces = first[1] * (int(best[1].max()) + 1) + best[1]  # what both groupings join
     if body is not None and feats is not None and _bones_prefer(first, best, blocks[-1]):
         best = first
     _, labels, span, x, v, nbr = best
@@ -394,6 +399,12 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
         pairs, _ = merge_tree(v, nbr)
         labels = cut(pairs, n, max(0, min(n - people, len(pairs))))
         span = (people, people)
+    elif body is not None and feats is not None:
+        for _ in range(ROUNDS):  # the noise refitted on the split groups, until none splits
+            split = _bones_split(x[:, blocks[-1]], labels, pieces)
+            if _same_partition(split, labels):
+                break
+            labels = split
     gr = groups_of(v, labels)
     sil = float(rms_silhouettes(v, gr, nbr=nbr).mean())
     conf = walk_confidence(x, v, gr, nbr) if with_confidence else np.ones(n)
@@ -500,6 +511,76 @@ def _bones_prefer(first: tuple, best: tuple, bones: slice) -> bool:
     x = best[3][:, bones]  # the bones on the likeliest round's noise axes
     gain = _profile(x, first[1])[0] - _profile(x, best[1])[0]
     return gain > PLAUSIBLE * fewer
+
+
+def _one_person_ll(m: np.ndarray, total: np.ndarray, squares: np.ndarray, s2: np.ndarray,
+                   t2: np.ndarray) -> np.ndarray:
+    """Log marginal likelihood of sets of walks as one person each, from their counts m (K,),
+    sums (K, A) and sums of squares (K, A) (grand mean 0), with the random-effects model's
+    variances fixed: noise s2, spread of person means t2 (A,)."""
+    m = np.asarray(m, dtype=np.float64)[:, None]
+    quad = squares / s2 - t2 * total ** 2 / (s2 * (s2 + m * t2))
+    return -0.5 * (quad + (m - 1) * np.log(s2) + np.log(s2 + m * t2)).sum(axis=1)
+
+
+def _bones_split(bones: np.ndarray, labels: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """Each group split into the pieces the bones' own grouping ``by`` makes of it, where the
+    bones alone find the pieces likelier apart by more than ``PLAUSIBLE`` each (random-effects
+    likelihood with the variances fitted to the whole grouping, then held fixed): a group's
+    pieces are joined, cheapest join first, while a join costs less than that.
+
+    Features can join people who walk alike (one gait, or a training run that learned its
+    own wrong groups and then finds them again); the bones change with neither, so where they
+    clearly say a group holds several people, it is split. Two groupings that err
+    independently rarely join the same two people, so their pieces are mostly one person
+    each. The pieces come from the bones' grouping over all walks, not from a tree fitted
+    inside each group, which finds some split of a big group likelier than none. Weak
+    bones (few, noisy walks) rarely favour a split: their noise, fitted on the grouping, is
+    large."""
+    x = bones - bones.mean(axis=0)
+    _, s2, t2 = _profile(x, labels)
+    s2 = np.maximum(s2, 1e-12)
+    _, lab = np.unique(labels, return_inverse=True)
+    out = lab.copy()
+    nxt = int(lab.max()) + 1
+    key = lab.astype(np.int64) * (int(by.max()) + 1) + by
+    order = np.lexsort((by, lab))
+    bounds = np.searchsorted(lab[order], np.arange(int(lab.max()) + 2))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        idx = order[a:b]
+        _, piece = np.unique(key[idx], return_inverse=True)
+        if piece.max() == 0:
+            continue
+        k = int(piece.max()) + 1
+        m = np.bincount(piece, minlength=k).astype(np.float64)
+        total, squares = np.zeros((k, x.shape[1])), np.zeros((k, x.shape[1]))
+        np.add.at(total, piece, x[idx])
+        np.add.at(squares, piece, x[idx] ** 2)
+        ll = _one_person_ll(m, total, squares, s2, t2)
+        cost = np.full((k, k), np.inf)  # log likelihood lost by joining two pieces
+        for i in range(k - 1):
+            cost[i, i + 1:] = ll[i] + ll[i + 1:] - _one_person_ll(
+                m[i] + m[i + 1:], total[i] + total[i + 1:], squares[i] + squares[i + 1:], s2, t2)
+        alive = np.ones(k, bool)
+        of = np.arange(k)  # the piece each piece has been joined into
+        while True:  # join the pieces whose join costs least, while it costs little
+            i, j = np.unravel_index(np.argmin(cost), cost.shape)
+            if not cost[i, j] <= PLAUSIBLE:
+                break
+            m[i], total[i], squares[i] = m[i] + m[j], total[i] + total[j], squares[i] + squares[j]
+            ll[i] -= cost[i, j] - ll[j]
+            alive[j], of[of == j] = False, i
+            cost[j, :] = cost[:, j] = np.inf
+            rest = np.flatnonzero(alive & (np.arange(k) != i))
+            c = ll[i] + ll[rest] - _one_person_ll(m[i] + m[rest], total[i] + total[rest],
+                                                  squares[i] + squares[rest], s2, t2)
+            cost[i, rest] = np.where(rest > i, c, np.inf)
+            cost[rest, i] = np.where(rest < i, c, np.inf)
+        _, of = np.unique(of, return_inverse=True)
+        part = of[piece]
+        out[idx[part > 0]] = nxt + part[part > 0] - 1
+        nxt += int(of.max())
+    return out
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
