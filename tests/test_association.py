@@ -209,6 +209,20 @@ def test_many_walks_per_person_over_six_gaits_are_one_person_each():
     assert features_alone.people > 2 * a.people  # what the bones undo: people split by gait
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_walk_left_alone_joins_the_person_the_model_prefers(seed):
+    """Set-2 regime, other draws: the bones' tree leaves a few walks of a person alone; each
+    joins its nearest group where the fitted model finds it likelier there than alone, so the
+    count stays within 0.8x-1.25x of the 10 people."""
+    b, reg = _regime("set2")
+    walks, who, _, _ = b.generate(reg, seed=seed)
+    a = associate(b.raw_features(walks), body_proportions(walks), with_confidence=True)
+    assert 8 <= a.people <= 12
+    assert compare_with_subjects(a.labels, [str(w) for w in who])["ari"] > 0.9
+    alone = np.bincount(a.labels)[a.labels] == 1
+    assert not (alone & (a.confidence < 0.5)).any()  # no walk left alone that would rather join
+
+
 def test_three_walks_per_person_are_found_despite_altered_gaits():
     """Set-1 regime (27 people x 3 walks, two of them altered gaits): the count within
     0.8x-1.25x, more than half of the pairs put together one person."""

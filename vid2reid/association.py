@@ -38,7 +38,9 @@ when the bones themselves clearly favour it (``_bones_prefer``). Last, the other
 group is split into the pieces the first round's (bones') grouping makes of it where the
 bones clearly favour them apart (``_bones_split``, the noise refitted until nothing more
 splits): features can join people who walk alike, or whom a training run learned as one,
-and bones change with neither. With ``people=N`` the chosen round's tree is cut at N groups.
+and bones change with neither. A walk the tree left alone then joins its nearest group where
+the fitted model finds it likelier there (``join_alone``; training leaves it alone). With
+``people=N`` the chosen round's tree is cut at N groups.
 
 Plausible range of the number of people: the counts whose likelihood lies within 1.92
 of the best (a 95 % likelihood interval), every round's answer, and the counts reached by
@@ -371,12 +373,16 @@ def rms_silhouettes(v: np.ndarray, gr: _Groups, k: int = K_GRAPH,
 
 
 def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | None = None,
-              seed: int = 0, with_confidence: bool = False) -> Association:
+              seed: int = 0, with_confidence: bool = False, join_alone: bool = True
+              ) -> Association:
     """Group walks into people from their features and/or body proportions (no labels).
 
     ``feats`` (W, D) walk features, ``body`` (W, B) from ``body_proportions``; ``people``
     forces the number of groups. Returns labels (W,) numbered by first appearance, the
     plausible range of the number of people and (``with_confidence``) a confidence per walk.
+    ``join_alone``: a walk the tree left alone joins its nearest group where the fitted model
+    finds it likelier there (training passes False: a wrong join costs it more than a walk
+    left alone, and it trains doubtful walks as their own class anyway).
     The number of people is the likeliest cut under a random-effects model, or the bones'
     own grouping where the bones clearly favour it, and groups the bones clearly say hold
     several people are split (module docstring); a walk is never split.
@@ -406,6 +412,13 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
                 break
             labels = split
     gr = groups_of(v, labels)
+    if people is None and join_alone:  # a walk alone joins its nearest group, if likelier there
+        conf, other = _confidence_and_rival(x, v, gr, nbr)
+        join = (gr.size[gr.labels] == 1) & (conf < 0.5) & (other >= 0)
+        if join.any():
+            labels = gr.labels.copy()
+            labels[join] = other[join]
+            gr = groups_of(v, labels)
     sil = float(rms_silhouettes(v, gr, nbr=nbr).mean())
     conf = walk_confidence(x, v, gr, nbr) if with_confidence else np.ones(n)
     if people is None:
@@ -433,6 +446,12 @@ def walk_confidence(axes: np.ndarray, v: np.ndarray, gr: _Groups, nbr: np.ndarra
     """(W,) probability, under the fitted random-effects model (``_profile``), that a walk
     belongs where it was put rather than to the best alternative: its nearest other group,
     or a person of its own (for a walk alone: its nearest group). Equal prior odds."""
+    return _confidence_and_rival(axes, v, gr, nbr)[0]
+
+
+def _confidence_and_rival(axes: np.ndarray, v: np.ndarray, gr: _Groups,
+                          nbr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``walk_confidence``, and each walk's nearest other group (-1 where there is none)."""
     x = axes - axes.mean(axis=0)
     _, s2, t2 = _profile(axes, gr.labels)
     lab = gr.labels
@@ -450,11 +469,11 @@ def walk_confidence(axes: np.ndarray, v: np.ndarray, gr: _Groups, nbr: np.ndarra
                                        exclude=lab)
         near = _predictive(x, sums[other] / gr.size[other][:, None], gr.size[other], s2, t2)
     else:
-        near = np.full(len(x), -np.inf)
+        other, near = np.full(len(x), -1), np.full(len(x), -np.inf)
     single = m == 0
     rival = np.where(single, near, np.maximum(near, alone))
     mine = np.where(single, alone, own)
-    return 1.0 / (1.0 + np.exp(np.clip(rival - mine, -50, 50)))
+    return 1.0 / (1.0 + np.exp(np.clip(rival - mine, -50, 50))), np.asarray(other)
 
 
 def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray

@@ -58,7 +58,8 @@ def _people(feature_sets: Sequence[torch.Tensor], walk: np.ndarray, cfg: object,
         body = body_proportions(window_walk_frames(xw, walk))
     views = []
     for fs in feature_sets:
-        a = associate(walk_means(fs, walk).cpu().numpy(), body, seed=epoch, with_confidence=True)
+        a = associate(walk_means(fs, walk).cpu().numpy(), body, seed=epoch, with_confidence=True,
+                      join_alone=False)
         views.append(confident_labels(a.labels, a.confidence))
     agreed = agreement(views)  # two walks share a class only where every view joins them
     return [agreed[walk] for _ in feature_sets]
