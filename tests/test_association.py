@@ -257,6 +257,23 @@ def test_bones_split_groups_that_features_learned_wrong():
     assert compare_with_subjects(a.labels, [str(w) for w in who])["ari"] > 0.9
 
 
+def test_pieces_of_one_person_are_joined_and_of_two_kept_apart():
+    """Six pieces of walks (bone vectors), three from each of two people far apart: the
+    greedy join ends with the two people, each whole."""
+    from vid2reid.association import _join_pieces
+
+    rng = np.random.default_rng(0)
+    means = np.array([[2.0] * 5, [-2.0] * 5])
+    piece = np.repeat(np.arange(6), 4)  # pieces 0-2 person 0, pieces 3-5 person 1
+    x = means[piece // 3] + 0.3 * rng.normal(size=(24, 5))
+    m = np.bincount(piece).astype(float)
+    total, squares = np.zeros((6, 5)), np.zeros((6, 5))
+    np.add.at(total, piece, x)
+    np.add.at(squares, piece, x ** 2)
+    part = _join_pieces(m, total, squares, np.full(5, 0.09), np.full(5, 4.0))
+    assert len(set(part[:3])) == 1 and len(set(part[3:])) == 1 and part[0] != part[3]
+
+
 def test_weak_bones_do_not_overrule_features_that_follow_the_person():
     """KGBD-like regime (164 people x 1-3 normal walks, noisy bones): the bones' own tree
     joins people it cannot tell apart; the features' grouping is kept."""

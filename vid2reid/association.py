@@ -34,11 +34,11 @@ person, fade), and the tree is built again; the likeliest grouping of these roun
 kept. The first round's tree uses the bones alone: gait changes the features, not the
 bones. Where people walk in several gaits the likeliest round splits each person by gait
 (each gait is a tight cluster in the features); the first round's grouping is kept instead
-when the bones themselves clearly favour it (``_bones_prefer``). Last, the other way: a
-group is split into the pieces the first round's (bones') grouping makes of it where the
-bones clearly favour them apart (``_bones_split``, the noise refitted until nothing more
-splits): features can join people who walk alike, or whom a training run learned as one,
-and bones change with neither. A walk the tree left alone then joins its nearest group where
+when the bones themselves clearly favour it (``_bones_prefer``). Then the other way: a
+group is split into the pieces that the first round's (bones') grouping and the likeliest
+round's agree on, where the bones clearly favour them apart (``_bones_split``, the noise
+refitted until nothing more splits): features can join people who walk alike, or whom a
+training run learned as one, and bones change with neither. A walk the tree left alone then joins its nearest group where
 the fitted model finds it likelier there (``join_alone``; training leaves it alone). With
 ``people=N`` the chosen round's tree is cut at N groups.
 
@@ -543,23 +543,25 @@ def _one_person_ll(m: np.ndarray, total: np.ndarray, squares: np.ndarray, s2: np
 
 
 def _bones_split(bones: np.ndarray, labels: np.ndarray, by: np.ndarray) -> np.ndarray:
-    """Each group split into the pieces the bones' own grouping ``by`` makes of it, where the
-    bones alone find the pieces likelier apart by more than ``PLAUSIBLE`` each (random-effects
-    likelihood with the variances fitted to the whole grouping, then held fixed): a group's
-    pieces are joined, cheapest join first, while a join costs less than that.
+    """Each group split into the pieces ``by`` makes of it (what the bones' grouping and the
+    likeliest round's both join), where the bones alone find the pieces likelier apart by more
+    than ``PLAUSIBLE`` each (random-effects likelihood with the variances fitted to the whole
+    grouping, then held fixed): a group's pieces are joined, cheapest join first, while a join
+    costs less than that (``_join_pieces``).
 
     Features can join people who walk alike (one gait, or a training run that learned its
     own wrong groups and then finds them again); the bones change with neither, so where they
     clearly say a group holds several people, it is split. Two groupings that err
     independently rarely join the same two people, so their pieces are mostly one person
-    each. The pieces come from the bones' grouping over all walks, not from a tree fitted
-    inside each group, which finds some split of a big group likelier than none. Weak
+    each. The pieces come from groupings over all walks, not from a tree fitted inside each
+    group, which finds some split of a big group likelier than none. Weak
     bones (few, noisy walks) rarely favour a split: their noise, fitted on the grouping, is
     large."""
     x = bones - bones.mean(axis=0)
     _, s2, t2 = _profile(x, labels)
     s2 = np.maximum(s2, 1e-12)
     _, lab = np.unique(labels, return_inverse=True)
+    _, by = np.unique(by, return_inverse=True)
     out = lab.copy()
     nxt = int(lab.max()) + 1
     key = lab.astype(np.int64) * (int(by.max()) + 1) + by
@@ -575,31 +577,49 @@ def _bones_split(bones: np.ndarray, labels: np.ndarray, by: np.ndarray) -> np.nd
         total, squares = np.zeros((k, x.shape[1])), np.zeros((k, x.shape[1]))
         np.add.at(total, piece, x[idx])
         np.add.at(squares, piece, x[idx] ** 2)
-        ll = _one_person_ll(m, total, squares, s2, t2)
-        cost = np.full((k, k), np.inf)  # log likelihood lost by joining two pieces
-        for i in range(k - 1):
-            cost[i, i + 1:] = ll[i] + ll[i + 1:] - _one_person_ll(
-                m[i] + m[i + 1:], total[i] + total[i + 1:], squares[i] + squares[i + 1:], s2, t2)
-        alive = np.ones(k, bool)
-        of = np.arange(k)  # the piece each piece has been joined into
-        while True:  # join the pieces whose join costs least, while it costs little
-            i, j = np.unravel_index(np.argmin(cost), cost.shape)
-            if not cost[i, j] <= PLAUSIBLE:
-                break
-            m[i], total[i], squares[i] = m[i] + m[j], total[i] + total[j], squares[i] + squares[j]
-            ll[i] -= cost[i, j] - ll[j]
-            alive[j], of[of == j] = False, i
-            cost[j, :] = cost[:, j] = np.inf
-            rest = np.flatnonzero(alive & (np.arange(k) != i))
-            c = ll[i] + ll[rest] - _one_person_ll(m[i] + m[rest], total[i] + total[rest],
-                                                  squares[i] + squares[rest], s2, t2)
-            cost[i, rest] = np.where(rest > i, c, np.inf)
-            cost[rest, i] = np.where(rest < i, c, np.inf)
-        _, of = np.unique(of, return_inverse=True)
+        of = _join_pieces(m, total, squares, s2, t2)
         part = of[piece]
         out[idx[part > 0]] = nxt + part[part > 0] - 1
         nxt += int(of.max())
     return out
+
+
+def _join_pieces(m: np.ndarray, total: np.ndarray, squares: np.ndarray, s2: np.ndarray,
+                 t2: np.ndarray) -> np.ndarray:
+    """Pieces (counts, sums, sums of squares) joined greedily: the join that costs the least
+    log likelihood (``_one_person_ll``) first, while it costs at most ``PLAUSIBLE``. Returns
+    each piece's part, 0.. (K,). Each piece's cheapest join is kept up to date, so a group of
+    K pieces costs about K x K evaluations, not K x K per join."""
+    k = len(m)
+    m, total, squares = m.copy(), total.copy(), squares.copy()
+    ll = _one_person_ll(m, total, squares, s2, t2)
+
+    def join_cost(i: int, rest: np.ndarray) -> np.ndarray:
+        return ll[i] + ll[rest] - _one_person_ll(m[i] + m[rest], total[i] + total[rest],
+                                                 squares[i] + squares[rest], s2, t2)
+
+    cost = np.full((k, k), np.inf)
+    for i in range(k - 1):
+        cost[i, i + 1:] = join_cost(i, np.arange(i + 1, k))
+    cost = np.minimum(cost, cost.T)
+    rows = np.arange(k)
+    near = cost.argmin(axis=1)  # each piece's cheapest join
+    alive = np.ones(k, bool)
+    of = np.arange(k)  # the piece each piece has been joined into
+    while True:
+        i = int(np.argmin(cost[rows, near]))
+        j = int(near[i])
+        if not cost[i, j] <= PLAUSIBLE:
+            return np.unique(of, return_inverse=True)[1]
+        ll[i] = ll[i] + ll[j] - cost[i, j]
+        m[i], total[i], squares[i] = m[i] + m[j], total[i] + total[j], squares[i] + squares[j]
+        alive[j], of[of == j] = False, i
+        cost[j, :] = cost[:, j] = np.inf
+        rest = np.flatnonzero(alive & (rows != i))
+        cost[i, rest] = cost[rest, i] = join_cost(i, rest)
+        for r in np.flatnonzero((near == i) | (near == j)):  # their cheapest join moved or went
+            near[r] = cost[r].argmin()
+        near[cost[:, i] < cost[rows, near]] = i
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
