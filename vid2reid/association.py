@@ -38,9 +38,9 @@ when the bones themselves clearly favour it (``_bones_prefer``). Then the other 
 group is split into the pieces that the first round's (bones') grouping and the likeliest
 round's agree on, where the bones clearly favour them apart (``_bones_split``, the noise
 refitted until nothing more splits): features can join people who walk alike, or whom a
-training run learned as one, and bones change with neither. A walk the tree left alone then joins its nearest group where
-the fitted model finds it likelier there (``join_alone``; training leaves it alone). With
-``people=N`` the chosen round's tree is cut at N groups.
+training run learned as one, and bones change with neither. A walk the tree left alone then
+joins its nearest group where the fitted model finds it likelier there (``join_alone``;
+training leaves it alone). With ``people=N`` the chosen round's tree is cut at N groups.
 
 Plausible range of the number of people: the counts whose likelihood lies within 1.92
 of the best (a 95 % likelihood interval), every round's answer, and the counts reached by
@@ -412,15 +412,19 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
                 break
             labels = split
     gr = groups_of(v, labels)
+    conf = None
     if people is None and join_alone:  # a walk alone joins its nearest group, if likelier there
         conf, other = _confidence_and_rival(x, v, gr, nbr)
         join = (gr.size[gr.labels] == 1) & (conf < 0.5) & (other >= 0)
         if join.any():
             labels = gr.labels.copy()
             labels[join] = other[join]
-            gr = groups_of(v, labels)
+            gr, conf = groups_of(v, labels), None
     sil = float(rms_silhouettes(v, gr, nbr=nbr).mean())
-    conf = walk_confidence(x, v, gr, nbr) if with_confidence else np.ones(n)
+    if not with_confidence:
+        conf = np.ones(n)
+    elif conf is None:  # not yet computed for these groups
+        conf = walk_confidence(x, v, gr, nbr)
     if people is None:
         # plausible: the likelihood interval, every round's answer, and every unsure walk
         # (confidence below one half) moved to its rival: out of its group or into another
@@ -554,9 +558,8 @@ def _bones_split(bones: np.ndarray, labels: np.ndarray, by: np.ndarray) -> np.nd
     clearly say a group holds several people, it is split. Two groupings that err
     independently rarely join the same two people, so their pieces are mostly one person
     each. The pieces come from groupings over all walks, not from a tree fitted inside each
-    group, which finds some split of a big group likelier than none. Weak
-    bones (few, noisy walks) rarely favour a split: their noise, fitted on the grouping, is
-    large."""
+    group, which finds some split of a big group likelier than none. Weak bones (few, noisy
+    walks) rarely favour a split: their noise, fitted on the grouping, is large."""
     x = bones - bones.mean(axis=0)
     _, s2, t2 = _profile(x, labels)
     s2 = np.maximum(s2, 1e-12)
