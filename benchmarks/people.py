@@ -320,8 +320,10 @@ def bone_stats(walks: list[np.ndarray], who: np.ndarray, layout: str) -> dict[st
 
 
 def score(name: str, feats: np.ndarray | None, body: np.ndarray | None, who: np.ndarray,
-          extra: str = "") -> dict:
-    """Associate and print one store's line."""
+          extra: str = "", cues: str = "both") -> dict:
+    """Associate and print one store's line (``cues``: both, or bones or features alone)."""
+    feats = None if cues == "bones" else feats
+    body = None if cues == "features" else body
     t = time.perf_counter()
     a = associate(feats, body, with_confidence=True)
     dt = time.perf_counter() - t
@@ -426,7 +428,12 @@ def main() -> None:
                     help="with --train --eval: also the upper bound, each person's training walks "
                          "joined into one (reads the people: a reference, not a method)")
     ap.add_argument("--stats", action="store_true", help="print the realised bone statistics")
+    ap.add_argument("--cues", choices=("both", "bones", "features"), default="both",
+                    help="group by both cues (the default's association), or by one alone "
+                         "(to see what each cue adds)")
     args = ap.parse_args()
+    if args.cues != "both":
+        print(f"cues: {args.cues} alone (not the default, which groups by both)")
     print(f"{'store':<22} {'walks':>6} {'true':>5} {'found':>6} {'range':<11} {'ARI':>5} "
           f"{'prec':>5} {'rec':>5} {'x':>5} {'s':>6}")
     results = []
@@ -456,7 +463,7 @@ def main() -> None:
             body = body_proportions(walks)
         else:
             feats, body = raw_features(walks), body_proportions(walks)
-        results.append(score(reg.name, feats, body, who, extra))
+        results.append(score(reg.name, feats, body, who, extra, args.cues))
     for store in args.kgbd:
         for split in ("train", None):
             walks, who, layout = store_walks(store, split)
@@ -466,10 +473,11 @@ def main() -> None:
                 extra = (f"bones: jitter {s['jitter']:.3f} across {s['across']:.3f} between "
                          f"{s['between']:.3f} nearest {s['nearest']:.0%}")
             results.append(score(f"{store.name}:{split or 'all'}", raw_features(walks),
-                                 body_proportions(walks), who, extra))
+                                 body_proportions(walks), who, extra, args.cues))
     for store in args.store:
         walks, who, _ = store_walks(store, None)
-        results.append(score(store.name, raw_features(walks), body_proportions(walks), who))
+        results.append(score(store.name, raw_features(walks), body_proportions(walks), who,
+                             cues=args.cues))
     if results:
         worst = min(results, key=lambda r: r["ari"])
         print(f"worst ARI: {worst['ari']:.2f} ({worst['store']}); found/true from "
