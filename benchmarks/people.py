@@ -25,7 +25,8 @@ precision / recall, and the realised bone statistics (to check the calibration).
 ``--train`` a walk's feature is its mean root-relative pose (the raw baseline's feature); with
 ``--train EPOCHS`` each generated store is written, a run is trained on it with the default
 pseudo-labels for that many epochs, and ``vid2reid group``'s association is scored with the
-run's features. The bench's verdict is its worst store, never the mean:
+run's features; ``--cues bones`` or ``--cues features`` groups by one cue alone, to see what
+each adds. The bench's verdict is its worst store, never the mean:
 
     PYTHONPATH=. .venv/bin/python benchmarks/people.py --kgbd KGBD_STORE --store CLIPS_STORE
 """
