@@ -321,12 +321,13 @@ def bone_stats(walks: list[np.ndarray], who: np.ndarray, layout: str) -> dict[st
 
 
 def score(name: str, feats: np.ndarray | None, body: np.ndarray | None, who: np.ndarray,
-          extra: str = "", cues: str = "both") -> dict:
-    """Associate and print one store's line (``cues``: both, or bones or features alone)."""
+          extra: str = "", cues: str = "both", prior: str | None = None) -> dict:
+    """Associate and print one store's line (``cues``: both, or bones or features alone;
+    ``prior``: ``associate``'s)."""
     feats = None if cues == "bones" else feats
     body = None if cues == "features" else body
     t = time.perf_counter()
-    a = associate(feats, body, with_confidence=True)
+    a = associate(feats, body, with_confidence=True, prior=prior)
     dt = time.perf_counter() - t
     e = compare_with_subjects(a.labels, [str(x) for x in who])
     true = int(len(np.unique(who)))
@@ -432,9 +433,14 @@ def main() -> None:
     ap.add_argument("--cues", choices=("both", "bones", "features"), default="both",
                     help="group by both cues (the default's association), or by one alone "
                          "(to see what each cue adds)")
+    ap.add_argument("--prior", choices=("crp",), default=None,
+                    help="a Chinese-restaurant prior over groupings in the cut's likelihood "
+                         "(an experiment, not the default)")
     args = ap.parse_args()
     if args.cues != "both":
         print(f"cues: {args.cues} alone (not the default, which groups by both)")
+    if args.prior:
+        print(f"prior: {args.prior} (not the default, which has none)")
     print(f"{'store':<22} {'walks':>6} {'true':>5} {'found':>6} {'range':<11} {'ARI':>5} "
           f"{'prec':>5} {'rec':>5} {'x':>5} {'s':>6}")
     results = []
@@ -464,7 +470,7 @@ def main() -> None:
             body = body_proportions(walks)
         else:
             feats, body = raw_features(walks), body_proportions(walks)
-        results.append(score(reg.name, feats, body, who, extra, args.cues))
+        results.append(score(reg.name, feats, body, who, extra, args.cues, args.prior))
     for store in args.kgbd:
         for split in ("train", None):
             walks, who, layout = store_walks(store, split)
@@ -474,11 +480,11 @@ def main() -> None:
                 extra = (f"bones: jitter {s['jitter']:.3f} across {s['across']:.3f} between "
                          f"{s['between']:.3f} nearest {s['nearest']:.0%}")
             results.append(score(f"{store.name}:{split or 'all'}", raw_features(walks),
-                                 body_proportions(walks), who, extra, args.cues))
+                                 body_proportions(walks), who, extra, args.cues, args.prior))
     for store in args.store:
         walks, who, _ = store_walks(store, None)
         results.append(score(store.name, raw_features(walks), body_proportions(walks), who,
-                             cues=args.cues))
+                             cues=args.cues, prior=args.prior))
     if results:
         worst = min(results, key=lambda r: r["ari"])
         print(f"worst ARI: {worst['ari']:.2f} ({worst['store']}); found/true from "

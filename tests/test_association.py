@@ -298,3 +298,23 @@ def test_bones_are_found_by_their_absolute_spread():
     i, j = np.triu_indices(20, k=1)
     chosen = {(int(i[k]), int(j[k])) for k in rigid_pairs(cv * med, med, 20)}
     assert len(chosen & set(layout_bones(layout))) >= 10
+
+
+def test_crp_prior_stops_the_bones_alone_carving_people_with_many_walks():
+    """An experiment, not the default (``prior="crp"``): on the bones alone, later rounds
+    cut each of set2's people into tight pieces (many groups for 10); with the
+    Chinese-restaurant prior over groupings the cut keeps them whole. The prior is 0 for one
+    group and for every walk alone, below 0 between."""
+    from vid2reid.association import _crp_log_prior
+
+    assert _crp_log_prior(np.zeros(6, int)) == 0.0 == _crp_log_prior(np.arange(6))
+    assert _crp_log_prior(np.array([0, 0, 0, 1, 1, 2])) < 0.0
+    b, reg = _regime("set2")
+    walks, who, _, _ = b.generate(reg, seed=0)
+    body = body_proportions(walks)
+    assert associate(None, body).people > 30
+    a = associate(None, body, prior="crp")
+    assert 8 <= a.people <= 12
+    assert compare_with_subjects(a.labels, [str(w) for w in who])["ari"] > 0.9
+    with pytest.raises(ConfigError, match="unknown prior"):
+        associate(None, body, prior="dirichlet")

@@ -373,8 +373,8 @@ def rms_silhouettes(v: np.ndarray, gr: _Groups, k: int = K_GRAPH,
 
 
 def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | None = None,
-              seed: int = 0, with_confidence: bool = False, join_alone: bool = True
-              ) -> Association:
+              seed: int = 0, with_confidence: bool = False, join_alone: bool = True,
+              prior: str | None = None) -> Association:
     """Group walks into people from their features and/or body proportions (no labels).
 
     ``feats`` (W, D) walk features, ``body`` (W, B) from ``body_proportions``; ``people``
@@ -383,10 +383,14 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     ``join_alone``: a walk the tree left alone joins its nearest group where the fitted model
     finds it likelier there (training passes False: a wrong join costs it more than a walk
     left alone, and it trains doubtful walks as their own class anyway).
+    ``prior="crp"`` adds a prior over groupings to every cut's likelihood (``_crp_log_prior``):
+    an experiment ``benchmarks/people.py --prior crp`` measures, not the default.
     The number of people is the likeliest cut under a random-effects model, or the bones'
     own grouping where the bones clearly favour it, and groups the bones clearly say hold
     several people are split (module docstring); a walk is never split.
     """
+    if prior not in (None, "crp"):
+        raise ConfigError(f"unknown prior {prior!r} (None or 'crp')")
     axes, blocks = cue_axes(feats, body, seed)
     n = len(axes)
     if people is not None and not 1 <= people <= max(n, 1):
@@ -396,7 +400,7 @@ def associate(feats: np.ndarray | None, body: np.ndarray | None, people: int | N
     weights = np.ones(axes.shape[1])
     if body is not None and len(blocks) > 1:
         weights[blocks[0]] = 0.0  # the first tree on the bones alone: gait does not change them
-    best, first, found = _rounds(axes, blocks, weights)
+    best, first, found = _rounds(axes, blocks, weights, prior)
     pieces = first[1] * (int(best[1].max()) + 1) + best[1]  # what both groupings join
     if body is not None and feats is not None and _bones_prefer(first, best, blocks[-1]):
         best = first
@@ -480,8 +484,8 @@ def _confidence_and_rival(axes: np.ndarray, v: np.ndarray, gr: _Groups,
     return 1.0 / (1.0 + np.exp(np.clip(rival - mine, -50, 50))), np.asarray(other)
 
 
-def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray
-            ) -> tuple[tuple, tuple, list[int]]:
+def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray,
+            prior: str | None = None) -> tuple[tuple, tuple, list[int]]:
     """From one start (axis weights): tree -> likeliest cut -> noise axes and weights from
     that cut -> tree, until a grouping repeats (at most ``ROUNDS``). Returns the likeliest
     round and the first round, each as (log likelihood, labels, likelihood interval of the
@@ -498,7 +502,7 @@ def _rounds(axes: np.ndarray, blocks: list[slice], weights: np.ndarray
         v = x * weights
         nbr = walk_neighbours(v)
         pairs, _ = merge_tree(v, nbr)
-        ll, labels, span = _likeliest_cut(x, pairs)
+        ll, labels, span = _likeliest_cut(x, pairs, prior)
         ll += n * logdet  # the density of the walks themselves: every round on one scale
         found.append(len(np.unique(labels)))
         if best is None or ll > best[0]:
@@ -694,22 +698,50 @@ def _profile(axes: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, n
     return ll, s2[k, cols], RHO_GRID[k] * s2[k, cols]
 
 
-def _likeliest_cut(axes: np.ndarray, pairs: np.ndarray
+def _crp_log_prior(labels: np.ndarray) -> float:
+    """Log probability of a grouping under a Chinese-restaurant process whose concentration is
+    fitted by maximum likelihood to the grouping (0 for one group or every walk alone).
+
+    Measured, not the default (methods.md): a cut that carves a person's many walks into tight
+    pieces gains likelihood on the axes the tree was built on; this prior costs such a cut
+    its many small groups."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import gammaln
+
+    m = np.bincount(np.unique(labels, return_inverse=True)[1]).astype(np.float64)
+    n, k = float(m.sum()), len(m)
+    if k in (1, int(n)):
+        return 0.0
+    sizes = float(gammaln(m).sum())
+
+    def log_p(log_alpha: float) -> float:
+        a = np.exp(log_alpha)
+        return float(k * log_alpha + sizes - gammaln(a + n) + gammaln(a))
+
+    best = minimize_scalar(lambda la: -log_p(la), bounds=(-20.0, 20.0), method="bounded")
+    return log_p(best.x)
+
+
+def _likeliest_cut(axes: np.ndarray, pairs: np.ndarray, prior: str | None = None
                    ) -> tuple[float, np.ndarray, tuple[int, int]]:
-    """The cut of the merge tree with the highest marginal likelihood (``_profile``), and the
-    range of group counts whose likelihood lies within ``PLAUSIBLE`` log units of it."""
+    """The cut of the merge tree with the highest marginal likelihood (``_profile``; plus the
+    log prior of ``_crp_log_prior`` with ``prior="crp"``), and the range of group counts whose
+    likelihood lies within ``PLAUSIBLE`` log units of it."""
     n = len(axes)
+
+    def score(labels: np.ndarray) -> float:
+        return _profile(axes, labels)[0] + (_crp_log_prior(labels) if prior == "crp" else 0.0)
+
     fewest = max(n - len(pairs), 1)
     counts = np.unique(np.round(np.geomspace(n, fewest, CUTS)).astype(int))[::-1]
-    lls = np.array([_profile(axes, cut(pairs, n, max(0, min(n - int(p), len(pairs)))))[0]
-                    for p in counts])
+    lls = np.array([score(cut(pairs, n, max(0, min(n - int(p), len(pairs))))) for p in counts])
     i = int(np.argmax(lls))
     hi, lo = counts[max(i - 1, 0)], counts[min(i + 1, len(counts) - 1)]
     fine = np.unique(np.concatenate([np.arange(lo, hi + 1) if hi - lo <= 4 * CUTS else
                                      np.round(np.linspace(lo, hi, 4 * CUTS)).astype(int),
                                      counts]))[::-1]
     labels = [cut(pairs, n, max(0, min(n - int(p), len(pairs)))) for p in fine]
-    lls = np.array([_profile(axes, lab)[0] for lab in labels])
+    lls = np.array([score(lab) for lab in labels])
     i = int(np.argmax(lls))
     near = fine[lls >= lls[i] - PLAUSIBLE]
     return float(lls[i]), labels[i], (int(near.min()), int(near.max()))
