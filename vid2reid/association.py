@@ -702,24 +702,25 @@ def _crp_log_prior(labels: np.ndarray) -> float:
     """Log probability of a grouping under a Chinese-restaurant process whose concentration is
     fitted by maximum likelihood to the grouping (0 for one group or every walk alone).
 
-    Measured, not the default (methods.md): a cut that carves a person's many walks into tight
-    pieces gains likelihood on the axes the tree was built on; this prior costs such a cut
-    its many small groups."""
-    from scipy.optimize import minimize_scalar
-    from scipy.special import gammaln
+    Measured, not the default (methods.md): a tree built on the axes a grouping weights most
+    can carve a person's many walks into tight pieces, and on those same axes the pieces look
+    likelier than the person; this prior costs such a cut its many small groups."""
+    from scipy.optimize import brentq
+    from scipy.special import digamma, gammaln
 
     m = np.bincount(np.unique(labels, return_inverse=True)[1]).astype(np.float64)
     n, k = float(m.sum()), len(m)
     if k in (1, int(n)):
         return 0.0
-    sizes = float(gammaln(m).sum())
 
-    def log_p(log_alpha: float) -> float:
+    def expected_groups_minus_k(log_alpha: float) -> float:  # increasing in alpha
         a = np.exp(log_alpha)
-        return float(k * log_alpha + sizes - gammaln(a + n) + gammaln(a))
+        return float(a * (digamma(a + n) - digamma(a))) - k
 
-    best = minimize_scalar(lambda la: -log_p(la), bounds=(-20.0, 20.0), method="bounded")
-    return log_p(best.x)
+    # from 1 expected group to all but 1 / 200 of the walks alone
+    log_alpha = brentq(expected_groups_minus_k, -30.0, 2 * np.log(n) + 5.0, xtol=1e-10)
+    a = np.exp(log_alpha)
+    return float(k * log_alpha + gammaln(m).sum() - gammaln(a + n) + gammaln(a))
 
 
 def _likeliest_cut(axes: np.ndarray, pairs: np.ndarray, prior: str | None = None
