@@ -717,7 +717,7 @@ def _crp_log_prior(labels: np.ndarray) -> float:
         a = np.exp(log_alpha)
         return float(a * (digamma(a + n) - digamma(a))) - k
 
-    # from 1 expected group to all but 1 / 200 of the walks alone
+    # the root lies between alpha ~ 0 (one group expected) and ~150 n^2 (n - 1/300 expected)
     log_alpha = brentq(expected_groups_minus_k, -30.0, 2 * np.log(n) + 5.0, xtol=1e-10)
     a = np.exp(log_alpha)
     return float(k * log_alpha + gammaln(m).sum() - gammaln(a + n) + gammaln(a))
