@@ -56,7 +56,7 @@ def main() -> None:
         cues = {"bones": (body, True)}
     key = np.array([f"{r.subject}:{r.condition}" for r in records])
     ref = args.ref or Counter(key.tolist()).most_common(1)[0][0]
-    if not (key == ref).sum() >= 2:
+    if (key == ref).sum() < 2:
         raise SystemExit(f"{args.store}: --ref {ref} names fewer than two walks")
     dist = {c: distances(x, key == ref, rms) for c, (x, rms) in cues.items()}
     print(f"distance to the mean of {ref}'s walks ({(key == ref).sum()} walks; "
